@@ -1,0 +1,10 @@
+//! ironflow's control plane: everything that is not the packet hot path.
+//!
+//! Owns the OVSDB client ([`ovsdb`]), the Southbound follower that keeps a
+//! typed copy of the SB tables and turns it into a
+//! [`LogicalNetwork`](ironflow_pipeline::LogicalNetwork) ([`sb`]), and the
+//! `ironflow` command line ([`cli`]). Later: chassis registration, port
+//! claiming, controller actions (ovn-controller's pinctrl), the daemon and
+//! its management socket.
+
+pub mod ovsdb;

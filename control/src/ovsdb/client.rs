@@ -1,0 +1,589 @@
+//! One OVSDB JSON-RPC connection on tokio.
+//!
+//! A task owns the socket: it matches replies to requests, answers the
+//! server's `echo`, probes an idle server with its own `echo` (dropping the
+//! connection when that goes unanswered, as ovn-controller does), and hands
+//! notifications (`update`, `update2`, `update3`, …) to the caller in order.
+//! Malformed messages are counted and logged; only a stream that can no
+//! longer be split ends the connection.
+
+use super::framing::JsonSplitter;
+use super::jsonrpc::Message;
+use super::remote::Remote;
+use super::schema::DatabaseSchema;
+use bytes::BytesMut;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant};
+use tracing::{debug, warn};
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Idle time after which we probe the server with `echo`, and the time
+    /// we then give it to answer. `None` disables probing.
+    pub probe_interval: Option<Duration>,
+    pub connect_timeout: Duration,
+    /// Largest message accepted; a whole SB database arrives as one.
+    pub max_message: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            // ovn-controller's default ovn-remote-probe-interval.
+            probe_interval: Some(Duration::from_secs(5)),
+            connect_timeout: Duration::from_secs(5),
+            max_message: 1 << 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {remote}: {source}")]
+    Connect {
+        remote: String,
+        source: std::io::Error,
+    },
+    #[error("connection to {remote} lost: {reason}")]
+    Disconnected { remote: String, reason: String },
+    #[error("{method} failed: {error}")]
+    Rpc { method: String, error: Value },
+    #[error("transaction failed: {0}")]
+    Transact(String),
+    #[error("unexpected reply: {0}")]
+    Protocol(String),
+}
+
+/// What a connection has seen, as plain numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    /// Messages that were not JSON or not JSON-RPC, dropped.
+    pub malformed: u64,
+    /// Server requests with a method we do not serve, answered with an error.
+    pub unknown_method: u64,
+    /// Replies whose id matched no request of ours.
+    pub stray_replies: u64,
+    pub echoes_answered: u64,
+    pub probes_sent: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    malformed: AtomicU64,
+    unknown_method: AtomicU64,
+    stray_replies: AtomicU64,
+    echoes_answered: AtomicU64,
+    probes_sent: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> ClientStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ClientStats {
+            messages_in: get(&self.messages_in),
+            messages_out: get(&self.messages_out),
+            malformed: get(&self.malformed),
+            unknown_method: get(&self.unknown_method),
+            stray_replies: get(&self.stray_replies),
+            echoes_answered: get(&self.echoes_answered),
+            probes_sent: get(&self.probes_sent),
+        }
+    }
+}
+
+/// A notification from the server, or the end of the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Notification { method: String, params: Value },
+    /// The connection is gone; no more events follow.
+    Closed { reason: String },
+}
+
+type ReplySender = oneshot::Sender<Result<Value, Value>>;
+
+enum Command {
+    Send {
+        msg: Message,
+        reply: Option<(u64, ReplySender)>,
+    },
+}
+
+/// Handle to a connection; cheap to clone. The connection closes when every
+/// handle is dropped or the server goes away.
+#[derive(Clone)]
+pub struct Client {
+    remote: String,
+    commands: mpsc::UnboundedSender<Command>,
+    next_id: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    close_reason: Arc<Mutex<Option<String>>>,
+}
+
+/// A request on its way; await [`PendingRequest::reply`], or cancel it.
+pub struct PendingRequest {
+    pub id: u64,
+    method: String,
+    rx: oneshot::Receiver<Result<Value, Value>>,
+    client: Client,
+}
+
+impl PendingRequest {
+    pub async fn reply(self) -> Result<Value, ClientError> {
+        match self.rx.await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(error)) => Err(ClientError::Rpc {
+                method: self.method,
+                error,
+            }),
+            Err(_) => Err(self.client.disconnected()),
+        }
+    }
+}
+
+impl Client {
+    /// Connects to `remote` and starts the connection task. Events arrive on
+    /// the returned receiver.
+    pub async fn connect(
+        remote: &Remote,
+        opts: &ClientOptions,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Event>), ClientError> {
+        let name = remote.to_string();
+        let connect_err = |source| ClientError::Connect {
+            remote: name.clone(),
+            source,
+        };
+        let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        match remote {
+            Remote::Unix(path) => {
+                let stream = timeout(opts.connect_timeout, tokio::net::UnixStream::connect(path))
+                    .await
+                    .map_err(|_| connect_err(timed_out()))?
+                    .map_err(connect_err)?;
+                Ok(Self::from_stream(stream, name, opts))
+            }
+            Remote::Tcp(addr) => {
+                let stream = timeout(opts.connect_timeout, tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| connect_err(timed_out()))?
+                    .map_err(connect_err)?;
+                // Small requests must not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                Ok(Self::from_stream(stream, name, opts))
+            }
+        }
+    }
+
+    /// Runs the protocol over an already connected byte stream.
+    pub fn from_stream<S>(
+        stream: S,
+        remote: String,
+        opts: &ClientOptions,
+    ) -> (Client, mpsc::UnboundedReceiver<Event>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
+        let client = Client {
+            remote,
+            commands: cmd_tx,
+            next_id: Arc::new(AtomicU64::new(1)),
+            counters: Arc::new(Counters::default()),
+            close_reason: Arc::new(Mutex::new(None)),
+        };
+        let conn = Connection {
+            remote: client.remote.clone(),
+            pending: HashMap::new(),
+            events: event_tx,
+            counters: client.counters.clone(),
+            next_id: client.next_id.clone(),
+            probe_interval: opts.probe_interval,
+            splitter: JsonSplitter::new(opts.max_message),
+        };
+        let close_reason = client.close_reason.clone();
+        tokio::spawn(async move {
+            let reason = conn.run(stream, cmd_rx).await;
+            debug!(%reason, "ovsdb connection closed");
+            *close_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        });
+        (client, event_rx)
+    }
+
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        self.counters.snapshot()
+    }
+
+    fn disconnected(&self) -> ClientError {
+        let reason = self
+            .close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| "connection closed".into());
+        ClientError::Disconnected {
+            remote: self.remote.clone(),
+            reason,
+        }
+    }
+
+    /// Sends a request and returns a handle to its reply.
+    pub fn start_request(&self, method: &str, params: Value) -> Result<PendingRequest, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let msg = Message::Request {
+            id: json!(id),
+            method: method.to_string(),
+            params,
+        };
+        self.commands
+            .send(Command::Send {
+                msg,
+                reply: Some((id, tx)),
+            })
+            .map_err(|_| self.disconnected())?;
+        Ok(PendingRequest {
+            id,
+            method: method.to_string(),
+            rx,
+            client: self.clone(),
+        })
+    }
+
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.start_request(method, params)?.reply().await
+    }
+
+    pub fn notify(&self, method: &str, params: Value) -> Result<(), ClientError> {
+        let msg = Message::Notification {
+            method: method.to_string(),
+            params,
+        };
+        self.commands
+            .send(Command::Send { msg, reply: None })
+            .map_err(|_| self.disconnected())
+    }
+
+    /// Asks the server to abandon a request (RFC 7047 §4.1.4); the server
+    /// answers the request itself with an error.
+    pub fn cancel(&self, request: &PendingRequest) -> Result<(), ClientError> {
+        self.notify("cancel", json!([request.id]))
+    }
+
+    /// Round trip to the server.
+    pub async fn echo(&self) -> Result<Duration, ClientError> {
+        let start = Instant::now();
+        self.request("echo", json!(["ironflow"])).await?;
+        Ok(start.elapsed())
+    }
+
+    pub async fn list_dbs(&self) -> Result<Vec<String>, ClientError> {
+        let reply = self.request("list_dbs", json!([])).await?;
+        serde_json::from_value(reply.clone())
+            .map_err(|_| ClientError::Protocol(format!("list_dbs returned {reply}")))
+    }
+
+    pub async fn get_schema(&self, db: &str) -> Result<DatabaseSchema, ClientError> {
+        let reply = self.request("get_schema", json!([db])).await?;
+        DatabaseSchema::from_json(&reply).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `monitor_cond` (ovsdb-server(7)): the reply is the initial contents
+    /// in `update2` form, and later changes arrive as `update2`.
+    pub async fn monitor_cond(
+        &self,
+        db: &str,
+        monitor_id: &Value,
+        requests: Value,
+    ) -> Result<Value, ClientError> {
+        self.request("monitor_cond", json!([db, monitor_id, requests])).await
+    }
+
+    /// RFC 7047 `monitor`: the reply and later `update`s use the old form.
+    pub async fn monitor(&self, db: &str, monitor_id: &Value, requests: Value) -> Result<Value, ClientError> {
+        self.request("monitor", json!([db, monitor_id, requests])).await
+    }
+
+    pub async fn monitor_cancel(&self, monitor_id: &Value) -> Result<(), ClientError> {
+        self.request("monitor_cancel", json!([monitor_id])).await.map(drop)
+    }
+
+    /// Runs a transaction and returns each operation's result, or the first
+    /// error the server reported for it.
+    pub async fn transact(&self, db: &str, ops: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+        let n_ops = ops.len();
+        let mut params = vec![json!(db)];
+        params.extend(ops);
+        let reply = self.request("transact", Value::Array(params)).await?;
+        let Value::Array(results) = reply else {
+            return Err(ClientError::Protocol(format!("transact returned {reply}")));
+        };
+        // RFC 7047 §4.1.3: an error is either in the failing operation's
+        // slot or, for a commit failure, in an extra slot past the last.
+        if let Some(failed) = results.iter().find(|r| r.get("error").is_some()) {
+            let what = failed["error"].as_str().unwrap_or("error");
+            let details = failed.get("details").and_then(Value::as_str).unwrap_or("");
+            return Err(ClientError::Transact(format!("{what}: {details}")));
+        }
+        if results.len() < n_ops {
+            return Err(ClientError::Protocol(format!(
+                "transact returned {} results for {n_ops} operations",
+                results.len()
+            )));
+        }
+        Ok(results)
+    }
+}
+
+struct Connection {
+    remote: String,
+    pending: HashMap<u64, Option<ReplySender>>,
+    events: mpsc::UnboundedSender<Event>,
+    counters: Arc<Counters>,
+    next_id: Arc<AtomicU64>,
+    probe_interval: Option<Duration>,
+    splitter: JsonSplitter,
+}
+
+impl Connection {
+    /// Runs until the connection ends; returns why.
+    async fn run<S>(mut self, mut stream: S, mut commands: mpsc::UnboundedReceiver<Command>) -> String
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut last_rx = Instant::now();
+        let mut probe_sent: Option<Instant> = None;
+        let reason = loop {
+            let deadline = self
+                .probe_interval
+                .map(|every| probe_sent.unwrap_or(last_rx) + every);
+            let idle = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                read = stream.read_buf(&mut buf) => {
+                    match read {
+                        Ok(0) => break "closed by the server".to_string(),
+                        Ok(_) => {}
+                        Err(e) => break format!("read error: {e}"),
+                    }
+                    last_rx = Instant::now();
+                    probe_sent = None;
+                    if buf.capacity() - buf.len() < 16 * 1024 {
+                        buf.reserve(64 * 1024);
+                    }
+                    if let Err(reason) = self.drain_messages(&mut buf, &mut stream).await {
+                        break reason;
+                    }
+                }
+                cmd = commands.recv() => {
+                    let Some(Command::Send { msg, reply }) = cmd else {
+                        break "closed by ironflow".to_string();
+                    };
+                    if let Some((id, tx)) = reply {
+                        self.pending.insert(id, Some(tx));
+                    }
+                    if let Err(e) = self.write(&mut stream, &msg).await {
+                        break format!("write error: {e}");
+                    }
+                }
+                _ = idle => {
+                    if probe_sent.is_some() {
+                        break format!(
+                            "no answer to the inactivity probe in {:?}",
+                            self.probe_interval.unwrap_or_default()
+                        );
+                    }
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    self.pending.insert(id, None);
+                    Counters::bump(&self.counters.probes_sent);
+                    let probe = Message::Request { id: json!(id), method: "echo".into(), params: json!([]) };
+                    if let Err(e) = self.write(&mut stream, &probe).await {
+                        break format!("write error: {e}");
+                    }
+                    probe_sent = Some(Instant::now());
+                }
+            }
+        };
+        let _ = self.events.send(Event::Closed {
+            reason: reason.clone(),
+        });
+        reason
+    }
+
+    async fn write<S: AsyncWrite + Unpin>(&self, stream: &mut S, msg: &Message) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(&msg.to_json()).expect("JSON values serialise");
+        stream.write_all(&bytes).await?;
+        Counters::bump(&self.counters.messages_out);
+        Ok(())
+    }
+
+    /// Handles every whole message in `buf`. Errs only when the stream is
+    /// beyond repair.
+    async fn drain_messages<S>(&mut self, buf: &mut BytesMut, stream: &mut S) -> Result<(), String>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        while let Some(end) = self.splitter.scan(buf).map_err(|e| e.to_string())? {
+            let frame = buf.split_to(end);
+            Counters::bump(&self.counters.messages_in);
+            let msg = serde_json::from_slice(&frame)
+                .map_err(|e| e.to_string())
+                .and_then(|v| Message::from_json(v).map_err(|e| e.to_string()));
+            match msg {
+                Ok(msg) => self.dispatch(msg, stream).await?,
+                Err(e) => {
+                    Counters::bump(&self.counters.malformed);
+                    warn!(remote = %self.remote, "dropping malformed message: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn dispatch<S: AsyncWrite + Unpin>(&mut self, msg: Message, stream: &mut S) -> Result<(), String> {
+        match msg {
+            Message::Reply { id, result } => self.complete(&id, Ok(result)),
+            Message::Error { id, error } => self.complete(&id, Err(error)),
+            Message::Request { id, method, params } => {
+                let answer = if method == "echo" {
+                    Counters::bump(&self.counters.echoes_answered);
+                    Message::Reply { id, result: params }
+                } else {
+                    Counters::bump(&self.counters.unknown_method);
+                    warn!(remote = %self.remote, %method, "server called a method ironflow does not serve");
+                    Message::Error {
+                        id,
+                        error: json!({"error": "unknown method", "details": method}),
+                    }
+                };
+                self.write(stream, &answer).await.map_err(|e| format!("write error: {e}"))?;
+            }
+            Message::Notification { method, params } => {
+                // The receiver may be gone when the owner stopped listening;
+                // the connection then only serves requests.
+                let _ = self.events.send(Event::Notification { method, params });
+            }
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, id: &Value, outcome: Result<Value, Value>) {
+        match id.as_u64().and_then(|id| self.pending.remove(&id)) {
+            Some(Some(tx)) => {
+                let _ = tx.send(outcome);
+            }
+            Some(None) => {} // answer to our inactivity probe
+            None => {
+                Counters::bump(&self.counters.stray_replies);
+                warn!(remote = %self.remote, %id, "reply to no request of ours");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{duplex, AsyncBufReadExt, BufReader};
+
+    /// A scripted peer on the far end of an in-memory pipe, for the corner
+    /// cases a well-behaved ovsdb-server never produces. The real server is
+    /// exercised by the integration tests in `testbeds`.
+    fn pipe(opts: ClientOptions) -> (Client, mpsc::UnboundedReceiver<Event>, tokio::io::DuplexStream) {
+        let (ours, theirs) = duplex(1 << 16);
+        let (client, events) = Client::from_stream(ours, "test".into(), &opts);
+        (client, events, theirs)
+    }
+
+    async fn read_json(peer: &mut BufReader<tokio::io::DuplexStream>) -> Value {
+        // Our writes carry no delimiter; read byte by byte through the splitter.
+        let mut splitter = JsonSplitter::new(1 << 20);
+        let mut buf = Vec::new();
+        loop {
+            let byte = peer.fill_buf().await.unwrap()[0];
+            peer.consume(1);
+            buf.push(byte);
+            if let Some(end) = splitter.scan(&buf).unwrap() {
+                return serde_json::from_slice(&buf[..end]).unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn survives_garbage_answers_echo_and_refuses_unknown_methods() {
+        let (client, mut events, peer) = pipe(ClientOptions::default());
+        let mut peer = BufReader::new(peer);
+        let pending = client.start_request("list_dbs", json!([])).unwrap();
+        let req = read_json(&mut peer).await;
+        assert_eq!(req["method"], "list_dbs");
+        let script = format!(
+            "{{\"not json\" }} [1] {{\"id\":\"e1\",\"method\":\"echo\",\"params\":[7]}}\
+             {{\"id\":\"q\",\"method\":\"frobnicate\",\"params\":[]}}\
+             {{\"id\":999,\"result\":[],\"error\":null}}\
+             {{\"id\":null,\"method\":\"update2\",\"params\":[\"m\",{{}}]}}\
+             {{\"id\":{},\"result\":[\"OVN_Southbound\"],\"error\":null}}",
+            req["id"]
+        );
+        peer.get_mut().write_all(script.as_bytes()).await.unwrap();
+        let echo_reply = read_json(&mut peer).await;
+        assert_eq!(echo_reply, json!({"id": "e1", "result": [7], "error": null}));
+        let refusal = read_json(&mut peer).await;
+        assert_eq!(refusal["error"]["error"], "unknown method");
+        assert_eq!(pending.reply().await.unwrap(), json!(["OVN_Southbound"]));
+        assert!(matches!(events.recv().await, Some(Event::Notification { method, .. }) if method == "update2"));
+        let stats = client.stats();
+        assert_eq!((stats.malformed, stats.unknown_method, stats.stray_replies), (2, 1, 1));
+        assert_eq!(stats.echoes_answered, 1);
+    }
+
+    #[tokio::test]
+    async fn out_of_sync_stream_closes_and_fails_pending_requests() {
+        let (client, mut events, peer) = pipe(ClientOptions::default());
+        let mut peer = BufReader::new(peer);
+        let pending = client.start_request("echo", json!([])).unwrap();
+        read_json(&mut peer).await;
+        peer.get_mut().write_all(b"HTTP/1.1 400\r\n").await.unwrap();
+        let err = pending.reply().await.unwrap_err();
+        assert!(err.to_string().contains("out of sync"), "{err}");
+        assert!(matches!(events.recv().await, Some(Event::Closed { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_a_silent_server_then_gives_up() {
+        let opts = ClientOptions {
+            probe_interval: Some(Duration::from_millis(100)),
+            ..Default::default()
+        };
+        let (client, mut events, peer) = pipe(opts);
+        let mut peer = BufReader::new(peer);
+        let probe = read_json(&mut peer).await;
+        assert_eq!(probe["method"], "echo");
+        let Some(Event::Closed { reason }) = events.recv().await else {
+            panic!("connection should close");
+        };
+        assert!(reason.contains("inactivity probe"), "{reason}");
+        assert_eq!(client.stats().probes_sent, 1);
+    }
+}
