@@ -7,4 +7,6 @@
 //! claiming, controller actions (ovn-controller's pinctrl), the daemon and
 //! its management socket.
 
+pub mod cli;
 pub mod ovsdb;
+pub mod sb;

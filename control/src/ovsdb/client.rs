@@ -45,11 +45,8 @@ impl Default for ClientOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to {remote}: {source}")]
-    Connect {
-        remote: String,
-        source: std::io::Error,
-    },
+    #[error("cannot connect to {remote}: {error}")]
+    Connect { remote: String, error: std::io::Error },
     #[error("connection to {remote} lost: {reason}")]
     Disconnected { remote: String, reason: String },
     #[error("{method} failed: {error}")]
@@ -162,9 +159,9 @@ impl Client {
         opts: &ClientOptions,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Event>), ClientError> {
         let name = remote.to_string();
-        let connect_err = |source| ClientError::Connect {
+        let connect_err = |error| ClientError::Connect {
             remote: name.clone(),
-            source,
+            error,
         };
         let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
         match remote {

@@ -1,0 +1,128 @@
+//! The `ironflow` command line.
+//!
+//! Each subcommand maps user input to the library and turns failures into
+//! one line that says what to fix; nothing here is needed by the library.
+
+pub mod show;
+
+use crate::ovsdb::parse_remotes;
+use crate::sb::{read_once, FollowOptions};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ironflow_pipeline::snapshot::Snapshot;
+use ironflow_pipeline::LogicalNetwork;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ironflow",
+    version,
+    about = "Node dataplane for OVN: follows the Southbound database and forwards in userspace"
+)]
+pub struct Cli {
+    /// Log more (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Read the OVN Southbound database.
+    #[command(subcommand)]
+    Sb(SbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SbCommand {
+    /// Print datapaths, ports (tunnel keys, type, chassis) and logical-flow
+    /// counts per pipeline and table.
+    Show(Source),
+    /// Write the logical network as a snapshot file (JSON) to stdout or FILE.
+    Dump {
+        /// OVSDB remote of the SB: unix:PATH or tcp:IP:PORT (comma-separated for a cluster).
+        #[arg(long)]
+        db: String,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Where to read the logical network from.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct Source {
+    /// OVSDB remote of the SB: unix:PATH or tcp:IP:PORT (comma-separated for a cluster).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// A file written by `ironflow sb dump`.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+}
+
+/// A logical network and where it came from.
+pub struct Loaded {
+    pub network: LogicalNetwork,
+    pub source: String,
+    pub schema_version: Option<String>,
+}
+
+impl Source {
+    pub async fn load(&self) -> Result<Loaded> {
+        match (&self.db, &self.snapshot) {
+            (Some(db), _) => load_db(db).await,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read snapshot {}", path.display()))?;
+                let snap = Snapshot::from_json(&text).with_context(|| format!("{}", path.display()))?;
+                Ok(Loaded {
+                    network: snap.network,
+                    source: path.display().to_string(),
+                    schema_version: snap.sb_schema_version,
+                })
+            }
+            (None, None) => bail!("give --db REMOTE or --snapshot FILE"),
+        }
+    }
+}
+
+async fn load_db(db: &str) -> Result<Loaded> {
+    let remotes = parse_remotes(db)?;
+    let opts = FollowOptions::default();
+    let (network, schema_version, source) = read_once(&remotes, &opts)
+        .await
+        .context("cannot read the Southbound database (is ovsdb-server running there?)")?;
+    Ok(Loaded {
+        network,
+        source,
+        schema_version: Some(schema_version),
+    })
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Sb(SbCommand::Show(source)) => {
+            let loaded = source.load().await?;
+            let origin = show::Origin {
+                source: &loaded.source,
+                schema_version: loaded.schema_version.as_deref(),
+            };
+            print!("{}", show::render(&loaded.network, &origin));
+        }
+        Command::Sb(SbCommand::Dump { db, output }) => {
+            let loaded = load_db(&db).await?;
+            let mut snap = Snapshot::new(loaded.network);
+            snap.sb_schema_version = loaded.schema_version;
+            snap.source = Some(loaded.source);
+            let text = snap.to_json();
+            match output {
+                Some(path) => std::fs::write(&path, text + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => println!("{text}"),
+            }
+        }
+    }
+    Ok(())
+}
