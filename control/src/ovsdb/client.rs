@@ -117,6 +117,8 @@ enum Command {
         msg: Message,
         reply: Option<(u64, ReplySender)>,
     },
+    /// Abandon request `id`: tell the server, fail the caller's wait now.
+    Cancel { id: u64 },
 }
 
 /// Handle to a connection; cheap to clone. The connection closes when every
@@ -278,10 +280,14 @@ impl Client {
             .map_err(|_| self.disconnected())
     }
 
-    /// Asks the server to abandon a request (RFC 7047 §4.1.4); the server
-    /// answers the request itself with an error.
+    /// Abandons a request (RFC 7047 §4.1.4): the server is told to drop
+    /// it and its [`PendingRequest::reply`] fails with "canceled" at once.
+    /// ovsdb-server 3.x drops a cancelled transaction without answering it,
+    /// so the answer is not waited for; a late one is discarded.
     pub fn cancel(&self, request: &PendingRequest) -> Result<(), ClientError> {
-        self.notify("cancel", json!([request.id]))
+        self.commands
+            .send(Command::Cancel { id: request.id })
+            .map_err(|_| self.disconnected())
     }
 
     /// Round trip to the server.
@@ -395,12 +401,23 @@ impl Connection {
                     }
                 }
                 cmd = commands.recv() => {
-                    let Some(Command::Send { msg, reply }) = cmd else {
-                        break "closed by ironflow".to_string();
+                    let msg = match cmd {
+                        None => break "closed by ironflow".to_string(),
+                        Some(Command::Send { msg, reply }) => {
+                            if let Some((id, tx)) = reply {
+                                self.pending.insert(id, Some(tx));
+                            }
+                            msg
+                        }
+                        Some(Command::Cancel { id }) => {
+                            // Keep the id, answerless, so a late reply is
+                            // recognised and dropped quietly.
+                            if let Some(Some(tx)) = self.pending.insert(id, None) {
+                                let _ = tx.send(Err(json!("canceled")));
+                            }
+                            Message::Notification { method: "cancel".into(), params: json!([id]) }
+                        }
                     };
-                    if let Some((id, tx)) = reply {
-                        self.pending.insert(id, Some(tx));
-                    }
                     if let Err(e) = self.write(&mut stream, &msg).await {
                         break format!("write error: {e}");
                     }
@@ -491,7 +508,7 @@ impl Connection {
             Some(Some(tx)) => {
                 let _ = tx.send(outcome);
             }
-            Some(None) => {} // answer to our inactivity probe
+            Some(None) => {} // answer to our probe or to a cancelled request
             None => {
                 Counters::bump(&self.counters.stray_replies);
                 warn!(remote = %self.remote, %id, "reply to no request of ours");

@@ -203,7 +203,7 @@ impl Replica {
             };
             let datum = Datum::from_json_typed(value, ty).map_err(|e| format!("column {name}: {e}"))?;
             let datum = match (how, row.get_mut(name)) {
-                (Columns::Diff, Some(old)) if !ty.is_scalar() => {
+                (Columns::Diff, Some(old)) if !ty.modify_sends_new_value() => {
                     old.apply_diff(&datum);
                     old.clone()
                 }
@@ -266,10 +266,12 @@ mod tests {
         assert!(rep.issues.is_empty(), "{:?}", rep.issues);
         assert_eq!(rep.rows_changed(), 1);
 
-        // Optional chassis A → B arrives as the symmetric difference {A, B}.
+        // An optional column carries its new value (chassis A → B arrives as
+        // B, as ovsdb-server sends it); sets and maps carry differences.
         let rep = r.apply_update2(&json!({"Port_Binding": {ROW: {"modify": {
             "tunnel_key": 4,
-            "chassis": ["set", [["uuid", CH_A], ["uuid", CH_B]]],
+            "chassis": ["uuid", CH_B],
+            "mac": ["set", ["0a:00:00:00:00:01 192.168.2.3", "0a:00:00:00:00:02"]],
             "options": ["map", [["a", "1"], ["b", "3"], ["c", "4"]]]
         }}}}));
         assert!(rep.issues.is_empty(), "{:?}", rep.issues);
@@ -279,6 +281,11 @@ mod tests {
         let s = |x: &str| Atom::String(x.into());
         assert_eq!(pb["options"], Datum::Map(vec![(s("b"), s("3")), (s("c"), s("4"))]));
         assert_eq!(pb["logical_port"], Datum::Set(vec![s("sshd-2")]));
+        assert_eq!(pb["mac"], Datum::Set(vec![s("0a:00:00:00:00:02")]));
+
+        let rep = r.apply_update2(&json!({"Port_Binding": {ROW: {"modify": {"chassis": ["set", []]}}}}));
+        assert!(rep.issues.is_empty(), "{:?}", rep.issues);
+        assert!(row(&r)["chassis"].is_empty());
 
         let rep = r.apply_update2(&json!({"Port_Binding": {ROW: {"delete": null}}}));
         assert_eq!(rep.rows_changed(), 1);

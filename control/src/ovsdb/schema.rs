@@ -135,10 +135,17 @@ impl ColumnType {
         Ok(ColumnType { key, value, min, max })
     }
 
-    /// A plain scalar (exactly one value): `update2` sends its new value
-    /// rather than a difference.
+    /// A plain scalar: exactly one value.
     pub fn is_scalar(&self) -> bool {
         self.value.is_none() && self.min == 1 && self.max == Some(1)
+    }
+
+    /// Whether an `update2` "modify" carries this column's new value rather
+    /// than a difference: true for every column of at most one element,
+    /// optional ones included (ovsdb-server only diffs columns that can
+    /// hold several; an optional value A → B arrives as B, A → none as []).
+    pub fn modify_sends_new_value(&self) -> bool {
+        self.max == Some(1)
     }
 
     pub fn describe_size(&self) -> String {
@@ -214,10 +221,12 @@ mod tests {
         assert!(schema.column("Port_Binding", "tunnel_key").unwrap().is_scalar());
         let chassis = schema.column("Port_Binding", "chassis").unwrap();
         assert!(!chassis.is_scalar());
+        assert!(chassis.modify_sends_new_value());
         assert_eq!(chassis.key.ref_table.as_deref(), Some("Chassis"));
         assert_eq!(chassis.describe_size(), "at most 1");
         let options = schema.column("Port_Binding", "options").unwrap();
         assert_eq!(options.max, None);
+        assert!(!options.modify_sends_new_value());
         assert!(options.value.is_some());
     }
 

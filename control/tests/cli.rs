@@ -1,0 +1,75 @@
+//! The `ironflow` binary end to end on snapshot files: output, and the
+//! one-line errors a user gets for their mistakes.
+
+use ironflow_pipeline::network::*;
+use ironflow_pipeline::snapshot::Snapshot;
+use ironflow_pipeline::Uuid;
+use std::process::{Command, Output};
+
+fn ironflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ironflow"))
+        .args(args)
+        .output()
+        .expect("run ironflow")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn one_switch() -> LogicalNetwork {
+    let mut net = LogicalNetwork::default();
+    let dp = Uuid([5; 16]);
+    net.datapaths.insert(
+        dp,
+        Datapath {
+            uuid: dp,
+            name: "kube-node2".into(),
+            tunnel_key: 5,
+            kind: DatapathKind::Switch,
+            ..Default::default()
+        },
+    );
+    net.ports.insert(
+        "web-1".into(),
+        LogicalPort {
+            name: "web-1".into(),
+            datapath: dp,
+            tunnel_key: 2,
+            ..Default::default()
+        },
+    );
+    net
+}
+
+#[test]
+fn shows_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap.json");
+    std::fs::write(&path, Snapshot::new(one_switch()).to_json()).unwrap();
+    let out = ironflow(&["sb", "show", "--snapshot", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Datapath \"kube-node2\" (switch, tunnel_key 5,"), "{stdout}");
+    assert!(stdout.contains("port \"web-1\" tunnel_key 2 unbound"), "{stdout}");
+}
+
+#[test]
+fn user_mistakes_get_one_line_that_says_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_snapshot = dir.path().join("other.json");
+    std::fs::write(&not_snapshot, "{\"format\": \"something-else\"}").unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["sb", "show", "--db", "/run/ovn/ovnsb_db.sock"], "write unix:PATH or tcp:IP:PORT"),
+        (&["sb", "show", "--db", "unix:/nonexistent/sb.sock"], "cannot connect to unix:/nonexistent/sb.sock"),
+        (&["sb", "show", "--snapshot", not_snapshot.to_str().unwrap()], "ironflow sb dump"),
+        (&["sb", "show", "--snapshot", "/nonexistent.json"], "cannot read snapshot"),
+    ];
+    for (args, hint) in cases {
+        let out = ironflow(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("ironflow: ") && stderr.contains(hint), "{args:?}: {stderr}");
+    }
+}
