@@ -50,8 +50,14 @@ fn shows_a_snapshot() {
     let out = ironflow(&["sb", "show", "--snapshot", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("Datapath \"kube-node2\" (switch, tunnel_key 5,"), "{stdout}");
-    assert!(stdout.contains("port \"web-1\" tunnel_key 2 unbound"), "{stdout}");
+    assert!(
+        stdout.contains("Datapath \"kube-node2\" (switch, tunnel_key 5,"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("port \"web-1\" tunnel_key 2 unbound"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -60,16 +66,31 @@ fn user_mistakes_get_one_line_that_says_what_to_fix() {
     let not_snapshot = dir.path().join("other.json");
     std::fs::write(&not_snapshot, "{\"format\": \"something-else\"}").unwrap();
     let cases: [(&[&str], &str); 4] = [
-        (&["sb", "show", "--db", "/run/ovn/ovnsb_db.sock"], "write unix:PATH or tcp:IP:PORT"),
-        (&["sb", "show", "--db", "unix:/nonexistent/sb.sock"], "cannot connect to unix:/nonexistent/sb.sock"),
-        (&["sb", "show", "--snapshot", not_snapshot.to_str().unwrap()], "ironflow sb dump"),
-        (&["sb", "show", "--snapshot", "/nonexistent.json"], "cannot read snapshot"),
+        (
+            &["sb", "show", "--db", "/run/ovn/ovnsb_db.sock"],
+            "write unix:PATH or tcp:IP:PORT",
+        ),
+        (
+            &["sb", "show", "--db", "unix:/nonexistent/sb.sock"],
+            "cannot connect to unix:/nonexistent/sb.sock",
+        ),
+        (
+            &["sb", "show", "--snapshot", not_snapshot.to_str().unwrap()],
+            "ironflow sb dump",
+        ),
+        (
+            &["sb", "show", "--snapshot", "/nonexistent.json"],
+            "cannot read snapshot",
+        ),
     ];
     for (args, hint) in cases {
         let out = ironflow(args);
         assert!(!out.status.success(), "{args:?} should fail");
         let stderr = text(&out.stderr);
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("ironflow: ") && stderr.contains(hint), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("ironflow: ") && stderr.contains(hint),
+            "{args:?}: {stderr}"
+        );
     }
 }

@@ -90,7 +90,9 @@ pub struct ChassisPrivate {
 }
 
 /// Whether a datapath implements a logical switch or a logical router.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DatapathKind {
     Switch,

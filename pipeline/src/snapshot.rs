@@ -75,7 +75,8 @@ impl Snapshot {
     pub fn from_json(text: &str) -> Result<Snapshot, SnapshotError> {
         // Check the header first, so a wrong file gets a message about what
         // it is rather than about the first field that fails to parse.
-        let value: serde_json::Value = serde_json::from_str(text).map_err(SnapshotError::NotJson)?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(SnapshotError::NotJson)?;
         let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
         if format != FORMAT {
             return Err(SnapshotError::WrongFormat(format.to_string()));
@@ -151,7 +152,12 @@ mod tests {
         assert!(err.to_string().contains("ironflow sb dump"), "{err}");
         let err = Snapshot::from_json("[1,").unwrap_err();
         assert!(matches!(err, SnapshotError::NotJson(_)));
-        let text = Snapshot::new(sample()).to_json().replace("\"version\": 1", "\"version\": 99");
-        assert!(matches!(Snapshot::from_json(&text), Err(SnapshotError::WrongVersion(99))));
+        let text = Snapshot::new(sample())
+            .to_json()
+            .replace("\"version\": 1", "\"version\": 99");
+        assert!(matches!(
+            Snapshot::from_json(&text),
+            Err(SnapshotError::WrongVersion(99))
+        ));
     }
 }

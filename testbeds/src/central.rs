@@ -38,7 +38,13 @@ impl OvnCentral {
     /// A central in `dir`, replacing whatever central ran there. With
     /// `keep`, it goes on running after this value is dropped.
     pub fn start_in(dir: &Path, keep: bool) -> Result<Self> {
-        for tool in ["ovsdb-tool", "ovsdb-server", "ovn-northd", "ovn-nbctl", "ovn-sbctl"] {
+        for tool in [
+            "ovsdb-tool",
+            "ovsdb-server",
+            "ovn-northd",
+            "ovn-nbctl",
+            "ovn-sbctl",
+        ] {
             if which(tool).is_none() {
                 bail!("{tool} not found: run scripts/setup.sh to install OVN");
             }
@@ -65,7 +71,10 @@ impl OvnCentral {
             let file = central.path(&format!("{db}.db"));
             let _ = std::fs::remove_file(&file);
             let schema = format!("/usr/share/ovn/ovn-{db}.ovsschema");
-            run(Command::new("ovsdb-tool").arg("create").arg(&file).arg(schema))?;
+            run(Command::new("ovsdb-tool")
+                .arg("create")
+                .arg(&file)
+                .arg(schema))?;
         }
         std::fs::write(central.path("sb.tcp-port"), central.sb_tcp_port.to_string())?;
         central.start_db("nb")?;
@@ -97,8 +106,10 @@ impl OvnCentral {
 
     fn start_db(&self, db: &str) -> Result<()> {
         let mut cmd = Command::new("ovsdb-server");
-        cmd.args(self.daemon_args(db))
-            .arg(format!("--remote=punix:{}", self.path(&format!("{db}.sock")).display()));
+        cmd.args(self.daemon_args(db)).arg(format!(
+            "--remote=punix:{}",
+            self.path(&format!("{db}.sock")).display()
+        ));
         if db == "sb" {
             cmd.arg(format!("--remote=ptcp:{}:127.0.0.1", self.sb_tcp_port));
         }
@@ -170,6 +181,10 @@ impl Drop for OvnCentral {
 
 /// Stops the central whose state is in `dir` (for `ironflow-lab stop`).
 pub fn stop_in(dir: &Path) -> Result<()> {
+    // Daemons were started with absolute pidfile paths; match them.
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("no lab in {}", dir.display()))?;
     for name in DAEMONS.iter().rev() {
         stop_by_pidfile(&dir.join(format!("{name}.pid")))?;
     }
@@ -237,7 +252,9 @@ fn stop_by_pidfile(pidfile: &Path) -> Result<()> {
     let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|cmdline| {
             let needle = format!("--pidfile={}", pidfile.display());
-            cmdline.split(|b| *b == 0).any(|arg| arg == needle.as_bytes())
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == needle.as_bytes())
         })
         .unwrap_or(false);
     let alive = || Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
@@ -263,6 +280,10 @@ fn stop_by_pidfile(pidfile: &Path) -> Result<()> {
 
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }

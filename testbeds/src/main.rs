@@ -44,9 +44,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Seed { dir } => {
             let central = OvnCentral::start_in(&dir, true)?;
             build_seed(&central)?;
-            println!("OVN central with the seed topology is running in {}", central.dir().display());
+            println!(
+                "OVN central with the seed topology is running in {}",
+                central.dir().display()
+            );
             println!("  NB: {}", central.nb_remote());
-            println!("  SB: {}  (also {})", central.sb_remote(), central.sb_tcp_remote());
+            println!(
+                "  SB: {}  (also {})",
+                central.sb_remote(),
+                central.sb_tcp_remote()
+            );
         }
         Command::Stop { dir } => {
             stop_in(&dir)?;

@@ -19,10 +19,34 @@ pub struct NodeSwitch {
 }
 
 pub const SWITCHES: [NodeSwitch; 4] = [
-    NodeSwitch { name: "kube-master", switch_port: "stor-kube-master", router_port: "rtos-kube-master", router_mac: "00:00:00:B5:F1:57", router_net: "192.168.1.1/24" },
-    NodeSwitch { name: "kube-node1", switch_port: "stor-kube-node1", router_port: "rtos-kube-node1", router_mac: "00:00:00:C0:2E:C7", router_net: "192.168.2.1/24" },
-    NodeSwitch { name: "kube-node2", switch_port: "stor-kube-node2", router_port: "rtos-kube-node2", router_mac: "00:00:00:D3:4B:AA", router_net: "192.168.3.1/24" },
-    NodeSwitch { name: "join", switch_port: "jtor-kube-master", router_port: "rtoj-kube-master", router_mac: "00:00:00:1A:E4:98", router_net: "100.64.1.1/24" },
+    NodeSwitch {
+        name: "kube-master",
+        switch_port: "stor-kube-master",
+        router_port: "rtos-kube-master",
+        router_mac: "00:00:00:B5:F1:57",
+        router_net: "192.168.1.1/24",
+    },
+    NodeSwitch {
+        name: "kube-node1",
+        switch_port: "stor-kube-node1",
+        router_port: "rtos-kube-node1",
+        router_mac: "00:00:00:C0:2E:C7",
+        router_net: "192.168.2.1/24",
+    },
+    NodeSwitch {
+        name: "kube-node2",
+        switch_port: "stor-kube-node2",
+        router_port: "rtos-kube-node2",
+        router_mac: "00:00:00:D3:4B:AA",
+        router_net: "192.168.3.1/24",
+    },
+    NodeSwitch {
+        name: "join",
+        switch_port: "jtor-kube-master",
+        router_port: "rtoj-kube-master",
+        router_mac: "00:00:00:1A:E4:98",
+        router_net: "100.64.1.1/24",
+    },
 ];
 
 /// A VIF: logical port, switch, MAC, IPv4.
@@ -35,11 +59,36 @@ pub struct Vif {
 
 /// Management ports (`k8s-<node>`) and the seed's pods.
 pub const VIFS: [Vif; 5] = [
-    Vif { name: "k8s-kube-master", switch: "kube-master", mac: "ae:31:fa:c7:81:fc", ip: "192.168.1.2" },
-    Vif { name: "k8s-kube-node1", switch: "kube-node1", mac: "ba:2c:06:32:14:78", ip: "192.168.2.2" },
-    Vif { name: "k8s-kube-node2", switch: "kube-node2", mac: "82:ff:e7:83:99:a9", ip: "192.168.3.2" },
-    Vif { name: "sshd-2", switch: "kube-node1", mac: "0a:00:00:00:00:01", ip: "192.168.2.3" },
-    Vif { name: "web-1", switch: "kube-node2", mac: "0a:00:00:00:00:02", ip: "192.168.3.3" },
+    Vif {
+        name: "k8s-kube-master",
+        switch: "kube-master",
+        mac: "ae:31:fa:c7:81:fc",
+        ip: "192.168.1.2",
+    },
+    Vif {
+        name: "k8s-kube-node1",
+        switch: "kube-node1",
+        mac: "ba:2c:06:32:14:78",
+        ip: "192.168.2.2",
+    },
+    Vif {
+        name: "k8s-kube-node2",
+        switch: "kube-node2",
+        mac: "82:ff:e7:83:99:a9",
+        ip: "192.168.3.2",
+    },
+    Vif {
+        name: "sshd-2",
+        switch: "kube-node1",
+        mac: "0a:00:00:00:00:01",
+        ip: "192.168.2.3",
+    },
+    Vif {
+        name: "web-1",
+        switch: "kube-node2",
+        mac: "0a:00:00:00:00:02",
+        ip: "192.168.3.3",
+    },
 ];
 
 /// The `ovn-nbctl` commands that build the seed, each a word list.
@@ -51,7 +100,13 @@ pub fn commands() -> Vec<Vec<String>> {
         let patch = sw.switch_port;
         let router_port_opt = format!("router-port={}", sw.router_port);
         add(&["ls-add", sw.name]);
-        add(&["lrp-add", ROUTER, sw.router_port, sw.router_mac, sw.router_net]);
+        add(&[
+            "lrp-add",
+            ROUTER,
+            sw.router_port,
+            sw.router_mac,
+            sw.router_net,
+        ]);
         add(&["lsp-add", sw.name, patch]);
         add(&["lsp-set-type", patch, "router"]);
         add(&["lsp-set-addresses", patch, "router"]);
@@ -65,11 +120,36 @@ pub fn commands() -> Vec<Vec<String>> {
     }
     // sshd-2 takes ssh from web clients only.
     add(&["pg-add", "pg_sshd", "sshd-2"]);
-    add(&["create", "Address_Set", "name=web_clients", "addresses=\"192.168.3.3\",\"192.168.3.2\""]);
-    add(&["acl-add", "pg_sshd", "to-lport", "1001", "outport == @pg_sshd && ip4.src == $web_clients && tcp.dst == 22", "allow-related"]);
-    add(&["acl-add", "pg_sshd", "to-lport", "1000", "outport == @pg_sshd && ip4", "drop"]);
+    add(&[
+        "create",
+        "Address_Set",
+        "name=web_clients",
+        "addresses=\"192.168.3.3\",\"192.168.3.2\"",
+    ]);
+    add(&[
+        "acl-add",
+        "pg_sshd",
+        "to-lport",
+        "1001",
+        "outport == @pg_sshd && ip4.src == $web_clients && tcp.dst == 22",
+        "allow-related",
+    ]);
+    add(&[
+        "acl-add",
+        "pg_sshd",
+        "to-lport",
+        "1000",
+        "outport == @pg_sshd && ip4",
+        "drop",
+    ]);
     // A cluster service for sshd-2.
-    add(&["lb-add", "lb-sshd", "172.30.0.10:22", "192.168.2.3:22", "tcp"]);
+    add(&[
+        "lb-add",
+        "lb-sshd",
+        "172.30.0.10:22",
+        "192.168.2.3:22",
+        "tcp",
+    ]);
     for sw in ["kube-master", "kube-node1", "kube-node2"] {
         add(&["ls-lb-add", sw, "lb-sshd"]);
     }

@@ -19,11 +19,23 @@ fn remotes(spec: &str) -> Vec<Remote> {
 
 /// A seed central with one chassis that has sshd-2 bound to it.
 fn seed_central() -> OvnCentral {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
     let central = OvnCentral::start().expect("start OVN central");
     build_seed(&central).expect("build seed topology");
     central
-        .sbctl(&["chassis-add", "ch1", "geneve", "10.99.0.1", "--", "lsp-bind", "sshd-2", "ch1"])
+        .sbctl(&[
+            "chassis-add",
+            "ch1",
+            "geneve",
+            "10.99.0.1",
+            "--",
+            "lsp-bind",
+            "sshd-2",
+            "ch1",
+        ])
         .expect("add chassis");
     central
 }
@@ -33,7 +45,12 @@ fn seed_central() -> OvnCentral {
 /// sides of each comparison share nothing.
 fn sb_list(central: &OvnCentral, table: &str, columns: &str) -> Vec<BTreeMap<String, Value>> {
     let out = central
-        .sbctl(&["--format=json", &format!("--columns={columns}"), "list", table])
+        .sbctl(&[
+            "--format=json",
+            &format!("--columns={columns}"),
+            "list",
+            table,
+        ])
         .expect("ovn-sbctl list");
     let doc: Value = serde_json::from_str(&out).expect("ovn-sbctl prints JSON");
     let headings: Vec<String> = serde_json::from_value(doc["headings"].clone()).unwrap();
@@ -41,7 +58,13 @@ fn sb_list(central: &OvnCentral, table: &str, columns: &str) -> Vec<BTreeMap<Str
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| headings.iter().cloned().zip(row.as_array().unwrap().iter().cloned()).collect())
+        .map(|row| {
+            headings
+                .iter()
+                .cloned()
+                .zip(row.as_array().unwrap().iter().cloned())
+                .collect()
+        })
         .collect()
 }
 
@@ -64,7 +87,12 @@ fn map_of(v: &Value) -> BTreeMap<String, String> {
     v[1].as_array()
         .unwrap()
         .iter()
-        .map(|kv| (kv[0].as_str().unwrap().into(), kv[1].as_str().unwrap().into()))
+        .map(|kv| {
+            (
+                kv[0].as_str().unwrap().into(),
+                kv[1].as_str().unwrap().into(),
+            )
+        })
         .collect()
 }
 
@@ -77,31 +105,58 @@ async fn view_agrees_with_ovn_sbctl() {
     assert_eq!(version, "20.27.0");
 
     // Datapaths: same UUIDs, tunnel keys, names and kinds.
-    let dps = sb_list(&central, "Datapath_Binding", "_uuid,tunnel_key,external_ids");
+    let dps = sb_list(
+        &central,
+        "Datapath_Binding",
+        "_uuid,tunnel_key,external_ids",
+    );
     assert_eq!(dps.len(), 5, "seed has 4 switches and a router");
     assert_eq!(net.datapaths.len(), dps.len());
     for row in &dps {
         let dp = &net.datapaths[&uuid_of(&row["_uuid"]).unwrap()];
         let ids = map_of(&row["external_ids"]);
-        assert_eq!(u64::from(dp.tunnel_key), row["tunnel_key"].as_u64().unwrap());
+        assert_eq!(
+            u64::from(dp.tunnel_key),
+            row["tunnel_key"].as_u64().unwrap()
+        );
         assert_eq!(dp.name, ids["name"]);
-        let kind = if ids.contains_key("logical-router") { DatapathKind::Router } else { DatapathKind::Switch };
+        let kind = if ids.contains_key("logical-router") {
+            DatapathKind::Router
+        } else {
+            DatapathKind::Switch
+        };
         assert_eq!(dp.kind, kind, "{}", dp.name);
     }
 
     // Port bindings: names, keys, datapaths, types, chassis.
     let chassis: BTreeMap<Uuid, String> = sb_list(&central, "Chassis", "_uuid,name")
         .iter()
-        .map(|r| (uuid_of(&r["_uuid"]).unwrap(), r["name"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                uuid_of(&r["_uuid"]).unwrap(),
+                r["name"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    let pbs = sb_list(&central, "Port_Binding", "logical_port,tunnel_key,datapath,type,chassis,mac");
+    let pbs = sb_list(
+        &central,
+        "Port_Binding",
+        "logical_port,tunnel_key,datapath,type,chassis,mac",
+    );
     assert_eq!(net.ports.len(), pbs.len());
     for row in &pbs {
         let port = &net.ports[row["logical_port"].as_str().unwrap()];
-        assert_eq!(u64::from(port.tunnel_key), row["tunnel_key"].as_u64().unwrap(), "{}", port.name);
+        assert_eq!(
+            u64::from(port.tunnel_key),
+            row["tunnel_key"].as_u64().unwrap(),
+            "{}",
+            port.name
+        );
         assert_eq!(Some(port.datapath), uuid_of(&row["datapath"]));
         assert_eq!(port.port_type.as_str(), row["type"].as_str().unwrap());
-        let bound = optional(&row["chassis"]).and_then(uuid_of).map(|u| chassis[&u].clone());
+        let bound = optional(&row["chassis"])
+            .and_then(uuid_of)
+            .map(|u| chassis[&u].clone());
         assert_eq!(port.chassis, bound, "{}", port.name);
     }
     assert_eq!(net.ports["sshd-2"].chassis.as_deref(), Some("ch1"));
@@ -114,11 +169,18 @@ async fn view_agrees_with_ovn_sbctl() {
         "Logical_Flow",
         "_uuid,logical_datapath,logical_dp_group,pipeline,table_id,priority,match,actions",
     );
-    assert!(flows.len() > 300, "seed should produce hundreds of flows, got {}", flows.len());
+    assert!(
+        flows.len() > 300,
+        "seed should produce hundreds of flows, got {}",
+        flows.len()
+    );
     assert_eq!(net.logical_flows.len(), flows.len());
     for row in &flows {
         let flow = &net.logical_flows[&uuid_of(&row["_uuid"]).unwrap()];
-        let scope = match (optional(&row["logical_datapath"]), optional(&row["logical_dp_group"])) {
+        let scope = match (
+            optional(&row["logical_datapath"]),
+            optional(&row["logical_dp_group"]),
+        ) {
             (Some(dp), _) => FlowScope::Datapath(uuid_of(dp).unwrap()),
             (None, Some(g)) => FlowScope::Group(uuid_of(g).unwrap()),
             (None, None) => FlowScope::Nowhere,
@@ -133,9 +195,19 @@ async fn view_agrees_with_ovn_sbctl() {
 
     // Per-datapath counts (datapath groups included) agree with lflow-list.
     for dp in net.datapaths.values() {
-        let listed = central.sbctl(&["lflow-list", &dp.uuid.to_string()]).unwrap();
-        let theirs = listed.lines().filter(|l| l.trim_start().starts_with("table=")).count();
-        assert_eq!(net.flows_of(dp.uuid).count(), theirs, "flows of {}", dp.name);
+        let listed = central
+            .sbctl(&["lflow-list", &dp.uuid.to_string()])
+            .unwrap();
+        let theirs = listed
+            .lines()
+            .filter(|l| l.trim_start().starts_with("table="))
+            .count();
+        assert_eq!(
+            net.flows_of(dp.uuid).count(),
+            theirs,
+            "flows of {}",
+            dp.name
+        );
     }
 
     // The smaller tables.
@@ -145,27 +217,58 @@ async fn view_agrees_with_ovn_sbctl() {
     assert_eq!(net.load_balancers.len(), count("Load_Balancer"));
     assert!(!net.load_balancers.is_empty(), "seed has a load balancer");
     let names = |table: &str| -> BTreeSet<String> {
-        sb_list(&central, table, "name").iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+        sb_list(&central, table, "name")
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
     };
-    assert_eq!(net.address_sets.keys().cloned().collect::<BTreeSet<_>>(), names("Address_Set"));
-    assert_eq!(net.port_groups.keys().cloned().collect::<BTreeSet<_>>(), names("Port_Group"));
+    assert_eq!(
+        net.address_sets.keys().cloned().collect::<BTreeSet<_>>(),
+        names("Address_Set")
+    );
+    assert_eq!(
+        net.port_groups.keys().cloned().collect::<BTreeSet<_>>(),
+        names("Port_Group")
+    );
     assert_eq!(net.chassis["ch1"].encaps[0].ip, "10.99.0.1");
 
     // `ironflow sb show` names every datapath with its flow count.
-    let text = show::render(&net, &show::Origin { source: "lab", schema_version: Some(&version) });
+    let text = show::render(
+        &net,
+        &show::Origin {
+            source: "lab",
+            schema_version: Some(&version),
+        },
+    );
     for dp in net.datapaths.values() {
-        assert!(text.contains(&format!("Datapath {:?} ({}, tunnel_key {}", dp.name, dp.kind, dp.tunnel_key)), "{text}");
+        assert!(
+            text.contains(&format!(
+                "Datapath {:?} ({}, tunnel_key {}",
+                dp.name, dp.kind, dp.tunnel_key
+            )),
+            "{text}"
+        );
     }
 
     // The same network over TCP with RFC 7047 `monitor` instead of `monitor_cond`.
-    let plain = FollowOptions { monitor: MonitorMethod::Plain, ..Default::default() };
-    let (over_tcp, _, source) = read_once(&remotes(&central.sb_tcp_remote()), &plain).await.unwrap();
+    let plain = FollowOptions {
+        monitor: MonitorMethod::Plain,
+        ..Default::default()
+    };
+    let (over_tcp, _, source) = read_once(&remotes(&central.sb_tcp_remote()), &plain)
+        .await
+        .unwrap();
     assert!(source.starts_with("tcp:127.0.0.1:"));
     assert_eq!(over_tcp, net);
 }
 
 /// Waits for the follower's view to satisfy `pred`; returns how long it took.
-async fn within(follower: &SbFollower, limit: Duration, what: &str, pred: impl FnMut(&LogicalNetwork) -> bool) -> Duration {
+async fn within(
+    follower: &SbFollower,
+    limit: Duration,
+    what: &str,
+    pred: impl FnMut(&LogicalNetwork) -> bool,
+) -> Duration {
     let start = Instant::now();
     let mut pred = pred;
     follower
@@ -177,15 +280,36 @@ async fn within(follower: &SbFollower, limit: Duration, what: &str, pred: impl F
 
 async fn follows_changes_with(method: MonitorMethod, tcp: bool) {
     let central = seed_central();
-    let spec = if tcp { central.sb_tcp_remote() } else { central.sb_remote() };
-    let opts = FollowOptions { monitor: method, ..Default::default() };
+    let spec = if tcp {
+        central.sb_tcp_remote()
+    } else {
+        central.sb_remote()
+    };
+    let opts = FollowOptions {
+        monitor: method,
+        ..Default::default()
+    };
     let follower = SbFollower::spawn(remotes(&spec), opts.clone());
-    within(&follower, Duration::from_secs(10), "the seed", |n| n.datapaths.len() == 5).await;
+    within(&follower, Duration::from_secs(10), "the seed", |n| {
+        n.datapaths.len() == 5
+    })
+    .await;
 
     central
-        .nbctl(&["lsp-add", "kube-node1", "db-0", "--", "lsp-set-addresses", "db-0", "0a:00:00:00:00:09 192.168.2.9"])
+        .nbctl(&[
+            "lsp-add",
+            "kube-node1",
+            "db-0",
+            "--",
+            "lsp-set-addresses",
+            "db-0",
+            "0a:00:00:00:00:09 192.168.2.9",
+        ])
         .unwrap();
-    let took = within(&follower, Duration::from_secs(1), "a new port", |n| n.ports.contains_key("db-0")).await;
+    let took = within(&follower, Duration::from_secs(1), "a new port", |n| {
+        n.ports.contains_key("db-0")
+    })
+    .await;
     eprintln!("{method:?}: new port seen {took:?} after ovn-nbctl returned");
 
     central.sbctl(&["lsp-bind", "db-0", "ch1"]).unwrap();
@@ -205,7 +329,13 @@ async fn follows_changes_with(method: MonitorMethod, tcp: bool) {
     // After all that, the incrementally maintained view equals a fresh read.
     central.sync().unwrap();
     let (fresh, _, _) = read_once(&remotes(&spec), &opts).await.unwrap();
-    within(&follower, Duration::from_secs(2), "the same network as a fresh read", |n| *n == fresh).await;
+    within(
+        &follower,
+        Duration::from_secs(2),
+        "the same network as a fresh read",
+        |n| *n == fresh,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +369,11 @@ async fn reconnects_after_the_sb_server_restarts() {
         let mut seen = Vec::new();
         while views.changed().await.is_ok() {
             if let Some(v) = views.borrow_and_update().clone() {
-                seen.push((v.connected, v.network.datapaths.len(), v.network.ports.len()));
+                seen.push((
+                    v.connected,
+                    v.network.datapaths.len(),
+                    v.network.ports.len(),
+                ));
             }
         }
         seen
@@ -250,15 +384,24 @@ async fn reconnects_after_the_sb_server_restarts() {
         .wait_for(Duration::from_secs(10), |v| !v.connected)
         .await
         .expect("follower notices the server is gone");
-    assert_eq!(follower.current().unwrap().network.logical_flows.len(), n_flows, "last view kept");
+    assert_eq!(
+        follower.current().unwrap().network.logical_flows.len(),
+        n_flows,
+        "last view kept"
+    );
 
     // A change made while ironflow is cut off must be there after resync.
-    central.nbctl(&["lsp-add", "kube-node1", "late-pod"]).unwrap();
+    central
+        .nbctl(&["lsp-add", "kube-node1", "late-pod"])
+        .unwrap();
     central.start_sb().unwrap();
     central.sync().unwrap();
-    let took = within(&follower, Duration::from_secs(10), "a complete view after reconnecting", |n| {
-        n.ports.contains_key("late-pod") && n.datapaths.len() == 5
-    })
+    let took = within(
+        &follower,
+        Duration::from_secs(10),
+        "a complete view after reconnecting",
+        |n| n.ports.contains_key("late-pod") && n.datapaths.len() == 5,
+    )
     .await;
     eprintln!("resynced {took:?} after the SB came back");
 
@@ -267,7 +410,10 @@ async fn reconnects_after_the_sb_server_restarts() {
     assert!(seen.iter().any(|(connected, _, _)| !connected));
     for (_, datapaths, ports) in &seen {
         assert_eq!(*datapaths, 5, "a partial view was published: {seen:?}");
-        assert!(*ports >= first.network.ports.len(), "a partial view was published: {seen:?}");
+        assert!(
+            *ports >= first.network.ports.len(),
+            "a partial view was published: {seen:?}"
+        );
     }
 }
 
@@ -276,10 +422,19 @@ async fn reconnects_after_the_sb_server_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_requests_against_ovsdb_server() {
     let central = seed_central();
-    let opts = ClientOptions { probe_interval: Some(Duration::from_millis(200)), ..Default::default() };
-    let (client, _events) = Client::connect(&remotes(&central.sb_remote())[0], &opts).await.unwrap();
+    let opts = ClientOptions {
+        probe_interval: Some(Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let (client, _events) = Client::connect(&remotes(&central.sb_remote())[0], &opts)
+        .await
+        .unwrap();
 
-    assert!(client.list_dbs().await.unwrap().contains(&"OVN_Southbound".to_string()));
+    assert!(client
+        .list_dbs()
+        .await
+        .unwrap()
+        .contains(&"OVN_Southbound".to_string()));
     client.echo().await.unwrap();
 
     let inserted = client
@@ -294,10 +449,16 @@ async fn client_requests_against_ovsdb_server() {
     assert!(names.iter().any(|r| r["name"] == "from-ironflow"));
 
     let err = client
-        .transact("OVN_Southbound", vec![json!({"op": "insert", "table": "No_Such_Table", "row": {}})])
+        .transact(
+            "OVN_Southbound",
+            vec![json!({"op": "insert", "table": "No_Such_Table", "row": {}})],
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("No_Such_Table") || err.to_string().contains("unknown table"), "{err}");
+    assert!(
+        err.to_string().contains("No_Such_Table") || err.to_string().contains("unknown table"),
+        "{err}"
+    );
 
     // A "wait" that cannot be satisfied blocks until cancelled.
     let blocked = client
@@ -310,7 +471,9 @@ async fn client_requests_against_ovsdb_server() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     client.cancel(&blocked).unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), blocked.reply()).await.expect("cancel answered");
+    let reply = tokio::time::timeout(Duration::from_secs(5), blocked.reply())
+        .await
+        .expect("cancel answered");
     assert!(reply.unwrap_err().to_string().contains("canceled"));
 
     // Idle for a while: our probes are answered and the connection stays up.

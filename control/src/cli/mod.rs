@@ -76,7 +76,8 @@ impl Source {
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read snapshot {}", path.display()))?;
-                let snap = Snapshot::from_json(&text).with_context(|| format!("{}", path.display()))?;
+                let snap =
+                    Snapshot::from_json(&text).with_context(|| format!("{}", path.display()))?;
                 Ok(Loaded {
                     network: snap.network,
                     source: path.display().to_string(),

@@ -70,7 +70,11 @@ pub fn render(net: &LogicalNetwork, origin: &Origin) -> String {
         let _ = writeln!(out, "    logical flows: {total}");
         for ((pipeline, table), count) in &counts {
             let stage = count.stage_name.as_deref().unwrap_or("-");
-            let _ = writeln!(out, "        {pipeline:<7} {table:>2} {stage:<28} {:>5}", count.flows);
+            let _ = writeln!(
+                out,
+                "        {pipeline:<7} {table:>2} {stage:<28} {:>5}",
+                count.flows
+            );
         }
     }
 
@@ -154,7 +158,13 @@ mod tests {
                 ..Default::default()
             },
         );
-        net.chassis.insert("ch1".into(), Chassis { name: "ch1".into(), ..Default::default() });
+        net.chassis.insert(
+            "ch1".into(),
+            Chassis {
+                name: "ch1".into(),
+                ..Default::default()
+            },
+        );
         let flow = LogicalFlow {
             uuid: Uuid([1; 16]),
             scope: FlowScope::Datapath(dp),
@@ -170,12 +180,32 @@ mod tests {
             tags: Default::default(),
         };
         net.logical_flows.insert(flow.uuid, flow);
-        let text = render(&net, &Origin { source: "unix:/sb.sock", schema_version: Some("20.27.0") });
-        assert!(text.contains("Datapath \"kube-node1\" (switch, tunnel_key 4,"), "{text}");
-        assert!(text.contains("port \"stor-kube-node1\" tunnel_key 1 type patch peer \"rtos-kube-node1\""), "{text}");
-        assert!(text.contains("port \"sshd-2\" tunnel_key 3 chassis \"ch1\""), "{text}");
+        let text = render(
+            &net,
+            &Origin {
+                source: "unix:/sb.sock",
+                schema_version: Some("20.27.0"),
+            },
+        );
+        assert!(
+            text.contains("Datapath \"kube-node1\" (switch, tunnel_key 4,"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "port \"stor-kube-node1\" tunnel_key 1 type patch peer \"rtos-kube-node1\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("port \"sshd-2\" tunnel_key 3 chassis \"ch1\""),
+            "{text}"
+        );
         assert!(text.contains("    Port_Binding \"sshd-2\""), "{text}");
         assert!(text.contains("ingress  0 ls_in_check_port_sec"), "{text}");
-        assert!(text.contains("Total: 1 datapaths, 2 ports, 1 logical flows"), "{text}");
+        assert!(
+            text.contains("Total: 1 datapaths, 2 ports, 1 logical flows"),
+            "{text}"
+        );
     }
 }

@@ -46,7 +46,10 @@ impl Default for ClientOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to {remote}: {error}")]
-    Connect { remote: String, error: std::io::Error },
+    Connect {
+        remote: String,
+        error: std::io::Error,
+    },
     #[error("connection to {remote} lost: {reason}")]
     Disconnected { remote: String, reason: String },
     #[error("{method} failed: {error}")]
@@ -105,9 +108,14 @@ impl Counters {
 /// A notification from the server, or the end of the connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Notification { method: String, params: Value },
+    Notification {
+        method: String,
+        params: Value,
+    },
     /// The connection is gone; no more events follow.
-    Closed { reason: String },
+    Closed {
+        reason: String,
+    },
 }
 
 type ReplySender = oneshot::Sender<Result<Value, Value>>;
@@ -244,7 +252,11 @@ impl Client {
     }
 
     /// Sends a request and returns a handle to its reply.
-    pub fn start_request(&self, method: &str, params: Value) -> Result<PendingRequest, ClientError> {
+    pub fn start_request(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<PendingRequest, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let msg = Message::Request {
@@ -316,16 +328,25 @@ impl Client {
         monitor_id: &Value,
         requests: Value,
     ) -> Result<Value, ClientError> {
-        self.request("monitor_cond", json!([db, monitor_id, requests])).await
+        self.request("monitor_cond", json!([db, monitor_id, requests]))
+            .await
     }
 
     /// RFC 7047 `monitor`: the reply and later `update`s use the old form.
-    pub async fn monitor(&self, db: &str, monitor_id: &Value, requests: Value) -> Result<Value, ClientError> {
-        self.request("monitor", json!([db, monitor_id, requests])).await
+    pub async fn monitor(
+        &self,
+        db: &str,
+        monitor_id: &Value,
+        requests: Value,
+    ) -> Result<Value, ClientError> {
+        self.request("monitor", json!([db, monitor_id, requests]))
+            .await
     }
 
     pub async fn monitor_cancel(&self, monitor_id: &Value) -> Result<(), ClientError> {
-        self.request("monitor_cancel", json!([monitor_id])).await.map(drop)
+        self.request("monitor_cancel", json!([monitor_id]))
+            .await
+            .map(drop)
     }
 
     /// Runs a transaction and returns each operation's result, or the first
@@ -367,7 +388,11 @@ struct Connection {
 
 impl Connection {
     /// Runs until the connection ends; returns why.
-    async fn run<S>(mut self, mut stream: S, mut commands: mpsc::UnboundedReceiver<Command>) -> String
+    async fn run<S>(
+        mut self,
+        mut stream: S,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) -> String
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -446,7 +471,11 @@ impl Connection {
         reason
     }
 
-    async fn write<S: AsyncWrite + Unpin>(&self, stream: &mut S, msg: &Message) -> std::io::Result<()> {
+    async fn write<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        msg: &Message,
+    ) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(&msg.to_json()).expect("JSON values serialise");
         stream.write_all(&bytes).await?;
         Counters::bump(&self.counters.messages_out);
@@ -476,7 +505,11 @@ impl Connection {
         Ok(())
     }
 
-    async fn dispatch<S: AsyncWrite + Unpin>(&mut self, msg: Message, stream: &mut S) -> Result<(), String> {
+    async fn dispatch<S: AsyncWrite + Unpin>(
+        &mut self,
+        msg: Message,
+        stream: &mut S,
+    ) -> Result<(), String> {
         match msg {
             Message::Reply { id, result } => self.complete(&id, Ok(result)),
             Message::Error { id, error } => self.complete(&id, Err(error)),
@@ -492,7 +525,9 @@ impl Connection {
                         error: json!({"error": "unknown method", "details": method}),
                     }
                 };
-                self.write(stream, &answer).await.map_err(|e| format!("write error: {e}"))?;
+                self.write(stream, &answer)
+                    .await
+                    .map_err(|e| format!("write error: {e}"))?;
             }
             Message::Notification { method, params } => {
                 // The receiver may be gone when the owner stopped listening;
@@ -525,7 +560,13 @@ mod tests {
     /// A scripted peer on the far end of an in-memory pipe, for the corner
     /// cases a well-behaved ovsdb-server never produces. The real server is
     /// exercised by the integration tests in `testbeds`.
-    fn pipe(opts: ClientOptions) -> (Client, mpsc::UnboundedReceiver<Event>, tokio::io::DuplexStream) {
+    fn pipe(
+        opts: ClientOptions,
+    ) -> (
+        Client,
+        mpsc::UnboundedReceiver<Event>,
+        tokio::io::DuplexStream,
+    ) {
         let (ours, theirs) = duplex(1 << 16);
         let (client, events) = Client::from_stream(ours, "test".into(), &opts);
         (client, events, theirs)
@@ -562,13 +603,21 @@ mod tests {
         );
         peer.get_mut().write_all(script.as_bytes()).await.unwrap();
         let echo_reply = read_json(&mut peer).await;
-        assert_eq!(echo_reply, json!({"id": "e1", "result": [7], "error": null}));
+        assert_eq!(
+            echo_reply,
+            json!({"id": "e1", "result": [7], "error": null})
+        );
         let refusal = read_json(&mut peer).await;
         assert_eq!(refusal["error"]["error"], "unknown method");
         assert_eq!(pending.reply().await.unwrap(), json!(["OVN_Southbound"]));
-        assert!(matches!(events.recv().await, Some(Event::Notification { method, .. }) if method == "update2"));
+        assert!(
+            matches!(events.recv().await, Some(Event::Notification { method, .. }) if method == "update2")
+        );
         let stats = client.stats();
-        assert_eq!((stats.malformed, stats.unknown_method, stats.stray_replies), (2, 1, 1));
+        assert_eq!(
+            (stats.malformed, stats.unknown_method, stats.stray_replies),
+            (2, 1, 1)
+        );
         assert_eq!(stats.echoes_answered, 1);
     }
 

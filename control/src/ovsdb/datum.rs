@@ -59,7 +59,10 @@ impl Atom {
             Value::String(s) => Ok(Atom::String(s.clone())),
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Ok(Atom::Integer(i)),
-                None => n.as_f64().map(Atom::Real).ok_or_else(|| bad("bad number", value)),
+                None => n
+                    .as_f64()
+                    .map(Atom::Real)
+                    .ok_or_else(|| bad("bad number", value)),
             },
             Value::Array(pair) => match pair.as_slice() {
                 [Value::String(tag), Value::String(text)] if tag == "uuid" => text
@@ -154,16 +157,12 @@ impl Datum {
     /// because an `update2` difference may hold more than the column does.
     pub fn from_json_typed(value: &Value, ty: &ColumnType) -> Result<Datum, DatumError> {
         let datum = match &ty.value {
-            Some(vt) => Self::parse(
-                value,
-                &|v| Atom::from_json_typed(v, &ty.key),
-                &|v| Atom::from_json_typed(v, vt),
-            )?,
-            None => Self::parse(
-                value,
-                &|v| Atom::from_json_typed(v, &ty.key),
-                &|_| Err(DatumError("a set column holds no map".into())),
-            )?,
+            Some(vt) => Self::parse(value, &|v| Atom::from_json_typed(v, &ty.key), &|v| {
+                Atom::from_json_typed(v, vt)
+            })?,
+            None => Self::parse(value, &|v| Atom::from_json_typed(v, &ty.key), &|_| {
+                Err(DatumError("a set column holds no map".into()))
+            })?,
         };
         // A map value for a set column (or the reverse) is wrong, except an
         // empty value, which OVSDB may write either way.
@@ -182,7 +181,11 @@ impl Datum {
         if let Value::Array(items) = value {
             match items.as_slice() {
                 [Value::String(tag), Value::Array(elems)] if tag == "set" => {
-                    return elems.iter().map(key).collect::<Result<_, _>>().map(Datum::Set);
+                    return elems
+                        .iter()
+                        .map(key)
+                        .collect::<Result<_, _>>()
+                        .map(Datum::Set);
                 }
                 [Value::String(tag), Value::Array(pairs)] if tag == "map" => {
                     return pairs
@@ -215,7 +218,9 @@ impl Datum {
     pub fn to_json(&self) -> Value {
         match self {
             Datum::Set(atoms) if atoms.len() == 1 => atoms[0].to_json(),
-            Datum::Set(atoms) => json!(["set", atoms.iter().map(Atom::to_json).collect::<Vec<_>>()]),
+            Datum::Set(atoms) => {
+                json!(["set", atoms.iter().map(Atom::to_json).collect::<Vec<_>>()])
+            }
             Datum::Map(pairs) => json!([
                 "map",
                 pairs
@@ -309,7 +314,10 @@ mod tests {
     #[test]
     fn parses_rfc7047_notation() {
         let u = uuid(0xab);
-        let v = json!(["set", [["uuid", u.to_string()], ["uuid", uuid(1).to_string()]]]);
+        let v = json!([
+            "set",
+            [["uuid", u.to_string()], ["uuid", uuid(1).to_string()]]
+        ]);
         let d = Datum::from_json(&v).unwrap();
         assert_eq!(d.atoms(), &[Atom::Uuid(u), Atom::Uuid(uuid(1))]);
         assert_eq!(d.to_json(), v);
@@ -319,8 +327,14 @@ mod tests {
         assert_eq!(d.pairs().len(), 2);
         assert_eq!(d.to_json(), m);
 
-        assert_eq!(Datum::from_json(&json!(7)).unwrap(), Datum::Set(vec![Atom::Integer(7)]));
-        assert_eq!(Datum::from_json(&json!(7.5)).unwrap(), Datum::Set(vec![Atom::Real(7.5)]));
+        assert_eq!(
+            Datum::from_json(&json!(7)).unwrap(),
+            Datum::Set(vec![Atom::Integer(7)])
+        );
+        assert_eq!(
+            Datum::from_json(&json!(7.5)).unwrap(),
+            Datum::Set(vec![Atom::Real(7.5)])
+        );
         assert_eq!(
             Datum::from_json(&json!(["named-uuid", "row1"])).unwrap(),
             Datum::Set(vec![Atom::NamedUuid("row1".into())])
@@ -367,15 +381,33 @@ mod tests {
     #[test]
     fn applies_update2_differences() {
         let mut set = Datum::Set(vec![Atom::String("a".into()), Atom::String("b".into())]);
-        set.apply_diff(&Datum::Set(vec![Atom::String("a".into()), Atom::String("c".into())]));
-        assert_eq!(set, Datum::Set(vec![Atom::String("b".into()), Atom::String("c".into())]));
+        set.apply_diff(&Datum::Set(vec![
+            Atom::String("a".into()),
+            Atom::String("c".into()),
+        ]));
+        assert_eq!(
+            set,
+            Datum::Set(vec![Atom::String("b".into()), Atom::String("c".into())])
+        );
 
         let s = |x: &str| Atom::String(x.into());
-        let mut map = Datum::Map(vec![(s("keep"), s("1")), (s("drop"), s("2")), (s("chg"), s("3"))]);
-        map.apply_diff(&Datum::Map(vec![(s("drop"), s("2")), (s("chg"), s("4")), (s("new"), s("5"))]));
+        let mut map = Datum::Map(vec![
+            (s("keep"), s("1")),
+            (s("drop"), s("2")),
+            (s("chg"), s("3")),
+        ]);
+        map.apply_diff(&Datum::Map(vec![
+            (s("drop"), s("2")),
+            (s("chg"), s("4")),
+            (s("new"), s("5")),
+        ]));
         assert_eq!(
             map,
-            Datum::Map(vec![(s("keep"), s("1")), (s("chg"), s("4")), (s("new"), s("5"))])
+            Datum::Map(vec![
+                (s("keep"), s("1")),
+                (s("chg"), s("4")),
+                (s("new"), s("5"))
+            ])
         );
 
         let mut empty = Datum::empty_set();

@@ -114,7 +114,12 @@ mod tests {
         for piece in input.chunks(chunk) {
             buf.extend_from_slice(piece);
             while let Some(end) = splitter.scan(&buf)? {
-                out.push(String::from_utf8(buf.drain(..end).collect()).unwrap().trim().to_string());
+                out.push(
+                    String::from_utf8(buf.drain(..end).collect())
+                        .unwrap()
+                        .trim()
+                        .to_string(),
+                );
             }
         }
         Ok(out)
@@ -135,14 +140,23 @@ mod tests {
     #[test]
     fn refuses_garbage_between_messages() {
         let err = split_all(b"{} x{}", 100).unwrap_err();
-        assert_eq!(err, FramingError::Garbage { byte: b'x', offset: 1 });
+        assert_eq!(
+            err,
+            FramingError::Garbage {
+                byte: b'x',
+                offset: 1
+            }
+        );
         assert!(split_all(b"}", 1).is_err());
     }
 
     #[test]
     fn limits_message_length() {
         let mut s = JsonSplitter::new(8);
-        assert_eq!(s.scan(b"{\"aaaaaaaaaaaa"), Err(FramingError::TooLong { limit: 8 }));
+        assert_eq!(
+            s.scan(b"{\"aaaaaaaaaaaa"),
+            Err(FramingError::TooLong { limit: 8 })
+        );
     }
 
     #[test]

@@ -7,7 +7,11 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// A call that wants an answer with the same `id`.
-    Request { id: Value, method: String, params: Value },
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
     /// A call with a null `id`: no answer (`update`, `cancel`, …).
     Notification { method: String, params: Value },
     /// A successful answer.
@@ -40,7 +44,9 @@ impl Message {
             };
             let params = obj.remove("params").unwrap_or(Value::Null);
             if !params.is_array() {
-                return Err(MessageError(format!("params of {method:?} is not an array")));
+                return Err(MessageError(format!(
+                    "params of {method:?} is not an array"
+                )));
             }
             return Ok(if id.is_null() {
                 Message::Notification { method, params }
@@ -109,10 +115,23 @@ mod tests {
     #[test]
     fn round_trips() {
         for msg in [
-            Message::Request { id: json!(1), method: "echo".into(), params: json!([]) },
-            Message::Notification { method: "cancel".into(), params: json!([1]) },
-            Message::Reply { id: json!("x"), result: json!([1]) },
-            Message::Error { id: json!(2), error: json!("canceled") },
+            Message::Request {
+                id: json!(1),
+                method: "echo".into(),
+                params: json!([]),
+            },
+            Message::Notification {
+                method: "cancel".into(),
+                params: json!([1]),
+            },
+            Message::Reply {
+                id: json!("x"),
+                result: json!([1]),
+            },
+            Message::Error {
+                id: json!(2),
+                error: json!("canceled"),
+            },
         ] {
             assert_eq!(Message::from_json(msg.to_json()).unwrap(), msg);
         }

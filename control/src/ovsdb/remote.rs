@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn parses_ovn_spellings() {
-        let r = parse_remotes("unix:/run/ovn/ovnsb_db.sock,tcp:127.0.0.1:6642,tcp:[::1]:6642").unwrap();
+        let r =
+            parse_remotes("unix:/run/ovn/ovnsb_db.sock,tcp:127.0.0.1:6642,tcp:[::1]:6642").unwrap();
         assert_eq!(r[0], Remote::Unix("/run/ovn/ovnsb_db.sock".into()));
         assert_eq!(r[1].to_string(), "tcp:127.0.0.1:6642");
         assert_eq!(r[2].to_string(), "tcp:[::1]:6642");
@@ -102,7 +103,10 @@ mod tests {
             ("unix:", "empty path"),
         ] {
             let e = bad.parse::<Remote>().unwrap_err();
-            assert!(e.0.contains(hint) && e.0.contains("unix:PATH"), "{bad}: {e}");
+            assert!(
+                e.0.contains(hint) && e.0.contains("unix:PATH"),
+                "{bad}: {e}"
+            );
         }
         assert!(parse_remotes(" , ").is_err());
     }

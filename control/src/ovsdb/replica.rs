@@ -134,16 +134,24 @@ impl Replica {
             problem,
         };
         let Some(tables) = updates.as_object() else {
-            report.issues.push(issue("-", "-", format!("update is not an object: {updates:.80}")));
+            report.issues.push(issue(
+                "-",
+                "-",
+                format!("update is not an object: {updates:.80}"),
+            ));
             return report;
         };
         for (table, rows) in tables {
             if !self.schema.tables.contains_key(table) {
-                report.issues.push(issue(table, "-", "table is not in the schema".into()));
+                report
+                    .issues
+                    .push(issue(table, "-", "table is not in the schema".into()));
                 continue;
             }
             let Some(rows) = rows.as_object() else {
-                report.issues.push(issue(table, "-", "table update is not an object".into()));
+                report
+                    .issues
+                    .push(issue(table, "-", "table update is not an object".into()));
                 continue;
             };
             for (uuid_text, change) in rows {
@@ -184,7 +192,11 @@ impl Replica {
                 rows.insert(uuid, row);
             }
         }
-        report.changed.entry(table.to_string()).or_default().push(uuid);
+        report
+            .changed
+            .entry(table.to_string())
+            .or_default()
+            .push(uuid);
         Ok(())
     }
 
@@ -201,7 +213,8 @@ impl Replica {
             let Some(ty) = self.schema.column(table, name) else {
                 continue;
             };
-            let datum = Datum::from_json_typed(value, ty).map_err(|e| format!("column {name}: {e}"))?;
+            let datum =
+                Datum::from_json_typed(value, ty).map_err(|e| format!("column {name}: {e}"))?;
             let datum = match (how, row.get_mut(name)) {
                 (Columns::Diff, Some(old)) if !ty.modify_sends_new_value() => {
                     old.apply_diff(&datum);
@@ -220,7 +233,11 @@ impl Replica {
     fn delete(&mut self, table: &str, uuid: Uuid, report: &mut ApplyReport) {
         if let Some(rows) = self.tables.get_mut(table) {
             if rows.remove(&uuid).is_some() {
-                report.changed.entry(table.to_string()).or_default().push(uuid);
+                report
+                    .changed
+                    .entry(table.to_string())
+                    .or_default()
+                    .push(uuid);
             }
         }
     }
@@ -277,13 +294,20 @@ mod tests {
         assert!(rep.issues.is_empty(), "{:?}", rep.issues);
         let pb = row(&r);
         assert_eq!(pb["tunnel_key"], Datum::Set(vec![Atom::Integer(4)]));
-        assert_eq!(pb["chassis"], Datum::Set(vec![Atom::Uuid(CH_B.parse().unwrap())]));
+        assert_eq!(
+            pb["chassis"],
+            Datum::Set(vec![Atom::Uuid(CH_B.parse().unwrap())])
+        );
         let s = |x: &str| Atom::String(x.into());
-        assert_eq!(pb["options"], Datum::Map(vec![(s("b"), s("3")), (s("c"), s("4"))]));
+        assert_eq!(
+            pb["options"],
+            Datum::Map(vec![(s("b"), s("3")), (s("c"), s("4"))])
+        );
         assert_eq!(pb["logical_port"], Datum::Set(vec![s("sshd-2")]));
         assert_eq!(pb["mac"], Datum::Set(vec![s("0a:00:00:00:00:02")]));
 
-        let rep = r.apply_update2(&json!({"Port_Binding": {ROW: {"modify": {"chassis": ["set", []]}}}}));
+        let rep =
+            r.apply_update2(&json!({"Port_Binding": {ROW: {"modify": {"chassis": ["set", []]}}}}));
         assert!(rep.issues.is_empty(), "{:?}", rep.issues);
         assert!(row(&r)["chassis"].is_empty());
 
@@ -295,7 +319,9 @@ mod tests {
     #[test]
     fn applies_rfc7047_updates() {
         let mut r = Replica::new(schema());
-        r.apply_update(&json!({"Port_Binding": {ROW: {"new": {"logical_port": "p", "tunnel_key": 1}}}}));
+        r.apply_update(
+            &json!({"Port_Binding": {ROW: {"new": {"logical_port": "p", "tunnel_key": 1}}}}),
+        );
         r.apply_update(&json!({"Port_Binding": {ROW: {
             "old": {"tunnel_key": 1}, "new": {"logical_port": "p", "tunnel_key": 2}}}}));
         assert_eq!(row(&r)["tunnel_key"], Datum::Set(vec![Atom::Integer(2)]));
@@ -320,15 +346,21 @@ mod tests {
         assert_eq!(r.len("Port_Binding"), 1);
         let text: Vec<String> = rep.issues.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 5, "{text:?}");
-        assert!(text.iter().any(|t| t.contains(ROW) && t.contains("tunnel_key") && t.contains("expected integer")));
+        assert!(text.iter().any(|t| t.contains(ROW)
+            && t.contains("tunnel_key")
+            && t.contains("expected integer")));
         assert!(text.iter().any(|t| t.contains("not a UUID")));
         assert!(text.iter().any(|t| t.contains("does not have")));
         assert!(text.iter().any(|t| t.contains("No_Such_Table")));
 
         // A bad modification leaves the row as it was.
-        let rep = r.apply_update2(&json!({"Port_Binding": {good: {"modify": {"logical_port": 5}}}}));
+        let rep =
+            r.apply_update2(&json!({"Port_Binding": {good: {"modify": {"logical_port": 5}}}}));
         assert_eq!(rep.issues.len(), 1);
         let good_row = r.row("Port_Binding", &good.parse().unwrap()).unwrap();
-        assert_eq!(good_row["logical_port"], Datum::Set(vec![Atom::String("good".into())]));
+        assert_eq!(
+            good_row["logical_port"],
+            Datum::Set(vec![Atom::String("good".into())])
+        );
     }
 }

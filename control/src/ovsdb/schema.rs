@@ -103,10 +103,15 @@ impl BaseType {
                     .ok_or_else(|| err("base type without \"type\""))?;
                 Ok(BaseType {
                     atomic: AtomicType::from_name(name)?,
-                    ref_table: obj.get("refTable").and_then(Value::as_str).map(String::from),
+                    ref_table: obj
+                        .get("refTable")
+                        .and_then(Value::as_str)
+                        .map(String::from),
                 })
             }
-            _ => Err(err(format!("base type is neither string nor object: {value}"))),
+            _ => Err(err(format!(
+                "base type is neither string nor object: {value}"
+            ))),
         }
     }
 }
@@ -132,7 +137,12 @@ impl ColumnType {
             Some(Value::String(s)) if s == "unlimited" => None,
             Some(v) => Some(v.as_u64().ok_or_else(|| err(format!("bad max {v}")))?),
         };
-        Ok(ColumnType { key, value, min, max })
+        Ok(ColumnType {
+            key,
+            value,
+            min,
+            max,
+        })
     }
 
     /// A plain scalar: exactly one value.
@@ -217,8 +227,14 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(schema.version, "20.27.0");
-        assert!(schema.column("Port_Binding", "logical_port").unwrap().is_scalar());
-        assert!(schema.column("Port_Binding", "tunnel_key").unwrap().is_scalar());
+        assert!(schema
+            .column("Port_Binding", "logical_port")
+            .unwrap()
+            .is_scalar());
+        assert!(schema
+            .column("Port_Binding", "tunnel_key")
+            .unwrap()
+            .is_scalar());
         let chassis = schema.column("Port_Binding", "chassis").unwrap();
         assert!(!chassis.is_scalar());
         assert!(chassis.modify_sends_new_value());

@@ -19,8 +19,14 @@ pub fn build_network(t: &SbTables) -> LogicalNetwork {
         .values()
         .map(|row| {
             let mut chassis = row.chassis.clone();
-            chassis.encaps = row.encaps.iter().filter_map(|e| t.encaps.get(e).cloned()).collect();
-            chassis.encaps.sort_by(|a, b| (&a.encap_type, &a.ip).cmp(&(&b.encap_type, &b.ip)));
+            chassis.encaps = row
+                .encaps
+                .iter()
+                .filter_map(|e| t.encaps.get(e).cloned())
+                .collect();
+            chassis
+                .encaps
+                .sort_by(|a, b| (&a.encap_type, &a.ip).cmp(&(&b.encap_type, &b.ip)));
             (chassis.name.clone(), chassis)
         })
         .collect();
@@ -35,7 +41,12 @@ pub fn build_network(t: &SbTables) -> LogicalNetwork {
         })
         .collect();
 
-    let datapaths = t.datapaths.rows.iter().map(|(u, dp)| (*u, dp.clone())).collect();
+    let datapaths = t
+        .datapaths
+        .rows
+        .iter()
+        .map(|(u, dp)| (*u, dp.clone()))
+        .collect();
 
     let ports = t
         .port_bindings
@@ -43,7 +54,11 @@ pub fn build_network(t: &SbTables) -> LogicalNetwork {
         .map(|row| {
             let mut port = row.port.clone();
             port.chassis = row.chassis.as_ref().and_then(chassis_name);
-            port.additional_chassis = row.additional_chassis.iter().filter_map(chassis_name).collect();
+            port.additional_chassis = row
+                .additional_chassis
+                .iter()
+                .filter_map(chassis_name)
+                .collect();
             port.requested_chassis = row.requested_chassis.as_ref().and_then(chassis_name);
             (port.name.clone(), port)
         })
@@ -75,7 +90,8 @@ pub fn build_network(t: &SbTables) -> LogicalNetwork {
 
     let mut mac_bindings: Vec<MacBinding> = t.mac_bindings.values().cloned().collect();
     mac_bindings.sort_by(|a, b| (&a.logical_port, &a.ip).cmp(&(&b.logical_port, &b.ip)));
-    let mut static_mac_bindings: Vec<StaticMacBinding> = t.static_mac_bindings.values().cloned().collect();
+    let mut static_mac_bindings: Vec<StaticMacBinding> =
+        t.static_mac_bindings.values().cloned().collect();
     static_mac_bindings.sort_by(|a, b| (&a.logical_port, &a.ip).cmp(&(&b.logical_port, &b.ip)));
 
     let named_sets = |sets: Vec<&super::tables::NamedSet>| -> BTreeMap<String, Vec<String>> {
@@ -94,7 +110,11 @@ pub fn build_network(t: &SbTables) -> LogicalNetwork {
         .iter()
         .map(|(u, row)| {
             let mut lb = row.lb.clone();
-            if let Some(members) = row.datapath_group.as_ref().and_then(|g| datapath_groups.get(g)) {
+            if let Some(members) = row
+                .datapath_group
+                .as_ref()
+                .and_then(|g| datapath_groups.get(g))
+            {
                 lb.datapaths.extend(members);
             }
             lb.datapaths.sort();
@@ -109,7 +129,12 @@ pub fn build_network(t: &SbTables) -> LogicalNetwork {
         chassis_private,
         datapaths,
         ports,
-        logical_flows: t.logical_flows.rows.iter().map(|(u, f)| (*u, f.clone())).collect(),
+        logical_flows: t
+            .logical_flows
+            .rows
+            .iter()
+            .map(|(u, f)| (*u, f.clone()))
+            .collect(),
         multicast_groups,
         mac_bindings,
         static_mac_bindings,

@@ -59,18 +59,27 @@ impl<'a> RowReader<'a> {
     ) -> Result<Vec<T>, RowError> {
         match self.row.get(column) {
             None => Ok(Vec::new()),
-            Some(Datum::Map(m)) if !m.is_empty() => Err(self.error(column, format!("expected {want}, found a map"))),
+            Some(Datum::Map(m)) if !m.is_empty() => {
+                Err(self.error(column, format!("expected {want}, found a map")))
+            }
             Some(d) => d
                 .atoms()
                 .iter()
-                .map(|a| get(a).ok_or_else(|| self.error(column, format!("expected {want}, found {}", d.describe()))))
+                .map(|a| {
+                    get(a).ok_or_else(|| {
+                        self.error(column, format!("expected {want}, found {}", d.describe()))
+                    })
+                })
                 .collect(),
         }
     }
 
     fn at_most_one<T>(&self, column: &'static str, mut v: Vec<T>) -> Result<Option<T>, RowError> {
         if v.len() > 1 {
-            return Err(self.error(column, format!("expected at most one value, found {}", v.len())));
+            return Err(self.error(
+                column,
+                format!("expected at most one value, found {}", v.len()),
+            ));
         }
         Ok(v.pop())
     }
@@ -104,7 +113,10 @@ impl<'a> RowReader<'a> {
         T::try_from(i).map_err(|_| self.error(column, format!("{i} is out of range")))
     }
 
-    pub fn opt_integer_as<T: TryFrom<i64>>(&self, column: &'static str) -> Result<Option<T>, RowError> {
+    pub fn opt_integer_as<T: TryFrom<i64>>(
+        &self,
+        column: &'static str,
+    ) -> Result<Option<T>, RowError> {
         self.opt_integer(column)?
             .map(|i| T::try_from(i).map_err(|_| self.error(column, format!("{i} is out of range"))))
             .transpose()
@@ -167,9 +179,16 @@ mod tests {
         assert_eq!(r.string("absent").unwrap(), "");
         assert_eq!(r.integer_as::<u32>("key").unwrap(), 70000);
         let e = r.integer_as::<u16>("key").unwrap_err();
-        assert!(e.to_string().contains("column key: 70000 is out of range"), "{e}");
+        assert!(
+            e.to_string().contains("column key: 70000 is out of range"),
+            "{e}"
+        );
         assert_eq!(r.string_map("ids").unwrap()["k"], "v");
-        assert!(r.integer("name").unwrap_err().problem.contains("expected integer"));
+        assert!(r
+            .integer("name")
+            .unwrap_err()
+            .problem
+            .contains("expected integer"));
         assert!(r.opt_string("two").is_err());
         assert!(r.strings("ids").is_err());
         assert!(r.uuid("absent").unwrap_err().problem.contains("missing"));

@@ -99,8 +99,13 @@ impl Session {
         let monitor_id = json!("ironflow-sb");
         let (initial, plain_updates) = match opts.monitor {
             MonitorMethod::Plain => (client.monitor(SB_DB, &monitor_id, requests).await?, true),
-            MonitorMethod::Auto => match client.monitor_cond(SB_DB, &monitor_id, requests.clone()).await {
-                Err(ClientError::Rpc { error, .. }) if error.get("error") == Some(&json!("unknown method")) => {
+            MonitorMethod::Auto => match client
+                .monitor_cond(SB_DB, &monitor_id, requests.clone())
+                .await
+            {
+                Err(ClientError::Rpc { error, .. })
+                    if error.get("error") == Some(&json!("unknown method")) =>
+                {
                     info!(%remote, "server lacks monitor_cond; using monitor");
                     (client.monitor(SB_DB, &monitor_id, requests).await?, true)
                 }
@@ -181,7 +186,9 @@ impl Session {
             Some(Event::Closed { reason }) => Err(SessionError::Closed { remote, reason }),
             Some(Event::Notification { method, params }) => {
                 let updates = match (method.as_str(), params.as_array().map(Vec::as_slice)) {
-                    ("update" | "update2", Some([id, updates])) if *id == self.monitor_id => updates,
+                    ("update" | "update2", Some([id, updates])) if *id == self.monitor_id => {
+                        updates
+                    }
                     ("update3", Some([id, _txn, updates])) if *id == self.monitor_id => updates,
                     _ => {
                         warn!(%remote, %method, "ignoring unexpected notification");
@@ -202,7 +209,11 @@ fn monitor_requests(schema: &DatabaseSchema) -> Value {
             info!(table, schema = %schema.version, "SB schema lacks a table ironflow reads; treating it as empty");
             continue;
         };
-        let known: Vec<&str> = columns.iter().copied().filter(|c| ts.columns.contains_key(*c)).collect();
+        let known: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| ts.columns.contains_key(*c))
+            .collect();
         if known.len() < columns.len() {
             debug!(table, "SB schema lacks some columns ironflow reads");
         }
@@ -268,7 +279,8 @@ impl SbFollower {
         mut pred: impl FnMut(&SbView) -> bool,
     ) -> Option<Arc<SbView>> {
         let mut rx = self.subscribe();
-        let found = tokio::time::timeout(limit, rx.wait_for(|v| v.as_deref().is_some_and(&mut pred))).await;
+        let found =
+            tokio::time::timeout(limit, rx.wait_for(|v| v.as_deref().is_some_and(&mut pred))).await;
         match found {
             Ok(Ok(view)) => view.clone(),
             _ => None,

@@ -136,7 +136,13 @@ pub struct ChassisPrivateRow {
 
 impl SbRow for ChassisPrivateRow {
     const TABLE: &'static str = "Chassis_Private";
-    const COLUMNS: &'static [&'static str] = &["name", "chassis", "nb_cfg", "nb_cfg_timestamp", "external_ids"];
+    const COLUMNS: &'static [&'static str] = &[
+        "name",
+        "chassis",
+        "nb_cfg",
+        "nb_cfg_timestamp",
+        "external_ids",
+    ];
     fn decode(r: &RowReader) -> Result<Self, RowError> {
         Ok(ChassisPrivateRow {
             private: ChassisPrivate {
@@ -267,7 +273,10 @@ impl SbRow for LogicalFlow {
         "external_ids",
     ];
     fn decode(r: &RowReader) -> Result<Self, RowError> {
-        let scope = match (r.opt_uuid("logical_datapath")?, r.opt_uuid("logical_dp_group")?) {
+        let scope = match (
+            r.opt_uuid("logical_datapath")?,
+            r.opt_uuid("logical_dp_group")?,
+        ) {
             (Some(dp), _) => FlowScope::Datapath(dp),
             (None, Some(group)) => FlowScope::Group(group),
             (None, None) => FlowScope::Nowhere,
@@ -339,7 +348,8 @@ impl SbRow for MulticastGroupRow {
 
 impl SbRow for MacBinding {
     const TABLE: &'static str = "MAC_Binding";
-    const COLUMNS: &'static [&'static str] = &["logical_port", "ip", "mac", "timestamp", "datapath"];
+    const COLUMNS: &'static [&'static str] =
+        &["logical_port", "ip", "mac", "timestamp", "datapath"];
     fn decode(r: &RowReader) -> Result<Self, RowError> {
         Ok(MacBinding {
             uuid: r.uuid,
@@ -354,8 +364,13 @@ impl SbRow for MacBinding {
 
 impl SbRow for StaticMacBinding {
     const TABLE: &'static str = "Static_MAC_Binding";
-    const COLUMNS: &'static [&'static str] =
-        &["logical_port", "ip", "mac", "override_dynamic_mac", "datapath"];
+    const COLUMNS: &'static [&'static str] = &[
+        "logical_port",
+        "ip",
+        "mac",
+        "override_dynamic_mac",
+        "datapath",
+    ];
     fn decode(r: &RowReader) -> Result<Self, RowError> {
         Ok(StaticMacBinding {
             uuid: r.uuid,
