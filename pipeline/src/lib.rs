@@ -7,6 +7,7 @@
 //! and knows nothing of sockets, so every stage is testable with values in
 //! and values out (the way smoltcp's `wire` and s2n-quic's core are).
 
+pub mod lflow;
 pub mod network;
 pub mod snapshot;
 pub mod uuid;

@@ -1,0 +1,5 @@
+//! OVN's logical-flow language (`man ovn-sb`, Logical_Flow `match` and
+//! `actions`): lexer, symbol table, match expressions and their
+//! normalisation, and actions.
+
+pub mod lexer;
