@@ -2,4 +2,5 @@
 //! `actions`): lexer, symbol table, match expressions and their
 //! normalisation, and actions.
 
+pub mod cursor;
 pub mod lexer;
