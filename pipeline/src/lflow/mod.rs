@@ -3,4 +3,6 @@
 //! normalisation, and actions.
 
 pub mod cursor;
+pub mod actions;
 pub mod lexer;
+pub mod symbols;
