@@ -3,6 +3,7 @@
 //! normalisation, and actions.
 
 pub mod cursor;
+pub mod expr;
 pub mod actions;
 pub mod lexer;
 pub mod symbols;
