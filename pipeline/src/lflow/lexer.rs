@@ -33,9 +33,10 @@ impl Constant {
         Constant { value, mask: None, format }
     }
 
-    /// Bits needed to hold the value (at least 1).
+    /// Bits needed to hold the value and its mask (at least 1).
     pub fn bits(&self) -> u32 {
-        (128 - self.value.leading_zeros()).max(1)
+        let widest = self.value | self.mask.unwrap_or(0);
+        (128 - widest.leading_zeros()).max(1)
     }
 }
 

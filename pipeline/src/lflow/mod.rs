@@ -6,4 +6,5 @@ pub mod cursor;
 pub mod expr;
 pub mod actions;
 pub mod lexer;
+pub mod normalize;
 pub mod symbols;
