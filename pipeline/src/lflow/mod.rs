@@ -6,5 +6,6 @@ pub mod cursor;
 pub mod expr;
 pub mod actions;
 pub mod lexer;
+pub mod names;
 pub mod normalize;
 pub mod symbols;

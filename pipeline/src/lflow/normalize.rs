@@ -517,3 +517,62 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod mutation_tests {
+    //! Mangled matches must fail with an error, never a panic: real northd
+    //! matches with bytes flipped, dropped and repeated go through the
+    //! lexer, the parser and normalisation.
+    use super::*;
+
+    const SEED_MATCHES: &str = include_str!("testdata/matches.txt");
+
+    struct AnyName;
+
+    impl Resolver for AnyName {
+        fn port_key(&self, name: &str) -> Option<u32> {
+            Some(name.len() as u32)
+        }
+        fn address_set(&self, name: &str) -> Option<Vec<String>> {
+            Some(vec![name.to_string(), "10.0.0.0/8".into()])
+        }
+        fn port_group(&self, name: &str) -> Option<Vec<String>> {
+            Some(vec![name.to_string()])
+        }
+    }
+
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn mangled_matches_never_panic() {
+        const ALPHABET: &[u8] = b"(){}[]!=<>&|.,:;$@\"\\/*-0x1fz_ \xc3\xa9";
+        let corpus: Vec<&str> = SEED_MATCHES.lines().filter(|l| !l.is_empty()).collect();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let (mut ok, mut refused) = (0, 0);
+        for round in 0..30_000 {
+            let mut bytes = corpus[round % corpus.len()].as_bytes().to_vec();
+            for _ in 0..1 + next(&mut rng) % 3 {
+                let at = (next(&mut rng) as usize) % (bytes.len() + 1);
+                match next(&mut rng) % 3 {
+                    0 if at < bytes.len() => bytes[at] = ALPHABET[(next(&mut rng) as usize) % ALPHABET.len()],
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, ALPHABET[(next(&mut rng) as usize) % ALPHABET.len()]),
+                }
+            }
+            // Mutations may split a UTF-8 sequence; the parser takes &str.
+            let text = String::from_utf8_lossy(&bytes);
+            match parse_and_normalize(&text, &AnyName) {
+                Ok(_) => ok += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(ok > 1000 && refused > 1000, "ok {ok}, refused {refused}");
+    }
+}

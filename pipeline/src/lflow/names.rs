@@ -1,0 +1,58 @@
+//! Names a logical flow may use, answered from a [`LogicalNetwork`] for one
+//! datapath: its ports and multicast groups, address sets, and port groups
+//! (northd writes them per datapath as `<tunnel key>_<name>`).
+
+use super::normalize::Resolver;
+use crate::network::{Datapath, LogicalNetwork};
+use std::collections::HashMap;
+
+pub struct DatapathNames<'a> {
+    net: &'a LogicalNetwork,
+    tunnel_key: u32,
+    /// Logical ports and multicast groups of the datapath → tunnel key.
+    ports: HashMap<&'a str, u32>,
+}
+
+impl<'a> DatapathNames<'a> {
+    pub fn new(net: &'a LogicalNetwork, dp: &Datapath) -> Self {
+        let ports = net
+            .ports
+            .values()
+            .filter(|p| p.datapath == dp.uuid)
+            .map(|p| (p.name.as_str(), p.tunnel_key))
+            .chain(
+                net.multicast_groups
+                    .values()
+                    .filter(|g| g.datapath == dp.uuid)
+                    .map(|g| (g.name.as_str(), g.tunnel_key)),
+            )
+            .collect();
+        DatapathNames {
+            net,
+            tunnel_key: dp.tunnel_key,
+            ports,
+        }
+    }
+}
+
+impl Resolver for DatapathNames<'_> {
+    fn port_key(&self, name: &str) -> Option<u32> {
+        self.ports.get(name).copied()
+    }
+
+    fn address_set(&self, name: &str) -> Option<Vec<String>> {
+        self.net.address_sets.get(name).cloned()
+    }
+
+    fn port_group(&self, name: &str) -> Option<Vec<String>> {
+        // A port group that spans no port of this datapath has no
+        // per-datapath row: it is empty here, not unknown.
+        let per_dp = format!("{}_{name}", self.tunnel_key);
+        self.net
+            .port_groups
+            .get(&per_dp)
+            .or_else(|| self.net.port_groups.get(name))
+            .cloned()
+            .or_else(|| self.net.port_groups.keys().any(|k| k.split_once('_').is_some_and(|(_, n)| n == name)).then(Vec::new))
+    }
+}
