@@ -145,6 +145,20 @@ impl OvnCentral {
         ctl("ovn-sbctl", &self.sb_remote(), args)
     }
 
+    /// Runs `ovn-nbctl` commands (each a word list) as one transaction, then
+    /// waits for northd to write the result to the SB.
+    pub fn nbctl_batch(&self, commands: &[Vec<String>]) -> Result<()> {
+        let mut args: Vec<&str> = Vec::new();
+        for (i, cmd) in commands.iter().enumerate() {
+            if i > 0 {
+                args.push("--");
+            }
+            args.extend(cmd.iter().map(String::as_str));
+        }
+        self.nbctl(&args)?;
+        self.sync()
+    }
+
     /// Waits until northd has written everything in the NB to the SB.
     pub fn sync(&self) -> Result<()> {
         self.nbctl(&["--timeout=30", "--wait=sb", "sync"]).map(drop)

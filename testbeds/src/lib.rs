@@ -8,3 +8,4 @@
 
 pub mod central;
 pub mod seed;
+pub mod topologies;

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ironflow_testbeds::central::{stop_in, OvnCentral};
 use ironflow_testbeds::seed::build_seed;
+use ironflow_testbeds::topologies;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -21,6 +22,16 @@ enum Command {
         /// Directory for the databases, sockets, logs and pidfiles.
         #[arg(long, default_value = "lab/seed")]
         dir: PathBuf,
+    },
+    /// Start a central with one of the lab topologies (`--list` shows them).
+    Start {
+        #[arg(long, default_value = "seed")]
+        topology: String,
+        #[arg(long, default_value = "lab/seed")]
+        dir: PathBuf,
+        /// List the topologies and exit.
+        #[arg(long)]
+        list: bool,
     },
     /// Stop the central started in DIR.
     Stop {
@@ -44,16 +55,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Seed { dir } => {
             let central = OvnCentral::start_in(&dir, true)?;
             build_seed(&central)?;
-            println!(
-                "OVN central with the seed topology is running in {}",
-                central.dir().display()
-            );
-            println!("  NB: {}", central.nb_remote());
-            println!(
-                "  SB: {}  (also {})",
-                central.sb_remote(),
-                central.sb_tcp_remote()
-            );
+            announce(&central, "the seed topology");
+        }
+        Command::Start { list: true, .. } => {
+            for t in &topologies::ALL {
+                println!("{:<12} {}", t.name, t.about);
+            }
+        }
+        Command::Start { topology, dir, .. } => {
+            let Some(t) = topologies::ALL.iter().find(|t| t.name == topology) else {
+                let names: Vec<_> = topologies::ALL.iter().map(|t| t.name).collect();
+                anyhow::bail!(
+                    "no topology {topology:?}; choose one of {}",
+                    names.join(", ")
+                );
+            };
+            let central = OvnCentral::start_in(&dir, true)?;
+            t.build(&central)?;
+            announce(&central, &format!("topology {}", t.name));
         }
         Command::Stop { dir } => {
             stop_in(&dir)?;
@@ -61,4 +80,17 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn announce(central: &OvnCentral, what: &str) {
+    println!(
+        "OVN central with {what} is running in {}",
+        central.dir().display()
+    );
+    println!("  NB: {}", central.nb_remote());
+    println!(
+        "  SB: {}  (also {})",
+        central.sb_remote(),
+        central.sb_tcp_remote()
+    );
 }

@@ -160,14 +160,5 @@ pub fn commands() -> Vec<Vec<String>> {
 /// Builds the seed on `central` in one `ovn-nbctl` transaction and waits
 /// until northd has written it to the SB.
 pub fn build_seed(central: &OvnCentral) -> Result<()> {
-    let cmds = commands();
-    let mut args: Vec<&str> = Vec::new();
-    for (i, cmd) in cmds.iter().enumerate() {
-        if i > 0 {
-            args.push("--");
-        }
-        args.extend(cmd.iter().map(String::as_str));
-    }
-    central.nbctl(&args)?;
-    central.sync()
+    central.nbctl_batch(&commands())
 }

@@ -30,13 +30,25 @@ pub struct Constant {
 
 impl Constant {
     pub fn new(value: u128, format: Format) -> Self {
-        Constant { value, mask: None, format }
+        Constant {
+            value,
+            mask: None,
+            format,
+        }
     }
 
-    /// Bits needed to hold the value and its mask (at least 1).
+    /// The constant's width as OVN reckons it: an address is as wide as its
+    /// kind (so `10.0.0.1` never fits a 16-bit field), a masked number as
+    /// its mask, a plain number as its value (at least 1).
     pub fn bits(&self) -> u32 {
-        let widest = self.value | self.mask.unwrap_or(0);
-        (128 - widest.leading_zeros()).max(1)
+        let significant = |v: u128| (128 - v.leading_zeros()).max(1);
+        match (self.mask, self.format) {
+            (Some(mask), _) => significant(mask),
+            (None, Format::Ipv4) => 32,
+            (None, Format::Ipv6) => 128,
+            (None, Format::Ethernet) => 48,
+            (None, _) => significant(self.value),
+        }
     }
 }
 
@@ -133,7 +145,10 @@ impl fmt::Display for SyntaxError {
 impl std::error::Error for SyntaxError {}
 
 fn err<T>(pos: usize, message: impl Into<String>) -> Result<T, SyntaxError> {
-    Err(SyntaxError { pos, message: message.into() })
+    Err(SyntaxError {
+        pos,
+        message: message.into(),
+    })
 }
 
 fn is_id_start(c: u8) -> bool {
@@ -155,13 +170,19 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>, SyntaxError> {
         }
         let start = p;
         let Some(&c) = bytes.get(p) else {
-            tokens.push(Spanned { token: Token::End, pos: p });
+            tokens.push(Spanned {
+                token: Token::End,
+                pos: p,
+            });
             return Ok(tokens);
         };
         let next = bytes.get(p + 1).copied();
         let (token, len) = match c {
             b'/' if next == Some(b'/') => {
-                p = bytes[p..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |n| p + n);
+                p = bytes[p..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |n| p + n);
                 continue;
             }
             b'/' if next == Some(b'*') => {
@@ -194,12 +215,19 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>, SyntaxError> {
             b'-' if next == Some(b'-') => (Token::Decrement, 2),
             b':' if next != Some(b':') => (Token::Colon, 1),
             b'$' | b'@' => {
-                let name_len = bytes[p + 1..].iter().take_while(|&&b| is_id_char(b)).count();
+                let name_len = bytes[p + 1..]
+                    .iter()
+                    .take_while(|&&b| is_id_char(b))
+                    .count();
                 if name_len == 0 || !is_id_start(bytes[p + 1]) {
                     return err(p, format!("`{}' must be followed by a name", c as char));
                 }
                 let name = input[p + 1..p + 1 + name_len].to_string();
-                let token = if c == b'$' { Token::AddrSet(name) } else { Token::PortGroup(name) };
+                let token = if c == b'$' {
+                    Token::AddrSet(name)
+                } else {
+                    Token::PortGroup(name)
+                };
                 (token, 1 + name_len)
             }
             b'"' => {
@@ -219,7 +247,13 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>, SyntaxError> {
                 (Token::Id(input[p..p + len].to_string()), len)
             }
             b'&' | b'|' | b'-' | b'.' | b'/' => {
-                return err(p, format!("`{}' is only valid doubled or as part of a number or comment", c as char))
+                return err(
+                    p,
+                    format!(
+                        "`{}' is only valid doubled or as part of a number or comment",
+                        c as char
+                    ),
+                )
             }
             _ => {
                 let shown = input[p..].chars().next().unwrap_or('?');
@@ -311,7 +345,11 @@ fn lex_number(input: &str, start: usize) -> Result<(Token, usize), SyntaxError> 
 
 /// A mask of `prefix` leading one bits in a field of `width` bits.
 pub fn prefix_mask(prefix: u32, width: u32) -> u128 {
-    let field = if width == 128 { u128::MAX } else { (1u128 << width) - 1 };
+    let field = if width == 128 {
+        u128::MAX
+    } else {
+        (1u128 << width) - 1
+    };
     if prefix == 0 {
         0
     } else {
@@ -356,7 +394,10 @@ fn lex_plain_number(input: &str, start: usize) -> Result<(Constant, usize), Synt
         if digits.len() > 32 {
             return err(start, "hex constant wider than 128 bits");
         }
-        Constant::new(u128::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16).unwrap_or(0), Format::Hex)
+        Constant::new(
+            u128::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16).unwrap_or(0),
+            Format::Hex,
+        )
     } else if let Ok(ip) = text.parse::<Ipv4Addr>() {
         Constant::new(u32::from(ip).into(), Format::Ipv4)
     } else if let Ok(ip) = text.parse::<Ipv6Addr>() {
@@ -394,7 +435,11 @@ impl fmt::Display for FormatConstant<'_> {
             Format::Ipv6 => write!(f, "{}", Ipv6Addr::from(v)),
             Format::Ethernet => {
                 let b = (v as u64).to_be_bytes();
-                write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[2], b[3], b[4], b[5], b[6], b[7])
+                write!(
+                    f,
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    b[2], b[3], b[4], b[5], b[6], b[7]
+                )
             }
         };
         one(f, c.value)?;
@@ -463,7 +508,10 @@ mod tests {
 
     #[test]
     fn lexes_addresses_that_look_like_names() {
-        assert_eq!(toks("ae:31:fa:c7:81:fc")[0], int(0xae31fac781fc, Format::Ethernet));
+        assert_eq!(
+            toks("ae:31:fa:c7:81:fc")[0],
+            int(0xae31fac781fc, Format::Ethernet)
+        );
         assert_eq!(toks("fe80::1")[0], int(0xfe80 << 112 | 1, Format::Ipv6));
         assert_eq!(toks("::")[0], int(0, Format::Ipv6));
         assert_eq!(toks("abc")[0], Token::Id("abc".into()));
@@ -471,19 +519,32 @@ mod tests {
         // A load-balancer backend: address, colon, port.
         assert_eq!(
             toks("10.0.0.4:80"),
-            vec![int(0x0a000004, Format::Ipv4), Token::Colon, int(80, Format::Decimal), Token::End]
+            vec![
+                int(0x0a000004, Format::Ipv4),
+                Token::Colon,
+                int(80, Format::Decimal),
+                Token::End
+            ]
         );
     }
 
     #[test]
     fn lexes_masks_and_prefixes() {
-        let Token::Int(c) = &toks("192.168.0.0/16")[0] else { panic!() };
+        let Token::Int(c) = &toks("192.168.0.0/16")[0] else {
+            panic!()
+        };
         assert_eq!(c.mask, Some(0xffff0000));
-        let Token::Int(c) = &toks("fe80::/64")[0] else { panic!() };
+        let Token::Int(c) = &toks("fe80::/64")[0] else {
+            panic!()
+        };
         assert_eq!(c.mask, Some(u128::MAX << 64));
-        let Token::Int(c) = &toks("0/0x1234")[0] else { panic!() };
+        let Token::Int(c) = &toks("0/0x1234")[0] else {
+            panic!()
+        };
         assert_eq!((c.format, c.mask), (Format::Hex, Some(0x1234)));
-        let Token::Int(c) = &toks("0x10/0xf0")[0] else { panic!() };
+        let Token::Int(c) = &toks("0x10/0xf0")[0] else {
+            panic!()
+        };
         assert_eq!(c.mask, Some(0xf0));
         assert!(tokenize("0x11/0xf0").is_err());
         assert!(tokenize("10.0.0.0/0x10").is_err());
@@ -526,10 +587,22 @@ mod tests {
 
     #[test]
     fn formats_constants_back() {
-        for text in ["10.0.0.0/8", "fe80::/64", "0a:00:00:00:00:01", "0x10/0xf0", "42", "::1", "10.0.0.0/255.0.255.0"] {
-            let Token::Int(c) = &toks(text)[0] else { panic!("{text}") };
+        for text in [
+            "10.0.0.0/8",
+            "fe80::/64",
+            "0a:00:00:00:00:01",
+            "0x10/0xf0",
+            "42",
+            "::1",
+            "10.0.0.0/255.0.255.0",
+        ] {
+            let Token::Int(c) = &toks(text)[0] else {
+                panic!("{text}")
+            };
             let back = FormatConstant(c).to_string();
-            let Token::Int(again) = &toks(&back)[0] else { panic!("{back}") };
+            let Token::Int(again) = &toks(&back)[0] else {
+                panic!("{back}")
+            };
             assert_eq!(again, c, "{text} -> {back}");
         }
     }

@@ -59,7 +59,11 @@ impl Conjunction {
     }
 
     fn merged(&self, other: &Conjunction) -> Option<Conjunction> {
-        let (mut out, add) = if self.0.len() >= other.0.len() { (self.clone(), other) } else { (other.clone(), self) };
+        let (mut out, add) = if self.0.len() >= other.0.len() {
+            (self.clone(), other)
+        } else {
+            (other.clone(), self)
+        };
         for (k, m) in &add.0 {
             if !out.add(*k, *m) {
                 return None;
@@ -153,7 +157,10 @@ impl Lower<'_> {
             MatchExpr::Bool(b) => Formula::Const(*b != neg),
             MatchExpr::Not(inner) => self.expr(inner, !neg, depth)?,
             MatchExpr::And(terms) | MatchExpr::Or(terms) => {
-                let parts = terms.iter().map(|t| self.expr(t, neg, depth)).collect::<Result<Vec<_>, _>>()?;
+                let parts = terms
+                    .iter()
+                    .map(|t| self.expr(t, neg, depth))
+                    .collect::<Result<Vec<_>, _>>()?;
                 // De Morgan: a negated AND is an OR of negations.
                 if matches!(e, MatchExpr::And(_)) != neg {
                     Formula::And(parts)
@@ -163,18 +170,34 @@ impl Lower<'_> {
             }
             MatchExpr::Field(field) => match lookup(&field.name) {
                 Some(Symbol::Predicate(expansion)) => {
-                    let inner = parse_match(expansion)
-                        .map_err(|err| NormalizeError(format!("predicate {}: {err}", field.name)))?;
+                    let inner = parse_match(expansion).map_err(|err| {
+                        NormalizeError(format!("predicate {}: {err}", field.name))
+                    })?;
                     self.expr(&inner, neg, depth + 1)?
                 }
                 // A bare field means `field != 0`.
-                _ => self.cmp(field, Relop::Ne, &[Value::Int(Constant::new(0, super::lexer::Format::Decimal))], neg, depth)?,
+                _ => self.cmp(
+                    field,
+                    Relop::Ne,
+                    &[Value::Int(Constant::new(0, super::lexer::Format::Decimal))],
+                    neg,
+                    depth,
+                )?,
             },
-            MatchExpr::Cmp { field, op, values, .. } => self.cmp(field, *op, values, neg, depth)?,
+            MatchExpr::Cmp {
+                field, op, values, ..
+            } => self.cmp(field, *op, values, neg, depth)?,
         })
     }
 
-    fn cmp(&self, fr: &FieldRef, op: Relop, values: &[Value], neg: bool, depth: usize) -> Result<Formula, NormalizeError> {
+    fn cmp(
+        &self,
+        fr: &FieldRef,
+        op: Relop,
+        values: &[Value],
+        neg: bool,
+        depth: usize,
+    ) -> Result<Formula, NormalizeError> {
         let Some(Symbol::Field(field)) = lookup(&fr.name) else {
             return fail(format!("`{}' is not a field", fr.name));
         };
@@ -191,13 +214,20 @@ impl Lower<'_> {
         match field.prereqs {
             None => Ok(test),
             Some(pre) => {
-                let pre = parse_match(pre).map_err(|err| NormalizeError(format!("prerequisite of {}: {err}", fr.name)))?;
+                let pre = parse_match(pre)
+                    .map_err(|err| NormalizeError(format!("prerequisite of {}: {err}", fr.name)))?;
                 Ok(Formula::And(vec![self.expr(&pre, false, depth + 1)?, test]))
             }
         }
     }
 
-    fn port_cmp(&self, fr: &FieldRef, field: &Field, op: Relop, values: &[Value]) -> Result<Formula, NormalizeError> {
+    fn port_cmp(
+        &self,
+        fr: &FieldRef,
+        field: &Field,
+        op: Relop,
+        values: &[Value],
+    ) -> Result<Formula, NormalizeError> {
         if op != Relop::Eq {
             return fail(format!(
                 "{fr} names logical ports and may only be compared with == (in a positive sense)"
@@ -219,12 +249,28 @@ impl Lower<'_> {
             names
                 .iter()
                 .filter_map(|n| self.r.port_key(n))
-                .map(|key| Formula::Bits(field.key, Masked { value: key.into(), mask: field.mask() }))
+                .map(|key| {
+                    Formula::Bits(
+                        field.key,
+                        Masked {
+                            value: key.into(),
+                            mask: field.mask(),
+                        },
+                    )
+                })
                 .collect(),
         ))
     }
 
-    fn int_cmp(&self, fr: &FieldRef, key: KeyField, low: u16, width: u16, op: Relop, values: &[Value]) -> Result<Formula, NormalizeError> {
+    fn int_cmp(
+        &self,
+        fr: &FieldRef,
+        key: KeyField,
+        low: u16,
+        width: u16,
+        op: Relop,
+        values: &[Value],
+    ) -> Result<Formula, NormalizeError> {
         let mut constants = Vec::new();
         for v in values {
             match v {
@@ -232,7 +278,9 @@ impl Lower<'_> {
                 Value::AddrSet(name) => match self.r.address_set(name) {
                     Some(addrs) => {
                         for a in addrs {
-                            constants.push(parse_address(&a).map_err(|e| NormalizeError(format!("address set ${name}: {e}")))?);
+                            constants.push(parse_address(&a).map_err(|e| {
+                                NormalizeError(format!("address set ${name}: {e}"))
+                            })?);
                         }
                     }
                     None => return fail(format!("unknown address set ${name}")),
@@ -242,8 +290,7 @@ impl Lower<'_> {
         }
         let field_mask = ones(width);
         for c in &constants {
-            let bits = c.mask.unwrap_or(c.value);
-            if bits & !field_mask != 0 || c.value & !field_mask != 0 {
+            if c.bits() > u32::from(width) {
                 return fail(format!(
                     "{}-bit constant {} does not fit {width}-bit field {fr}",
                     c.bits(),
@@ -251,7 +298,15 @@ impl Lower<'_> {
                 ));
             }
         }
-        let at = |value: u128, mask: u128| Formula::Bits(key, Masked { value: value << low, mask: mask << low });
+        let at = |value: u128, mask: u128| {
+            Formula::Bits(
+                key,
+                Masked {
+                    value: value << low,
+                    mask: mask << low,
+                },
+            )
+        };
         let eq = |c: &Constant| {
             let mask = c.mask.unwrap_or(field_mask);
             at(c.value & mask, mask)
@@ -278,7 +333,10 @@ impl Lower<'_> {
                     return fail(format!("{fr}: only == and != take a set of values"));
                 };
                 if c.mask.is_some() {
-                    return fail(format!("{fr}: a masked constant cannot be compared with {}", relop_text(op)));
+                    return fail(format!(
+                        "{fr}: a masked constant cannot be compared with {}",
+                        relop_text(op)
+                    ));
                 }
                 let v = c.value;
                 let (lo, hi) = match op {
@@ -289,7 +347,12 @@ impl Lower<'_> {
                     Relop::Gt => (v + 1, field_mask),
                     _ => (v, field_mask),
                 };
-                Formula::Or(range_to_prefixes(lo, hi, width).into_iter().map(|(v, m)| at(v, m)).collect())
+                Formula::Or(
+                    range_to_prefixes(lo, hi, width)
+                        .into_iter()
+                        .map(|(v, m)| at(v, m))
+                        .collect(),
+                )
             }
         })
     }
@@ -336,7 +399,11 @@ pub fn range_to_prefixes(lo: u128, hi: u128, width: u16) -> Vec<(u128, u128)> {
     let mut start = lo;
     loop {
         // Largest aligned block at `start` that stays within `hi`.
-        let mut size_bits = if start == 0 { u32::from(width) } else { start.trailing_zeros().min(u32::from(width)) };
+        let mut size_bits = if start == 0 {
+            u32::from(width)
+        } else {
+            start.trailing_zeros().min(u32::from(width))
+        };
         while size_bits > 0 && (start | ones(size_bits as u16)) > hi {
             size_bits -= 1;
         }
@@ -351,7 +418,11 @@ pub fn range_to_prefixes(lo: u128, hi: u128, width: u16) -> Vec<(u128, u128)> {
 }
 
 fn dnf(f: &Formula) -> Result<Vec<Conjunction>, NormalizeError> {
-    let too_big = || fail(format!("match expands to more than {MAX_CONJUNCTIONS} conjunctions"));
+    let too_big = || {
+        fail(format!(
+            "match expands to more than {MAX_CONJUNCTIONS} conjunctions"
+        ))
+    };
     match f {
         Formula::Const(true) => Ok(vec![Conjunction::default()]),
         Formula::Const(false) => Ok(Vec::new()),
@@ -429,7 +500,9 @@ mod tests {
     }
 
     fn fixed() -> Fixed {
-        Fixed { ports: HashMap::from([("sshd-2", 3), ("web-1", 2), ("_MC_flood", 32768)]) }
+        Fixed {
+            ports: HashMap::from([("sshd-2", 3), ("web-1", 2), ("_MC_flood", 32768)]),
+        }
     }
 
     fn norm(text: &str) -> Vec<String> {
@@ -443,7 +516,13 @@ mod tests {
 
     #[test]
     fn adds_prerequisites() {
-        assert_eq!(norm("tcp.dst == 22"), ["ethtype=0x800,ipproto=0x6,tpdst=0x16", "ethtype=0x86dd,ipproto=0x6,tpdst=0x16"]);
+        assert_eq!(
+            norm("tcp.dst == 22"),
+            [
+                "ethtype=0x800,ipproto=0x6,tpdst=0x16",
+                "ethtype=0x86dd,ipproto=0x6,tpdst=0x16"
+            ]
+        );
         assert_eq!(norm("ct.est"), ["ctstate=0x22/0x22"]);
         // Negation flips the comparison but the prerequisite stays positive.
         assert_eq!(norm("!ct.est"), ["ctstate=0x20/0x22"]);
@@ -454,13 +533,19 @@ mod tests {
     #[test]
     fn resolves_ports_groups_and_address_sets() {
         assert_eq!(norm("inport == \"sshd-2\""), ["inport=0x3"]);
-        assert_eq!(norm("outport == {\"web-1\", \"_MC_flood\"}"), ["outport=0x2", "outport=0x8000"]);
+        assert_eq!(
+            norm("outport == {\"web-1\", \"_MC_flood\"}"),
+            ["outport=0x2", "outport=0x8000"]
+        );
         // Ports of other datapaths never match here.
         assert!(norm("inport == \"elsewhere\"").is_empty());
         assert_eq!(norm("outport == @pg"), ["outport=0x3"]);
         assert_eq!(
             norm("ip4.src == $web"),
-            ["ethtype=0x800,nw4src=0xa000000/0xff000000", "ethtype=0x800,nw4src=0xc0a80303"]
+            [
+                "ethtype=0x800,nw4src=0xa000000/0xff000000",
+                "ethtype=0x800,nw4src=0xc0a80303"
+            ]
         );
         assert!(norm("ip4.src == $empty").is_empty());
     }
@@ -468,9 +553,15 @@ mod tests {
     #[test]
     fn handles_subfields_registers_and_sets() {
         // reg0 is xxreg0[96..127].
-        assert_eq!(norm("reg0[10] == 1"), [format!("xxreg0={:#x}/{:#x}", 1u128 << 106, 1u128 << 106)]);
+        assert_eq!(
+            norm("reg0[10] == 1"),
+            [format!("xxreg0={:#x}/{:#x}", 1u128 << 106, 1u128 << 106)]
+        );
         assert_eq!(norm("reg9[2]"), ["xreg4=0x4/0x4"]);
-        assert_eq!(norm("eth.src == {0a:00:00:00:00:01 0a:00:00:00:00:02}").len(), 2);
+        assert_eq!(
+            norm("eth.src == {0a:00:00:00:00:01 0a:00:00:00:00:02}").len(),
+            2
+        );
         assert_eq!(norm("eth.mcast"), ["ethdst=0x10000000000/0x10000000000"]);
         assert_eq!(norm("ip4 && ip6"), Vec::<String>::new());
     }
@@ -487,11 +578,21 @@ mod tests {
 
     #[test]
     fn range_prefixes_cover_exactly() {
-        for (lo, hi) in [(0u128, 65535u128), (1, 1024), (5, 5), (3, 200), (1000, 65535)] {
+        for (lo, hi) in [
+            (0u128, 65535u128),
+            (1, 1024),
+            (5, 5),
+            (3, 200),
+            (1000, 65535),
+        ] {
             let prefixes = range_to_prefixes(lo, hi, 16);
             for x in 0..65536u128 {
                 let hit = prefixes.iter().filter(|(v, m)| x & m == *v).count();
-                assert_eq!(hit, usize::from((lo..=hi).contains(&x)), "{lo}..{hi} at {x}");
+                assert_eq!(
+                    hit,
+                    usize::from((lo..=hi).contains(&x)),
+                    "{lo}..{hi} at {x}"
+                );
             }
         }
     }
@@ -505,6 +606,7 @@ mod tests {
             ("ip4.src == \"x\"", "takes integers"),
             ("reg0[0] == 2", "does not fit"),
             ("ip.ttl == 256", "does not fit"),
+            ("reg0[0..15] == 0.0.0.1", "32-bit constant"),
             ("ip4.src == $nope", "unknown address set"),
             ("ip4.src == $bad", "not an address"),
             ("outport == @nope", "unknown port group"),
@@ -559,7 +661,9 @@ mod mutation_tests {
             for _ in 0..1 + next(&mut rng) % 3 {
                 let at = (next(&mut rng) as usize) % (bytes.len() + 1);
                 match next(&mut rng) % 3 {
-                    0 if at < bytes.len() => bytes[at] = ALPHABET[(next(&mut rng) as usize) % ALPHABET.len()],
+                    0 if at < bytes.len() => {
+                        bytes[at] = ALPHABET[(next(&mut rng) as usize) % ALPHABET.len()]
+                    }
                     1 if at < bytes.len() => {
                         bytes.remove(at);
                     }
