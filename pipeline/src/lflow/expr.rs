@@ -149,7 +149,11 @@ fn parse_not(c: &mut Cursor, depth: usize) -> Result<MatchExpr, SyntaxError> {
 }
 
 /// Returns the expression and whether it is atomic (may follow `!`).
-fn parse_primary(c: &mut Cursor, depth: usize, negated: bool) -> Result<(MatchExpr, bool), SyntaxError> {
+fn parse_primary(
+    c: &mut Cursor,
+    depth: usize,
+    negated: bool,
+) -> Result<(MatchExpr, bool), SyntaxError> {
     if c.eat(&Token::LParen) {
         let e = parse_or_and(c, depth + 1)?;
         c.expect(&Token::RParen)?;
@@ -163,18 +167,29 @@ fn parse_primary(c: &mut Cursor, depth: usize, negated: bool) -> Result<(MatchEx
             if width > 1 && !negated {
                 return Err(SyntaxError {
                     pos,
-                    message: format!("explicit `!= 0' is required to test multibit field {field} against 0"),
+                    message: format!(
+                        "explicit `!= 0' is required to test multibit field {field} against 0"
+                    ),
                 });
             }
             return Ok((MatchExpr::Field(field), true));
         };
         c.next();
         let (values, in_set) = parse_values(c)?;
-        return Ok((MatchExpr::Cmp { field, op, values, in_set }, false));
+        return Ok((
+            MatchExpr::Cmp {
+                field,
+                op,
+                values,
+                in_set,
+            },
+            false,
+        ));
     }
     // A constant first: a Boolean, or `c OP field [OP c]`.
     let (values, in_set) = parse_values(c)?;
-    if let ([Value::Int(k)], false, None) = (values.as_slice(), in_set, Relop::from_token(c.peek())) {
+    if let ([Value::Int(k)], false, None) = (values.as_slice(), in_set, Relop::from_token(c.peek()))
+    {
         if k.mask.is_none() && k.format == super::lexer::Format::Decimal && k.value <= 1 {
             return Ok((MatchExpr::Bool(k.value == 1), true));
         }
@@ -186,7 +201,12 @@ fn parse_primary(c: &mut Cursor, depth: usize, negated: bool) -> Result<(MatchEx
     let pos = c.pos();
     let field = c.field_ref()?;
     check_field(&field, pos)?;
-    let first = MatchExpr::Cmp { field: field.clone(), op: op1.turn(), values, in_set };
+    let first = MatchExpr::Cmp {
+        field: field.clone(),
+        op: op1.turn(),
+        values,
+        in_set,
+    };
     let Some(op2) = Relop::from_token(c.peek()) else {
         return Ok((first, false));
     };
@@ -197,7 +217,12 @@ fn parse_primary(c: &mut Cursor, depth: usize, negated: bool) -> Result<(MatchEx
     }
     c.next();
     let (values2, in_set2) = parse_values(c)?;
-    let second = MatchExpr::Cmp { field, op: op2, values: values2, in_set: in_set2 };
+    let second = MatchExpr::Cmp {
+        field,
+        op: op2,
+        values: values2,
+        in_set: in_set2,
+    };
     Ok((MatchExpr::And(vec![first, second]), false))
 }
 
@@ -265,7 +290,12 @@ impl fmt::Display for MatchExpr {
         match self {
             MatchExpr::Bool(b) => f.write_str(if *b { "1" } else { "0" }),
             MatchExpr::Field(field) => write!(f, "{field}"),
-            MatchExpr::Cmp { field, op, values, in_set } => {
+            MatchExpr::Cmp {
+                field,
+                op,
+                values,
+                in_set,
+            } => {
                 write!(f, "{field} {} ", op.as_str())?;
                 if *in_set {
                     f.write_str("{")?;
@@ -321,7 +351,9 @@ mod tests {
             round_trip(text);
         }
         let e = round_trip("1 < tcp.dst < 100");
-        assert!(matches!(&e, MatchExpr::And(t) if matches!(t[0], MatchExpr::Cmp { op: Relop::Gt, .. })));
+        assert!(
+            matches!(&e, MatchExpr::And(t) if matches!(t[0], MatchExpr::Cmp { op: Relop::Gt, .. }))
+        );
         assert_eq!(round_trip("0"), MatchExpr::Bool(false));
     }
 

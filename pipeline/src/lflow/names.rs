@@ -53,6 +53,12 @@ impl Resolver for DatapathNames<'_> {
             .get(&per_dp)
             .or_else(|| self.net.port_groups.get(name))
             .cloned()
-            .or_else(|| self.net.port_groups.keys().any(|k| k.split_once('_').is_some_and(|(_, n)| n == name)).then(Vec::new))
+            .or_else(|| {
+                self.net
+                    .port_groups
+                    .keys()
+                    .any(|k| k.split_once('_').is_some_and(|(_, n)| n == name))
+                    .then(Vec::new)
+            })
     }
 }

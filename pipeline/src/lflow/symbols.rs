@@ -64,7 +64,11 @@ impl KeyField {
     /// Width in bits.
     pub fn width(self) -> u16 {
         match self {
-            KeyField::Xxreg(_) | KeyField::Ip6Src | KeyField::Ip6Dst | KeyField::NdTarget | KeyField::CtLabel => 128,
+            KeyField::Xxreg(_)
+            | KeyField::Ip6Src
+            | KeyField::Ip6Dst
+            | KeyField::NdTarget
+            | KeyField::CtLabel => 128,
             KeyField::Xreg4 => 64,
             KeyField::EthSrc | KeyField::EthDst | KeyField::ArpSha | KeyField::ArpTha => 48,
             KeyField::Flags
@@ -76,7 +80,11 @@ impl KeyField {
             | KeyField::CtMark
             | KeyField::PktMark => 32,
             KeyField::Ip6Label => 20,
-            KeyField::EthType | KeyField::VlanTci | KeyField::ArpOp | KeyField::TpSrc | KeyField::TpDst => 16,
+            KeyField::EthType
+            | KeyField::VlanTci
+            | KeyField::ArpOp
+            | KeyField::TpSrc
+            | KeyField::TpDst => 16,
             KeyField::TcpFlags => 12,
             KeyField::IpProto | KeyField::IpTos | KeyField::IpTtl => 8,
             KeyField::IpFrag => 2,
@@ -171,9 +179,28 @@ fn table() -> &'static HashMap<String, Symbol> {
 fn build() -> HashMap<String, Symbol> {
     use KeyField as K;
     let mut t: HashMap<String, Symbol> = HashMap::new();
-    let mut field = |name: &str, key: KeyField, low: u16, width: u16, prereqs: Option<&'static str>, writable: Writable| {
-        let kind = if matches!(key, K::InPort | K::OutPort) { FieldKind::PortName } else { FieldKind::Integer };
-        t.insert(name.to_string(), Symbol::Field(Field { key, low, width, kind, prereqs, writable }));
+    let mut field = |name: &str,
+                     key: KeyField,
+                     low: u16,
+                     width: u16,
+                     prereqs: Option<&'static str>,
+                     writable: Writable| {
+        let kind = if matches!(key, K::InPort | K::OutPort) {
+            FieldKind::PortName
+        } else {
+            FieldKind::Integer
+        };
+        t.insert(
+            name.to_string(),
+            Symbol::Field(Field {
+                key,
+                low,
+                width,
+                kind,
+                prereqs,
+                writable,
+            }),
+        );
     };
     let rw = Writable::Yes;
     let ro = Writable::No;
@@ -184,11 +211,25 @@ fn build() -> HashMap<String, Symbol> {
         field(&format!("xxreg{xx}"), K::Xxreg(xx), 0, 128, None, rw);
         for half in 0..2u16 {
             let xi = 2 * u16::from(xx) + half;
-            field(&format!("xreg{xi}"), K::Xxreg(xx), 64 * (1 - half), 64, None, rw);
+            field(
+                &format!("xreg{xi}"),
+                K::Xxreg(xx),
+                64 * (1 - half),
+                64,
+                None,
+                rw,
+            );
         }
         for quarter in 0..4u16 {
             let ri = 4 * u16::from(xx) + quarter;
-            field(&format!("reg{ri}"), K::Xxreg(xx), 32 * (3 - quarter), 32, None, rw);
+            field(
+                &format!("reg{ri}"),
+                K::Xxreg(xx),
+                32 * (3 - quarter),
+                32,
+                None,
+                rw,
+            );
         }
     }
     field("xreg4", K::Xreg4, 0, 64, None, rw);
@@ -249,7 +290,11 @@ fn build() -> HashMap<String, Symbol> {
         ("ct.snat", 6),
         ("ct.dnat", 7),
     ] {
-        let prereqs = if name == "ct.trk" { None } else { Some("ct.trk") };
+        let prereqs = if name == "ct.trk" {
+            None
+        } else {
+            Some("ct.trk")
+        };
         field(name, K::CtState, bit, 1, prereqs, ro);
     }
 
@@ -357,13 +402,31 @@ mod tests {
     #[test]
     fn registers_overlay_as_in_ovn() {
         // xxreg0[96..127] is reg0, as the seed's trace shows.
-        assert_eq!((field("reg0").key, field("reg0").low), (KeyField::Xxreg(0), 96));
+        assert_eq!(
+            (field("reg0").key, field("reg0").low),
+            (KeyField::Xxreg(0), 96)
+        );
         assert_eq!(field("reg3").low, 0);
-        assert_eq!((field("reg4").key, field("reg4").low), (KeyField::Xxreg(1), 96));
-        assert_eq!((field("xreg0").key, field("xreg0").low, field("xreg0").width), (KeyField::Xxreg(0), 64, 64));
-        assert_eq!((field("xreg3").key, field("xreg3").low), (KeyField::Xxreg(1), 0));
-        assert_eq!((field("reg8").key, field("reg8").low), (KeyField::Xreg4, 32));
-        assert!(lookup("reg10").is_none(), "reg10 is flags, not a logical register");
+        assert_eq!(
+            (field("reg4").key, field("reg4").low),
+            (KeyField::Xxreg(1), 96)
+        );
+        assert_eq!(
+            (field("xreg0").key, field("xreg0").low, field("xreg0").width),
+            (KeyField::Xxreg(0), 64, 64)
+        );
+        assert_eq!(
+            (field("xreg3").key, field("xreg3").low),
+            (KeyField::Xxreg(1), 0)
+        );
+        assert_eq!(
+            (field("reg8").key, field("reg8").low),
+            (KeyField::Xreg4, 32)
+        );
+        assert!(
+            lookup("reg10").is_none(),
+            "reg10 is flags, not a logical register"
+        );
     }
 
     #[test]
