@@ -94,3 +94,53 @@ fn user_mistakes_get_one_line_that_says_what_to_fix() {
         );
     }
 }
+
+#[test]
+fn lflows_check_reports_each_failure_and_fails() {
+    let mut net = one_switch();
+    let dp = *net.datapaths.keys().next().unwrap();
+    for (n, m, a) in [
+        (1u8, "inport == \"web-1\" && ip4", "next;"),
+        (2, "ip4 && tcp.dst == 70000", "next;"),
+        (3, "ip4", "frobnicate;"),
+    ] {
+        let flow = LogicalFlow {
+            uuid: Uuid([n; 16]),
+            scope: FlowScope::Datapath(dp),
+            pipeline: Pipeline::Ingress,
+            table_id: 8,
+            priority: 100 + u16::from(n),
+            match_: m.into(),
+            actions: a.into(),
+            stage_name: None,
+            stage_hint: None,
+            source: None,
+            controller_meter: None,
+            tags: Default::default(),
+        };
+        net.logical_flows.insert(flow.uuid, flow);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap.json");
+    std::fs::write(&path, Snapshot::new(net).to_json()).unwrap();
+    let out = ironflow(&["lflows", "check", "--snapshot", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0]
+            .contains("table=8 priority=103 actions \"frobnicate;\": at offset 0: unknown action"),
+        "{stdout}"
+    );
+    assert!(
+        lines[0].contains("03030303-0303-0303-0303-030303030303"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("priority=102 match")
+            && lines[1].contains("does not fit 16-bit field tcp.dst"),
+        "{stdout}"
+    );
+    assert_eq!(lines[2], "3 flows, 1 ok, 2 failed");
+}

@@ -9,6 +9,7 @@ use crate::ovsdb::parse_remotes;
 use crate::sb::{read_once, FollowOptions};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use ironflow_pipeline::lflow::check::check_network;
 use ironflow_pipeline::snapshot::Snapshot;
 use ironflow_pipeline::LogicalNetwork;
 use std::path::PathBuf;
@@ -32,6 +33,16 @@ pub enum Command {
     /// Read the OVN Southbound database.
     #[command(subcommand)]
     Sb(SbCommand),
+    /// Work with logical flows.
+    #[command(subcommand)]
+    Lflows(LflowsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LflowsCommand {
+    /// Parse and normalise every logical flow; print one line per failure
+    /// and a summary. Exit status 0 only when none failed.
+    Check(Source),
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,7 +113,9 @@ async fn load_db(db: &str) -> Result<Loaded> {
     })
 }
 
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs a command; `Ok(false)` is a command that ran but found problems
+/// (the process then exits with status 1).
+pub async fn run(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Sb(SbCommand::Show(source)) => {
             let loaded = source.load().await?;
@@ -111,6 +124,23 @@ pub async fn run(cli: Cli) -> Result<()> {
                 schema_version: loaded.schema_version.as_deref(),
             };
             print!("{}", show::render(&loaded.network, &origin));
+        }
+        Command::Lflows(LflowsCommand::Check(source)) => {
+            let loaded = source.load().await?;
+            let report = check_network(&loaded.network);
+            for f in &report.failures {
+                println!(
+                    "{} {} table={} priority={} {} {:?}: {} (lflow {})",
+                    f.datapath, f.pipeline, f.table, f.priority, f.column, f.text, f.error, f.uuid
+                );
+            }
+            println!(
+                "{} flows, {} ok, {} failed",
+                report.flows,
+                report.ok,
+                report.failed()
+            );
+            return Ok(report.failed() == 0);
         }
         Command::Sb(SbCommand::Dump { db, output }) => {
             let loaded = load_db(&db).await?;
@@ -125,5 +155,5 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(true)
 }

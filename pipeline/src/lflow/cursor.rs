@@ -30,7 +30,7 @@ impl Cursor {
         self.tokens[self.at].pos
     }
 
-    pub fn next(&mut self) -> Token {
+    pub fn advance(&mut self) -> Token {
         let token = self.tokens[self.at].token.clone();
         if self.at + 1 < self.tokens.len() {
             self.at += 1;
@@ -41,7 +41,7 @@ impl Cursor {
     /// Consumes the next token if it is `token`.
     pub fn eat(&mut self, token: &Token) -> bool {
         if self.peek() == token {
-            self.next();
+            self.advance();
             true
         } else {
             false
@@ -51,7 +51,7 @@ impl Cursor {
     /// Consumes the next token if it is the identifier `id`.
     pub fn eat_id(&mut self, id: &str) -> bool {
         if matches!(self.peek(), Token::Id(s) if s == id) {
-            self.next();
+            self.advance();
             true
         } else {
             false
@@ -69,7 +69,7 @@ impl Cursor {
     pub fn expect_id(&mut self) -> Result<String, SyntaxError> {
         match self.peek().clone() {
             Token::Id(s) => {
-                self.next();
+                self.advance();
                 Ok(s)
             }
             _ => self.error("expecting a name"),
@@ -79,7 +79,7 @@ impl Cursor {
     pub fn expect_string(&mut self) -> Result<String, SyntaxError> {
         match self.peek().clone() {
             Token::Str(s) => {
-                self.next();
+                self.advance();
                 Ok(s)
             }
             _ => self.error("expecting a quoted string"),
@@ -89,7 +89,7 @@ impl Cursor {
     pub fn expect_int(&mut self) -> Result<Constant, SyntaxError> {
         match self.peek().clone() {
             Token::Int(c) => {
-                self.next();
+                self.advance();
                 Ok(c)
             }
             _ => self.error("expecting an integer"),

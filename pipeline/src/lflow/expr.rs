@@ -174,7 +174,7 @@ fn parse_primary(
             }
             return Ok((MatchExpr::Field(field), true));
         };
-        c.next();
+        c.advance();
         let (values, in_set) = parse_values(c)?;
         return Ok((
             MatchExpr::Cmp {
@@ -197,7 +197,7 @@ fn parse_primary(
     let Some(op1) = Relop::from_token(c.peek()) else {
         return c.error("expecting relational operator");
     };
-    c.next();
+    c.advance();
     let pos = c.pos();
     let field = c.field_ref()?;
     check_field(&field, pos)?;
@@ -215,7 +215,7 @@ fn parse_primary(
     if !ascending && !descending {
         return c.error("range expressions must have the form `x < field < y' or `x > field > y'");
     }
-    c.next();
+    c.advance();
     let (values2, in_set2) = parse_values(c)?;
     let second = MatchExpr::Cmp {
         field,
@@ -248,7 +248,7 @@ fn parse_value(c: &mut Cursor) -> Result<Value, SyntaxError> {
         Token::PortGroup(s) => Value::PortGroup(s.clone()),
         _ => return c.error("expecting constant"),
     };
-    c.next();
+    c.advance();
     Ok(value)
 }
 
@@ -383,13 +383,13 @@ mod tests {
 mod corpus {
     use super::*;
 
-    /// Every distinct match ovn-northd 23.03 wrote for the seed topology.
-    const SEED_MATCHES: &str = include_str!("testdata/matches.txt");
+    /// Every distinct match ovn-northd 23.03 wrote for the lab topologies.
+    const LAB_MATCHES: &str = include_str!("testdata/matches.txt");
 
     #[test]
-    fn every_seed_match_parses_and_round_trips() {
+    fn every_lab_match_parses_and_round_trips() {
         let mut n = 0;
-        for text in SEED_MATCHES.lines().filter(|l| !l.is_empty()) {
+        for text in LAB_MATCHES.lines().filter(|l| !l.is_empty()) {
             let e = parse_match(text).unwrap_or_else(|err| panic!("{text}: {err}"));
             assert_eq!(parse_match(&e.to_string()).as_ref(), Ok(&e), "{text}");
             n += 1;

@@ -2,9 +2,10 @@
 //! `actions`): lexer, symbol table, match expressions and their
 //! normalisation, and actions.
 
+pub mod actions;
+pub mod check;
 pub mod cursor;
 pub mod expr;
-pub mod actions;
 pub mod lexer;
 pub mod names;
 pub mod normalize;
