@@ -358,6 +358,29 @@ impl Lower<'_> {
     }
 }
 
+/// A predicate's expansion or a prerequisite, parsed once per process: they
+/// are fixed text in the symbol table and every match uses a few of them.
+fn expansion_of(text: &'static str) -> Result<&'static MatchExpr, NormalizeError> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    type Parsed = HashMap<&'static str, Result<MatchExpr, String>>;
+    static PARSED: OnceLock<Parsed> = OnceLock::new();
+    let parsed = PARSED.get_or_init(|| {
+        super::symbols::all()
+            .filter_map(|(_, sym)| match sym {
+                Symbol::Predicate(e) => Some(*e),
+                Symbol::Field(f) => f.prereqs,
+            })
+            .map(|text| (text, parse_match(text).map_err(|e| e.to_string())))
+            .collect()
+    });
+    match parsed.get(text) {
+        Some(Ok(e)) => Ok(e),
+        Some(Err(e)) => fail(format!("symbol table expansion {text:?}: {e}")),
+        None => fail(format!("{text:?} is not in the symbol table")),
+    }
+}
+
 fn negate(op: Relop) -> Relop {
     match op {
         Relop::Eq => Relop::Ne,
