@@ -35,7 +35,7 @@ pub const ALL: [Topology; 5] = [
     },
     Topology {
         name: "dual-stack",
-        about: "IPv4 and IPv6 on every port and router port, IPv6 ACL and load balancer",
+        about: "IPv4 and IPv6 on every port and router port, IPv6 ACL and load balancer, DHCPv4/v6, DNS",
         commands: dual_stack,
     },
     Topology {
@@ -195,6 +195,12 @@ fn dual_stack() -> Vec<Vec<String>> {
         "ls-lb-add a lb6",
         "lr-lb-add r6 lb6",
         "set Logical_Router_Port r6-a ipv6_ra_configs:address_mode=slaac",
+        "--id=@d4 create DHCP_Options cidr=10.6.1.0/24 'options={\"server_id\"=\"10.6.1.1\", \"server_mac\"=\"00:00:00:06:00:01\", \"lease_time\"=\"3600\", \"router\"=\"10.6.1.1\", \"dns_server\"=\"{8.8.8.8,7.7.7.7}\"}'",
+        "set Logical_Switch_Port a1 dhcpv4_options=@d4",
+        "--id=@d6 create DHCP_Options 'cidr=\"fd00:6:1::/64\"' 'options={\"server_id\"=\"00:00:00:06:00:01\"}'",
+        "set Logical_Switch_Port a1 dhcpv6_options=@d6",
+        "--id=@dns create DNS 'records={\"a1.ovn.org\"=\"10.6.1.10\"}'",
+        "add Logical_Switch a dns_records @dns",
     ]));
     c
 }

@@ -1,6 +1,7 @@
 //! Parses and normalises every logical flow of a network, collecting what
 //! fails: the engine of `ironflow lflows check`.
 
+use super::action_check::check_actions;
 use super::actions::parse_actions;
 use super::expr::parse_match;
 use super::names::DatapathNames;
@@ -92,8 +93,10 @@ fn check_flow(
             error,
         })
     };
-    parse_actions(&flow.actions)
+    let actions = parse_actions(&flow.actions)
         .map_err(|e| failure(first_dp, "actions", &flow.actions, e.to_string()))?;
+    check_actions(&actions, flow.pipeline)
+        .map_err(|e| failure(first_dp, "actions", &flow.actions, e))?;
     let expr = parse_match(&flow.match_)
         .map_err(|e| failure(first_dp, "match", &flow.match_, e.to_string()))?;
     let mut matches_somewhere = false;

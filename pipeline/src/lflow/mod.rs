@@ -2,6 +2,7 @@
 //! `actions`): lexer, symbol table, match expressions and their
 //! normalisation, and actions.
 
+pub mod action_check;
 pub mod actions;
 pub mod check;
 pub mod cursor;

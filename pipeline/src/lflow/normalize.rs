@@ -170,10 +170,7 @@ impl Lower<'_> {
             }
             MatchExpr::Field(field) => match lookup(&field.name) {
                 Some(Symbol::Predicate(expansion)) => {
-                    let inner = parse_match(expansion).map_err(|err| {
-                        NormalizeError(format!("predicate {}: {err}", field.name))
-                    })?;
-                    self.expr(&inner, neg, depth + 1)?
+                    self.expr(expansion_of(expansion)?, neg, depth + 1)?
                 }
                 // A bare field means `field != 0`.
                 _ => self.cmp(
@@ -213,11 +210,10 @@ impl Lower<'_> {
         };
         match field.prereqs {
             None => Ok(test),
-            Some(pre) => {
-                let pre = parse_match(pre)
-                    .map_err(|err| NormalizeError(format!("prerequisite of {}: {err}", fr.name)))?;
-                Ok(Formula::And(vec![self.expr(&pre, false, depth + 1)?, test]))
-            }
+            Some(pre) => Ok(Formula::And(vec![
+                self.expr(expansion_of(pre)?, false, depth + 1)?,
+                test,
+            ])),
         }
     }
 
