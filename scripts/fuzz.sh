@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(lflow_match)
+[ ${#targets[@]} -gt 0 ] || targets=(lflow_match lflow_actions)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # cargo fuzz wants nightly flags; the stable toolchain accepts them this way.
 export RUSTC_BOOTSTRAP=1

@@ -286,3 +286,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod mutation_tests {
+    use super::*;
+    use crate::lflow::actions::parse_actions;
+    use crate::lflow::mangle::mangled;
+
+    /// Mangled actions fail with an error, never a panic, through the
+    /// parser, the round trip and the check.
+    #[test]
+    fn mangled_actions_never_panic() {
+        let (mut ok, mut refused) = (0, 0);
+        for text in mangled(include_str!("testdata/actions.txt"), 30_000) {
+            match parse_actions(&text) {
+                Ok(a) => {
+                    assert_eq!(parse_actions(&a.to_string()).as_ref(), Ok(&a), "{text}");
+                    let _ = check_actions(&a, Pipeline::Egress);
+                    ok += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(ok > 1000 && refused > 1000, "ok {ok}, refused {refused}");
+    }
+}

@@ -8,6 +8,8 @@ pub mod check;
 pub mod cursor;
 pub mod expr;
 pub mod lexer;
+#[cfg(test)]
+mod mangle;
 pub mod names;
 pub mod normalize;
 pub mod symbols;

@@ -645,8 +645,7 @@ mod mutation_tests {
     //! matches with bytes flipped, dropped and repeated go through the
     //! lexer, the parser and normalisation.
     use super::*;
-
-    const SEED_MATCHES: &str = include_str!("testdata/matches.txt");
+    use crate::lflow::mangle::mangled;
 
     struct AnyName;
 
@@ -662,35 +661,10 @@ mod mutation_tests {
         }
     }
 
-    fn next(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
-    }
-
     #[test]
     fn mangled_matches_never_panic() {
-        const ALPHABET: &[u8] = b"(){}[]!=<>&|.,:;$@\"\\/*-0x1fz_ \xc3\xa9";
-        let corpus: Vec<&str> = SEED_MATCHES.lines().filter(|l| !l.is_empty()).collect();
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
         let (mut ok, mut refused) = (0, 0);
-        for round in 0..30_000 {
-            let mut bytes = corpus[round % corpus.len()].as_bytes().to_vec();
-            for _ in 0..1 + next(&mut rng) % 3 {
-                let at = (next(&mut rng) as usize) % (bytes.len() + 1);
-                match next(&mut rng) % 3 {
-                    0 if at < bytes.len() => {
-                        bytes[at] = ALPHABET[(next(&mut rng) as usize) % ALPHABET.len()]
-                    }
-                    1 if at < bytes.len() => {
-                        bytes.remove(at);
-                    }
-                    _ => bytes.insert(at, ALPHABET[(next(&mut rng) as usize) % ALPHABET.len()]),
-                }
-            }
-            // Mutations may split a UTF-8 sequence; the parser takes &str.
-            let text = String::from_utf8_lossy(&bytes);
+        for text in mangled(include_str!("testdata/matches.txt"), 30_000) {
             match parse_and_normalize(&text, &AnyName) {
                 Ok(_) => ok += 1,
                 Err(_) => refused += 1,
