@@ -17,7 +17,7 @@ impl Topology {
     }
 }
 
-pub const ALL: [Topology; 5] = [
+pub const ALL: [Topology; 6] = [
     Topology {
         name: "seed",
         about: "the seed: ovn-kubernetes, three node switches and join behind one router",
@@ -42,6 +42,11 @@ pub const ALL: [Topology; 5] = [
         name: "gateway",
         about: "gateway router bound to a chassis, SNAT, floating IP, localnet port",
         commands: gateway,
+    },
+    Topology {
+        name: "features",
+        about: "gateway plus NAT port range, ECMP, gateway MTU, ACL log with meter, virtual and localport, tagged child, multicast snooping, LB affinity",
+        commands: features,
     },
 ];
 
@@ -201,6 +206,33 @@ fn dual_stack() -> Vec<Vec<String>> {
         "set Logical_Switch_Port a1 dhcpv6_options=@d6",
         "--id=@dns create DNS 'records={\"a1.ovn.org\"=\"10.6.1.10\"}'",
         "add Logical_Switch a dns_records @dns",
+    ]));
+    c
+}
+
+/// The gateway lab plus what operators turn on one by one.
+fn features() -> Vec<Vec<String>> {
+    let mut c = gateway();
+    c.extend(cmds(&[
+        "--id=@nat create NAT type=snat external_ip=203.0.113.3 logical_ip=10.31.0.0/24 external_port_range=1000-2000",
+        "add Logical_Router gw nat @nat",
+        "lr-route-add gw 198.51.100.0/24 203.0.113.5",
+        "--ecmp lr-route-add gw 198.51.100.0/24 203.0.113.6",
+        "set Logical_Router_Port gw-outside options:gateway_mtu=1400",
+        "meter-add acl-meter drop 10 pktps",
+        "--log --name=web --severity=info --meter=acl-meter acl-add inside to-lport 1000 'outport == \"in1\" && tcp.dst == 8080' allow-related",
+        "lsp-add inside vip1",
+        "lsp-set-type vip1 virtual",
+        "lsp-set-options vip1 virtual-ip=10.30.0.100 virtual-parents=in1",
+        "set Logical_Switch inside other_config:mcast_snoop=true",
+        "lsp-add inside lp1",
+        "lsp-set-type lp1 localport",
+        "lsp-set-addresses lp1 '0a:00:00:0c:00:99 10.30.0.99'",
+        "lsp-add inside child1 in1 7",
+        "lsp-set-addresses child1 '0a:00:00:0c:00:77 10.30.0.77'",
+        "lb-add lb-aff 10.30.0.200:80 10.30.0.10:80 tcp",
+        "ls-lb-add inside lb-aff",
+        "set Load_Balancer lb-aff options:affinity_timeout=60",
     ]));
     c
 }

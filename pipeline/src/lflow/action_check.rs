@@ -124,6 +124,12 @@ impl Checker {
                             d.width
                         ));
                     }
+                    if *func == Func::Select && d.width < 16 {
+                        return Err(format!(
+                            "select needs at least 16 bits to store into; {r} has {}",
+                            d.width
+                        ));
+                    }
                 }
                 debug_assert_eq!(result.is_some(), func.signature().0 == Returns::Result);
                 match args {
@@ -279,6 +285,11 @@ mod tests {
                 "stores one bit",
             ),
             ("reg0[40] = 1;", Pipeline::Ingress, "outside reg0"),
+            (
+                "reg0[0..7] = select(1, 2);",
+                Pipeline::Ingress,
+                "at least 16 bits",
+            ),
             ("clone { ip.proto = 6; };", Pipeline::Ingress, "read-only"),
         ] {
             let e = check(text, pipeline).unwrap_err();

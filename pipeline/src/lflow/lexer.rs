@@ -82,6 +82,8 @@ pub enum Token {
     Equals,
     Exchange,
     Decrement,
+    /// A lone `-`, as in a NAT port range `1000-2000`.
+    Hyphen,
     Colon,
     End,
 }
@@ -115,6 +117,7 @@ impl fmt::Display for Token {
             Token::Equals => "=",
             Token::Exchange => "<->",
             Token::Decrement => "--",
+            Token::Hyphen => "-",
             Token::Colon => ":",
             Token::End => "end of input",
         };
@@ -213,6 +216,7 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>, SyntaxError> {
             b'>' => (Token::Gt, 1),
             b'.' if next == Some(b'.') => (Token::Ellipsis, 2),
             b'-' if next == Some(b'-') => (Token::Decrement, 2),
+            b'-' => (Token::Hyphen, 1),
             b':' if next != Some(b':') => (Token::Colon, 1),
             b'$' | b'@' => {
                 let name_len = bytes[p + 1..]
@@ -246,7 +250,7 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>, SyntaxError> {
                 let len = bytes[p..].iter().take_while(|&&b| is_id_char(b)).count();
                 (Token::Id(input[p..p + len].to_string()), len)
             }
-            b'&' | b'|' | b'-' | b'.' | b'/' => {
+            b'&' | b'|' | b'.' | b'/' => {
                 return err(
                     p,
                     format!(
