@@ -1,1251 +1,735 @@
-//! Actions of the logical-flow language (`man ovn-sb`, Logical_Flow `actions`, as of OVN 23.03), parsed into a typed program that formats back to text which parses to the same program.
+//! Actions of the logical-flow language (`man ovn-sb`, Logical_Flow
+//! `actions`), parsed into a typed program that formats back to text which
+//! parses to the same program.
 //!
-//! Parsing is purely syntactic: fields stay [`FieldRef`]s for the symbol
-//! table to judge. Everything else ovn-controller checks while parsing is
-//! checked here too — argument shapes, keywords, numeric ranges, `drop;`
-//! standing alone, nesting depth — so a flow it would refuse is refused here,
-//! with the byte offset of the offending token.
-//!
-//! Actions are grouped by how they are written, each group with one variant,
-//! one parser and a name table: bare keywords ([`Simple`]), blocks of nested
-//! actions ([`NestedKind`]), NAT ([`NatKind`]), load balancing ([`LbKind`]),
-//! functions whose arguments are all fields ([`Func`]) and DHCP/RA option
-//! lists ([`OptsKind`]). Actions with arguments of their own (`log`,
-//! `sample`, …) share one `key = value` list reader.
-//!
-//! Where `man ovn-sb` and OVN's parser (lib/actions.c) disagree, this follows
-//! the parser, since that decides what ovn-controller accepts: `log`'s
-//! verdicts are `allow`, `drop` and `reject`; `sample`'s cookie is `$cookie`;
-//! `tcp_reset` takes a block.
+//! Core actions (`next`, `output`, assignments, `<->`, `--`, nested blocks,
+//! NAT and load balancing) have their own variants. The many controller
+//! functions (`put_arp(…)`, `R = lookup_nd(…)`, `log(…)`, …) share one
+//! variant, [`Action::Call`], whose function is an enum and whose arguments
+//! are checked against that function's signature, so a misspelt name or a
+//! wrong argument list is refused at parse time as OVN refuses it.
 
 use super::cursor::{Cursor, FieldRef};
 use super::lexer::{quote, Constant, Format, FormatConstant, SyntaxError, Token};
 use crate::network::Pipeline;
-use std::borrow::Cow;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::ops::RangeInclusive;
 
-/// Logical tables per pipeline in OVN 23.03 (`LOG_PIPELINE_LEN`); `next`
-/// cannot go past the last.
-pub const LOGICAL_TABLES: u8 = 29;
-
-/// ovn-controller refuses a 32nd level of nested blocks
-/// (`MAX_NESTED_ACTION_DEPTH`); refusing it here also bounds recursion.
-const MAX_DEPTH: usize = 32;
-
-/// Highest `set_queue` id (`QDISC_MAX_QUEUE_ID`).
-const MAX_QUEUE_ID: u64 = 61440;
-
-/// `log` names and event names travel to ovn-controller in 64-byte buffers
-/// with a terminating NUL.
-const MAX_NAME_LEN: usize = 63;
-
-/// Most port-range hyphens one input may have (see [`lex`]); each costs a
-/// re-lex, and real flows have at most one per NAT action.
-const MAX_HYPHENS: usize = 64;
-
-/// A parsed `actions` column. Empty means drop, and is how `drop;` parses.
+/// A parsed `actions` column.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Actions(pub Vec<Action>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// An action that is just its name (`output`, `ct_next`, …).
-    Simple(Simple),
-    /// `next`, `next(N)`, `next(pipeline=P, table=N)`; `None` means the
-    /// current pipeline and the table after the current one.
+    /// `next;`, `next(N);`, `next(pipeline=P, table=N);`
     Next {
         pipeline: Option<Pipeline>,
         table: Option<u8>,
     },
-    /// `field = constant` (maybe masked) or `field = "string"`.
-    Load { dst: FieldRef, value: Literal },
-    /// `dst = src`.
-    Move { dst: FieldRef, src: FieldRef },
-    /// `a <-> b`.
-    Exchange { a: FieldRef, b: FieldRef },
-    /// `ip.ttl--`, the only decrement OVN has.
-    DecTtl,
-    /// `ct_commit;` or `ct_commit { ct_mark = …; … };`: the block sets
-    /// fields of the committed conntrack entry, not of the packet.
-    CtCommit(Actions),
-    /// The older `ct_commit(ct_mark=V[/M], ct_label=V[/M])`.
-    CtCommitV1 {
-        mark: Option<Constant>,
-        label: Option<Constant>,
+    Output,
+    Drop,
+    /// `field = value;` — a constant, a string (a port name) or a field.
+    Assign {
+        dst: FieldRef,
+        src: Source,
     },
-    /// `ct_dnat`, `ct_snat` and their `_in_czone` forms: bare to un-NAT, or
-    /// with the address (and ports) to NAT to.
-    CtNat {
-        kind: NatKind,
-        target: Option<NatTarget>,
+    /// `field1 <-> field2;`
+    Exchange(FieldRef, FieldRef),
+    /// `ip.ttl--;`
+    Decrement(FieldRef),
+    Push(FieldRef),
+    Pop(FieldRef),
+    /// `name { action; … };` (`clone`, `arp`, `icmp4`, `ct_commit`, …).
+    Block {
+        kind: Block,
+        body: Actions,
     },
-    /// `ct_lb` / `ct_lb_mark`: bare to follow an existing connection, or
-    /// with backends to pick one.
-    CtLb { kind: LbKind, args: Option<LbArgs> },
-    /// `name { action; … }`: runs the block on a packet derived from this
-    /// one (a copy, an ARP request, an ICMP error, …).
-    Nested { kind: NestedKind, actions: Actions },
-    /// `[R = ] func(field, …)`; `result` is present exactly when
-    /// [`Func::returns`], and `args` has [`Func::arity`] fields.
+    /// An action that takes nothing (`ct_next`, `ct_clear`, …).
+    Bare(Bare),
+    /// `ct_dnat`, `ct_snat` and their `_in_czone` forms, with an optional
+    /// address and port range (`ct_snat(203.0.113.2,1000-2000)`).
+    Nat {
+        kind: Nat,
+        target: Option<Constant>,
+        /// Lowest port and, for a range, highest.
+        ports: Option<(u16, Option<u16>)>,
+    },
+    /// `ct_lb` / `ct_lb_mark`, bare or with backends.
+    CtLb(CtLb),
+    /// The old `ct_commit(ct_mark=V[/M], ct_label=V[/M])` form.
+    CtCommitArgs(Vec<(String, Constant)>),
+    /// A controller function: `[R = ] name(args);`.
     Call {
         result: Option<FieldRef>,
         func: Func,
-        args: Vec<FieldRef>,
+        args: Args,
     },
-    /// `R = check_pkt_larger(L)`.
-    CheckPktLarger { dst: FieldRef, len: u16 },
-    /// `R = select(id[=weight], …)`, at least two members.
-    Select {
-        dst: FieldRef,
-        members: Vec<SelectMember>,
-    },
-    /// `R = put_dhcp_opts(name = value, …)` and its DHCPv6 and RA kin.
-    PutOpts {
-        dst: FieldRef,
-        kind: OptsKind,
-        options: Vec<Opt>,
-    },
-    /// `trigger_event(event = "…", name = value, …)`.
-    TriggerEvent { event: String, options: Vec<Opt> },
-    Log(Log),
-    /// `set_meter(rate[, burst])`, in kbps.
-    SetMeter { rate: u32, burst: Option<u32> },
-    /// `set_queue(id)`.
-    SetQueue(u16),
-    /// `bind_vport("vport", parent)`.
-    BindVport { vport: String, parent: FieldRef },
-    /// `fwd_group([liveness=bool, ]childports="p1", "p2", …)`.
-    FwdGroup {
-        liveness: Option<bool>,
-        child_ports: Vec<String>,
-    },
-    /// `commit_ecmp_nh(ipv6 = bool, proto = tcp|udp|sctp)`.
-    CommitEcmpNh { ipv6: bool, proto: L4Proto },
-    /// `commit_lb_aff(vip = "…", backend = "…"[, proto = …], timeout = N)`.
-    CommitLbAff(LbAffinity),
-    Sample(Sample),
 }
 
-/// A constant as an assignment or option writes it.
+/// Right-hand side of an assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Literal {
+pub enum Source {
+    Const(Constant),
+    Str(String),
+    Field(FieldRef),
+}
+
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn from_name(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.name() == s)
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// Actions that run a nested program.
+    Block {
+        Clone = "clone", Arp = "arp", NdNs = "nd_ns", NdNa = "nd_na", NdNaRouter = "nd_na_router",
+        Icmp4 = "icmp4", Icmp4Error = "icmp4_error", Icmp6 = "icmp6", Icmp6Error = "icmp6_error",
+        TcpReset = "tcp_reset", SctpAbort = "sctp_abort", Reject = "reject", CtCommit = "ct_commit",
+    }
+}
+
+named_enum! {
+    /// Actions without arguments.
+    Bare {
+        CtNext = "ct_next", CtClear = "ct_clear", CtCommitNat = "ct_commit_nat",
+        CtSnatToVip = "ct_snat_to_vip", Igmp = "igmp", HandleDhcpv6Reply = "handle_dhcpv6_reply",
+    }
+}
+
+named_enum! {
+    /// Connection-tracking NAT actions.
+    Nat { Dnat = "ct_dnat", Snat = "ct_snat", DnatInCzone = "ct_dnat_in_czone", SnatInCzone = "ct_snat_in_czone" }
+}
+
+/// How a controller function's arguments are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Exactly this many fields: `get_arp(outport, reg0)`.
+    Fields(usize),
+    /// One or two integers: `set_meter(rate[, burst])`.
+    Ints(usize, usize),
+    /// `key = value` pairs: `put_dhcp_opts(offerip = 10.0.0.2, …)`.
+    KeyValues,
+    /// Integers with optional weights: `select(1=20, 2=30)`.
+    Weighted,
+    /// A string then a field: `bind_vport("vport", inport)`.
+    StringField,
+}
+
+/// Whether a function stores a result (`R = f(…)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returns {
+    Nothing,
+    Result,
+}
+
+macro_rules! funcs {
+    ($($variant:ident = $text:literal, $ret:ident, $shape:expr;)+) => {
+        named_enum! {
+            /// Controller and lookup functions.
+            Func { $($variant = $text),+ }
+        }
+
+        impl Func {
+            pub fn signature(self) -> (Returns, Shape) {
+                match self { $(Func::$variant => (Returns::$ret, $shape)),+ }
+            }
+        }
+    };
+}
+
+funcs! {
+    GetArp = "get_arp", Nothing, Shape::Fields(2);
+    PutArp = "put_arp", Nothing, Shape::Fields(3);
+    LookupArp = "lookup_arp", Result, Shape::Fields(3);
+    LookupArpIp = "lookup_arp_ip", Result, Shape::Fields(2);
+    GetNd = "get_nd", Nothing, Shape::Fields(2);
+    PutNd = "put_nd", Nothing, Shape::Fields(3);
+    LookupNd = "lookup_nd", Result, Shape::Fields(3);
+    LookupNdIp = "lookup_nd_ip", Result, Shape::Fields(2);
+    GetFdb = "get_fdb", Result, Shape::Fields(1);
+    PutFdb = "put_fdb", Nothing, Shape::Fields(2);
+    LookupFdb = "lookup_fdb", Result, Shape::Fields(2);
+    PutDhcpOpts = "put_dhcp_opts", Result, Shape::KeyValues;
+    PutDhcpv6Opts = "put_dhcpv6_opts", Result, Shape::KeyValues;
+    PutNdRaOpts = "put_nd_ra_opts", Result, Shape::KeyValues;
+    DnsLookup = "dns_lookup", Result, Shape::Fields(0);
+    CheckPktLarger = "check_pkt_larger", Result, Shape::Ints(1, 1);
+    CheckInPortSec = "check_in_port_sec", Result, Shape::Fields(0);
+    CheckOutPortSec = "check_out_port_sec", Result, Shape::Fields(0);
+    ChkLbHairpin = "chk_lb_hairpin", Result, Shape::Fields(0);
+    ChkLbHairpinReply = "chk_lb_hairpin_reply", Result, Shape::Fields(0);
+    ChkEcmpNh = "chk_ecmp_nh", Result, Shape::Fields(0);
+    ChkEcmpNhMac = "chk_ecmp_nh_mac", Result, Shape::Fields(0);
+    ChkLbAff = "chk_lb_aff", Result, Shape::Fields(0);
+    CommitEcmpNh = "commit_ecmp_nh", Nothing, Shape::KeyValues;
+    CommitLbAff = "commit_lb_aff", Nothing, Shape::KeyValues;
+    HandleSvcCheck = "handle_svc_check", Nothing, Shape::Fields(1);
+    BindVport = "bind_vport", Nothing, Shape::StringField;
+    Log = "log", Nothing, Shape::KeyValues;
+    SetMeter = "set_meter", Nothing, Shape::Ints(1, 2);
+    SetQueue = "set_queue", Nothing, Shape::Ints(1, 1);
+    TriggerEvent = "trigger_event", Nothing, Shape::KeyValues;
+    Select = "select", Result, Shape::Weighted;
+    FwdGroup = "fwd_group", Nothing, Shape::KeyValues;
+    Sample = "sample", Nothing, Shape::KeyValues;
+    Mirror = "mirror", Nothing, Shape::KeyValues;
+}
+
+/// Arguments of a [`Func`], in the shape its signature gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Args {
+    Fields(Vec<FieldRef>),
+    Ints(Vec<u64>),
+    KeyValues(Vec<(String, ArgValue)>),
+    Weighted(Vec<(u64, Option<u64>)>),
+    StringField(String, FieldRef),
+}
+
+/// A value in a `key = value` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgValue {
     Int(Constant),
     Str(String),
+    /// A bare word (`severity=info`, `proto = tcp`) or a field.
+    Id(String),
+    /// `{a, b, …}`.
+    Set(Vec<ArgValue>),
+    /// `a, b, …` without braces (`fwd_group(childports="p1", "p2")`).
+    List(Vec<ArgValue>),
 }
 
-/// An option's value: one constant or a `{…}` set of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OptValue {
-    One(Literal),
-    Set(Vec<Literal>),
-}
-
-/// `name = value` in `put_dhcp_opts(…)` and the like. Names are open-ended
-/// (they come from the DHCP_Options table), so they are kept as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Opt {
-    pub name: String,
-    pub value: OptValue,
-}
-
-/// Where `ct_dnat(…)` / `ct_snat(…)` translate to.
+/// A load-balancer backend: an address and maybe a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NatTarget {
-    pub ip: IpAddr,
-    pub ports: Option<PortRange>,
-}
-
-/// `low` or `low-high`; `low` is at least 1 and `high` above `low`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortRange {
-    pub low: u16,
-    pub high: Option<u16>,
-}
-
-/// An address and maybe a port: a load-balancer backend or VIP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endpoint {
-    pub ip: IpAddr,
+pub struct Backend {
+    pub ip: Constant,
     pub port: Option<u16>,
 }
 
-/// `backends=…[; hash_fields="…"][; flag]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LbArgs {
-    /// At least one.
-    pub backends: Vec<Endpoint>,
-    /// OVS hash fields, comma-separated, as written.
+pub struct CtLb {
+    /// `ct_lb_mark` rather than the older `ct_lb`.
+    pub mark: bool,
+    /// `None` for the bare form (`ct_lb_mark;`).
+    pub backends: Option<Vec<Backend>>,
     pub hash_fields: Option<String>,
-    pub flag: Option<LbFlag>,
+    /// `skip_snat`, `force_snat`, … after the last `;`.
+    pub flags: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SelectMember {
-    pub id: u16,
-    /// 1 to 65535; OVN's default is 100.
-    pub weight: Option<u16>,
-}
+/// Deepest nesting of `{ … }` accepted.
+const MAX_DEPTH: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Log {
-    pub name: Option<String>,
-    pub verdict: Verdict,
-    /// OVN's default is `info`.
-    pub severity: Option<Severity>,
-    pub meter: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LbAffinity {
-    pub vip: Endpoint,
-    pub backend: Endpoint,
-    /// Present exactly when the VIP has a port.
-    pub proto: Option<L4Proto>,
-    /// Seconds.
-    pub timeout: u16,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sample {
-    /// Packets sampled out of 65535; at least 1.
-    pub probability: u16,
-    pub collector_set: Option<u32>,
-    pub obs_domain: Option<u8>,
-    pub obs_point: Option<ObsPoint>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObsPoint {
-    Id(u32),
-    /// `$cookie`: the first 32 bits of the logical flow's UUID.
-    Cookie,
-}
-
-/// A closed set of words, each written as itself.
-pub trait Keyword: Copy + 'static {
-    const ALL: &'static [Self];
-
-    fn name(self) -> &'static str;
-
-    fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.name() == name)
-    }
-}
-
-macro_rules! keywords {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant,)+
-        }
-
-        impl Keyword for $name {
-            const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            fn name(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-    };
-}
-
-keywords! {
-    /// Actions written as just their name.
-    Simple {
-        Output = "output",
-        CtNext = "ct_next",
-        CtClear = "ct_clear",
-        CtCommitNat = "ct_commit_nat",
-        CtSnatToVip = "ct_snat_to_vip",
-        Igmp = "igmp",
-        HandleDhcpv6Reply = "handle_dhcpv6_reply",
-    }
-}
-
-keywords! {
-    /// Actions that run a block of actions on a packet derived from this one.
-    NestedKind {
-        Clone = "clone",
-        Arp = "arp",
-        NdNs = "nd_ns",
-        NdNa = "nd_na",
-        NdNaRouter = "nd_na_router",
-        Icmp4 = "icmp4",
-        Icmp4Error = "icmp4_error",
-        Icmp6 = "icmp6",
-        Icmp6Error = "icmp6_error",
-        TcpReset = "tcp_reset",
-        SctpAbort = "sctp_abort",
-        Reject = "reject",
-    }
-}
-
-keywords! {
-    NatKind {
-        Dnat = "ct_dnat",
-        Snat = "ct_snat",
-        /// In the zone shared by DNAT and SNAT (distributed routers).
-        DnatInCzone = "ct_dnat_in_czone",
-        SnatInCzone = "ct_snat_in_czone",
-    }
-}
-
-keywords! {
-    LbKind {
-        /// Keeps the NAT flags in ct_label.
-        CtLb = "ct_lb",
-        /// Keeps the NAT flags in ct_mark.
-        CtLbMark = "ct_lb_mark",
-    }
-}
-
-keywords! {
-    LbFlag {
-        SkipSnat = "skip_snat",
-        ForceSnat = "force_snat",
-    }
-}
-
-keywords! {
-    /// Functions whose arguments are all fields.
-    Func {
-        GetArp = "get_arp",
-        PutArp = "put_arp",
-        LookupArp = "lookup_arp",
-        LookupArpIp = "lookup_arp_ip",
-        GetNd = "get_nd",
-        PutNd = "put_nd",
-        LookupNd = "lookup_nd",
-        LookupNdIp = "lookup_nd_ip",
-        GetFdb = "get_fdb",
-        PutFdb = "put_fdb",
-        LookupFdb = "lookup_fdb",
-        HandleSvcCheck = "handle_svc_check",
-        HandleBfdMsg = "handle_bfd_msg",
-        Push = "push",
-        Pop = "pop",
-        DnsLookup = "dns_lookup",
-        ChkLbHairpin = "chk_lb_hairpin",
-        ChkLbHairpinReply = "chk_lb_hairpin_reply",
-        CheckInPortSec = "check_in_port_sec",
-        CheckOutPortSec = "check_out_port_sec",
-        ChkEcmpNh = "chk_ecmp_nh",
-        ChkEcmpNhMac = "chk_ecmp_nh_mac",
-        ChkLbAff = "chk_lb_aff",
-    }
-}
-
-impl Func {
-    /// How many fields it takes.
-    pub fn arity(self) -> usize {
-        use Func::*;
-        match self {
-            HandleBfdMsg | DnsLookup | ChkLbHairpin | ChkLbHairpinReply | CheckInPortSec
-            | CheckOutPortSec | ChkEcmpNh | ChkEcmpNhMac | ChkLbAff => 0,
-            GetFdb | HandleSvcCheck | Push | Pop => 1,
-            GetArp | GetNd | LookupArpIp | LookupNdIp | PutFdb | LookupFdb => 2,
-            PutArp | PutNd | LookupArp | LookupNd => 3,
-        }
-    }
-
-    /// Whether it is written `R = func(…)`.
-    pub fn returns(self) -> bool {
-        use Func::*;
-        !matches!(
-            self,
-            GetArp | PutArp | GetNd | PutNd | PutFdb | HandleSvcCheck | HandleBfdMsg | Push | Pop
-        )
-    }
-}
-
-keywords! {
-    /// Functions that turn a request into a reply carrying these options.
-    OptsKind {
-        Dhcpv4 = "put_dhcp_opts",
-        Dhcpv6 = "put_dhcpv6_opts",
-        NdRa = "put_nd_ra_opts",
-    }
-}
-
-keywords! {
-    Verdict {
-        Allow = "allow",
-        Drop = "drop",
-        Reject = "reject",
-    }
-}
-
-keywords! {
-    Severity {
-        Alert = "alert",
-        Warning = "warning",
-        Notice = "notice",
-        Info = "info",
-        Debug = "debug",
-    }
-}
-
-keywords! {
-    L4Proto {
-        Tcp = "tcp",
-        Udp = "udp",
-        Sctp = "sctp",
-    }
-}
-
-impl Keyword for Pipeline {
-    const ALL: &'static [Pipeline] = &[Pipeline::Ingress, Pipeline::Egress];
-
-    fn name(self) -> &'static str {
-        match self {
-            Pipeline::Ingress => "ingress",
-            Pipeline::Egress => "egress",
-        }
-    }
-}
-
-/// Parses an `actions` column.
+/// Parses an `actions` column. An empty one means drop.
 pub fn parse_actions(input: &str) -> Result<Actions, SyntaxError> {
-    let (c, hyphens) = lex(input)?;
-    let mut p = Parser { c, hyphens };
-    p.sequence(&Token::End, 0).map_err(|mut e| {
-        if p.hyphens.contains(&e.pos) {
-            // The token there was lexed as `!`; name it as written.
-            e.message = e.message.replace("`!'", "`-'");
-        }
-        e
-    })
+    let mut c = Cursor::new(input)?;
+    let actions = parse_list(&mut c, 0, &Token::End)?;
+    c.expect_end()?;
+    Ok(actions)
 }
 
-/// The lexer has no token for a lone `-`, which actions use only in NAT port
-/// ranges (`ct_snat(10.0.0.1,1024-2047)`). So each lone hyphen before a digit
-/// is lexed as `!` instead: same width, so offsets hold, and meaningless
-/// anywhere else in actions. The parser takes `!` as a range separator only
-/// at the offsets returned. The lexer finds the hyphens itself (it fails at
-/// each), so strings and comments keep theirs.
-fn lex(input: &str) -> Result<(Cursor, Vec<usize>), SyntaxError> {
-    let mut text = Cow::Borrowed(input);
-    let mut hyphens = Vec::new();
-    loop {
-        match Cursor::new(&text) {
-            Ok(c) => return Ok((c, hyphens)),
-            Err(e) if hyphens.len() < MAX_HYPHENS && precedes_number(&text, e.pos) => {
-                text.to_mut().replace_range(e.pos..e.pos + 1, "!");
-                hyphens.push(e.pos);
-            }
-            Err(e) => return Err(e),
-        }
+/// Actions up to (not including) `end`, each ending with `;`.
+fn parse_list(c: &mut Cursor, depth: usize, end: &Token) -> Result<Actions, SyntaxError> {
+    if depth > MAX_DEPTH {
+        return c.error(format!("actions nested deeper than {MAX_DEPTH} levels"));
     }
+    let mut list = Vec::new();
+    while c.peek() != end && c.peek() != &Token::End {
+        list.push(parse_action(c, depth)?);
+        c.expect(&Token::Semicolon)?;
+    }
+    Ok(Actions(list))
 }
 
-/// Whether `text` has a `-` at `pos` with a digit after it (spaces aside).
-fn precedes_number(text: &str, pos: usize) -> bool {
-    match text.as_bytes().get(pos..) {
-        Some([b'-', rest @ ..]) => rest
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(u8::is_ascii_digit),
-        _ => false,
-    }
-}
-
-fn fail<T>(pos: usize, message: impl Into<String>) -> Result<T, SyntaxError> {
-    Err(SyntaxError {
-        pos,
-        message: message.into(),
-    })
-}
-
-struct Parser {
-    c: Cursor,
-    /// Offsets of port-range hyphens, lexed as `!` (see [`lex`]).
-    hyphens: Vec<usize>,
-}
-
-impl Parser {
-    /// Actions up to and including `end`, each ending in `;`.
-    fn sequence(&mut self, end: &Token, depth: usize) -> Result<Actions, SyntaxError> {
-        if matches!(self.c.peek(), Token::Id(s) if s == "drop") && self.c.peek2() == &Token::Semicolon
-        {
-            self.c.advance();
-            self.c.advance();
-            if !self.c.eat(end) {
-                return self.c.error("`drop;' must be the only action");
-            }
-            return Ok(Actions::default());
-        }
-        let mut actions = Vec::new();
-        while !self.c.eat(end) {
-            if self.c.peek() == &Token::End {
-                return self.c.error(format!("expecting `{end}'"));
-            }
-            actions.push(self.action(depth)?);
-            self.c.expect(&Token::Semicolon)?;
-        }
-        Ok(Actions(actions))
-    }
-
-    fn action(&mut self, depth: usize) -> Result<Action, SyntaxError> {
-        let pos = self.c.pos();
-        let Token::Id(name) = self.c.peek().clone() else {
-            return self.c.error("expecting an action");
-        };
-        // As in OVN, anything that continues like an assignment is one, even
-        // `next = 1`: field names are the symbol table's business.
-        match self.c.peek2() {
-            Token::Equals | Token::Exchange | Token::LSquare => return self.assignment(),
-            Token::Decrement if name != "ip.ttl" => {
-                return fail(pos, format!("only ip.ttl can be decremented, not `{name}'"))
-            }
-            _ => {}
-        }
-        self.c.advance();
-        if let Some(simple) = Simple::from_name(&name) {
-            return Ok(Action::Simple(simple));
-        }
-        if let Some(kind) = NestedKind::from_name(&name) {
-            let actions = self.block(depth)?;
-            return Ok(Action::Nested { kind, actions });
-        }
-        if let Some(kind) = NatKind::from_name(&name) {
-            return self.ct_nat(kind);
-        }
-        if let Some(kind) = LbKind::from_name(&name) {
-            return self.ct_lb(kind);
-        }
-        if let Some(func) = Func::from_name(&name).filter(|f| !f.returns()) {
-            return self.call(None, func);
-        }
-        let c = &mut self.c;
-        match name.as_str() {
-            "ip.ttl" => c.expect(&Token::Decrement).map(|()| Action::DecTtl),
-            "next" => next(c, pos),
-            "ct_commit" => self.ct_commit(depth),
-            "log" => log(c, pos),
-            "set_meter" => set_meter(c),
-            "set_queue" => parenthesized(c, |c| {
-                Ok(Action::SetQueue(number(c, "a queue id", 0..=MAX_QUEUE_ID)? as u16))
-            }),
-            "trigger_event" => trigger_event(c, pos),
-            "bind_vport" => parenthesized(c, |c| {
-                let vport = c.expect_string()?;
-                c.expect(&Token::Comma)?;
-                let parent = c.field_ref()?;
-                Ok(Action::BindVport { vport, parent })
-            }),
-            "fwd_group" => fwd_group(c, pos),
-            "commit_ecmp_nh" => commit_ecmp_nh(c, pos),
-            "commit_lb_aff" => commit_lb_aff(c, pos),
-            "sample" => sample(c, pos),
-            "drop" => fail(pos, "`drop;' must be the only action"),
-            _ if stores_result(&name) => fail(
-                pos,
-                format!("`{name}' stores a result: write `R = {name}(…)'"),
-            ),
-            _ => fail(pos, format!("unknown action `{name}'")),
-        }
-    }
-
-    /// `dst = …` or `a <-> b`.
-    fn assignment(&mut self) -> Result<Action, SyntaxError> {
-        let dst = self.c.field_ref()?;
-        if self.c.eat(&Token::Exchange) {
-            let b = self.c.field_ref()?;
-            return Ok(Action::Exchange { a: dst, b });
-        }
-        if !self.c.eat(&Token::Equals) {
-            return self.c.error("expecting `=' or `<->'");
-        }
-        match self.c.peek().clone() {
-            Token::Int(_) | Token::Str(_) => Ok(Action::Load {
-                dst,
-                value: literal(&mut self.c)?,
-            }),
-            Token::Id(name) if self.c.peek2() == &Token::LParen => {
-                let pos = self.c.pos();
-                self.c.advance();
-                self.function(dst, &name, pos)
-            }
-            Token::Id(_) => Ok(Action::Move {
-                dst,
-                src: self.c.field_ref()?,
-            }),
-            _ => self.c.error("expecting a constant, a field or a function call"),
-        }
-    }
-
-    /// `dst = name(…)`, with `name` (at `pos`) already read.
-    fn function(&mut self, dst: FieldRef, name: &str, pos: usize) -> Result<Action, SyntaxError> {
-        if let Some(func) = Func::from_name(name) {
-            if !func.returns() {
-                return fail(pos, format!("`{name}' has no result to assign"));
-            }
-            return self.call(Some(dst), func);
-        }
-        let c = &mut self.c;
-        if let Some(kind) = OptsKind::from_name(name) {
-            let options = options(c)?;
-            return Ok(Action::PutOpts { dst, kind, options });
-        }
-        match name {
-            "select" => select(c, dst),
-            "check_pkt_larger" => parenthesized(c, |c| {
-                let len = number(c, "a packet length", 0..=u64::from(u16::MAX))? as u16;
-                Ok(Action::CheckPktLarger { dst, len })
-            }),
-            _ => fail(pos, format!("unknown function `{name}'")),
-        }
-    }
-
-    fn call(&mut self, result: Option<FieldRef>, func: Func) -> Result<Action, SyntaxError> {
-        parenthesized(&mut self.c, |c| {
-            let mut args = Vec::with_capacity(func.arity());
-            for i in 0..func.arity() {
-                if i > 0 {
-                    c.expect(&Token::Comma)?;
-                }
-                args.push(c.field_ref()?);
-            }
-            Ok(Action::Call { result, func, args })
-        })
-    }
-
-    /// `{ action; … }` one level below `depth`.
-    fn block(&mut self, depth: usize) -> Result<Actions, SyntaxError> {
-        self.c.expect(&Token::LCurly)?;
-        if depth + 1 >= MAX_DEPTH {
-            return self.c.error(format!(
-                "actions nested more than {} levels deep",
-                MAX_DEPTH - 1
-            ));
-        }
-        self.sequence(&Token::RCurly, depth + 1)
-    }
-
-    fn ct_commit(&mut self, depth: usize) -> Result<Action, SyntaxError> {
-        match self.c.peek() {
-            Token::LCurly => Ok(Action::CtCommit(self.block(depth)?)),
-            Token::LParen => {
-                let (mut mark, mut label) = (None, None);
-                keyed_args(&mut self.c, &["ct_mark", "ct_label"], |c, key| {
-                    if key == "ct_mark" {
-                        mark = Some(masked_int(c, 32)?);
-                    } else {
-                        label = Some(masked_int(c, 128)?);
-                    }
-                    Ok(())
-                })?;
-                Ok(Action::CtCommitV1 { mark, label })
-            }
-            _ => Ok(Action::CtCommit(Actions::default())),
-        }
-    }
-
-    fn ct_nat(&mut self, kind: NatKind) -> Result<Action, SyntaxError> {
-        if !self.c.eat(&Token::LParen) {
-            return Ok(Action::CtNat { kind, target: None });
-        }
-        let ip = ip_address(&mut self.c)?;
-        let ports = if self.c.eat(&Token::Comma) {
-            let low = number(&mut self.c, "a port", 1..=u64::from(u16::MAX))? as u16;
-            let high = if self.c.peek() == &Token::Not && self.hyphens.contains(&self.c.pos()) {
-                self.c.advance();
-                let above = u64::from(low) + 1..=u64::from(u16::MAX);
-                Some(number(&mut self.c, "the range's last port", above)? as u16)
-            } else {
-                None
-            };
-            Some(PortRange { low, high })
-        } else {
-            None
-        };
-        self.c.expect(&Token::RParen)?;
-        Ok(Action::CtNat {
-            kind,
-            target: Some(NatTarget { ip, ports }),
-        })
-    }
-
-    fn ct_lb(&mut self, kind: LbKind) -> Result<Action, SyntaxError> {
-        let c = &mut self.c;
-        // `ct_lb()` is the bare form, as OVN reads it.
-        if !c.eat(&Token::LParen) || c.eat(&Token::RParen) {
-            return Ok(Action::CtLb { kind, args: None });
-        }
-        if !c.eat_id("backends") {
-            return c.error("expecting backends=");
-        }
-        c.expect(&Token::Equals)?;
-        let mut backends = Vec::new();
-        loop {
-            backends.push(backend(c)?);
-            // A trailing comma is allowed, as OVN allows it.
-            if !c.eat(&Token::Comma) || matches!(c.peek(), Token::Semicolon | Token::RParen) {
-                break;
-            }
-        }
-        let mut hash_fields = None;
-        let mut more = c.eat(&Token::Semicolon);
-        if more && c.eat_id("hash_fields") {
-            c.expect(&Token::Equals)?;
-            hash_fields = Some(c.expect_string()?);
-            more = c.eat(&Token::Semicolon);
-        }
-        let flag = if more { Some(keyword(c)?) } else { None };
-        c.expect(&Token::RParen)?;
-        Ok(Action::CtLb {
-            kind,
-            args: Some(LbArgs {
-                backends,
-                hash_fields,
-                flag,
-            }),
-        })
-    }
-}
-
-/// Names written only as `R = name(…)`.
-fn stores_result(name: &str) -> bool {
-    Func::from_name(name).is_some_and(Func::returns)
-        || OptsKind::from_name(name).is_some()
-        || matches!(name, "select" | "check_pkt_larger")
-}
-
-/// `next` (already read, at `pos`) and its optional arguments.
-fn next(c: &mut Cursor, pos: usize) -> Result<Action, SyntaxError> {
-    let table = |c: &mut Cursor| {
-        let last = u64::from(LOGICAL_TABLES - 1);
-        number(c, "a table number", 0..=last).map(|t| t as u8)
+fn parse_action(c: &mut Cursor, depth: usize) -> Result<Action, SyntaxError> {
+    let start = c.pos();
+    let Token::Id(name) = c.peek().clone() else {
+        return c.error("expecting an action");
     };
-    if c.peek() != &Token::LParen {
+    // An assignment, exchange or decrement starts with a field.
+    if matches!(
+        c.peek2(),
+        Token::Equals | Token::Exchange | Token::Decrement | Token::LSquare
+    ) {
+        return parse_field_action(c);
+    }
+    if let Some(kind) = Block::from_name(&name) {
+        c.advance();
+        if kind == Block::CtCommit && c.peek() == &Token::LParen {
+            return parse_ct_commit_args(c);
+        }
+        if c.peek() != &Token::LCurly && matches!(kind, Block::CtCommit | Block::TcpReset) {
+            // `ct_commit;` and `tcp_reset;` are the empty block.
+            return Ok(Action::Block {
+                kind,
+                body: Actions::default(),
+            });
+        }
+        c.expect(&Token::LCurly)?;
+        let body = parse_list(c, depth + 1, &Token::RCurly)?;
+        c.expect(&Token::RCurly)?;
+        return Ok(Action::Block { kind, body });
+    }
+    c.advance();
+    if let Some(bare) = Bare::from_name(&name) {
+        return Ok(Action::Bare(bare));
+    }
+    if let Some(kind) = Nat::from_name(&name) {
+        return parse_nat(c, kind);
+    }
+    match name.as_str() {
+        "next" => parse_next(c),
+        "output" => Ok(Action::Output),
+        "drop" => Ok(Action::Drop),
+        "push" | "pop" => {
+            c.expect(&Token::LParen)?;
+            let f = c.field_ref()?;
+            c.expect(&Token::RParen)?;
+            Ok(if name == "push" {
+                Action::Push(f)
+            } else {
+                Action::Pop(f)
+            })
+        }
+        "ct_lb" | "ct_lb_mark" => parse_ct_lb(c, name == "ct_lb_mark"),
+        _ => match Func::from_name(&name) {
+            Some(func) => parse_call(c, None, func),
+            None => Err(SyntaxError {
+                pos: start,
+                message: format!("unknown action `{name}'"),
+            }),
+        },
+    }
+}
+
+fn parse_next(c: &mut Cursor) -> Result<Action, SyntaxError> {
+    if !c.eat(&Token::LParen) {
         return Ok(Action::Next {
             pipeline: None,
             table: None,
         });
     }
-    if matches!(c.peek2(), Token::Int(_)) {
-        return parenthesized(c, |c| {
-            Ok(Action::Next {
-                pipeline: None,
-                table: Some(table(c)?),
-            })
+    let table_arg = |c: &mut Cursor| c.expect_small_int(255).map(|t| t as u8);
+    if let Token::Int(_) = c.peek() {
+        let table = table_arg(c)?;
+        c.expect(&Token::RParen)?;
+        return Ok(Action::Next {
+            pipeline: None,
+            table: Some(table),
         });
     }
-    let (mut pipeline, mut tbl) = (None, None);
-    keyed_args(c, &["pipeline", "table"], |c, key| {
-        if key == "pipeline" {
-            pipeline = Some(keyword(c)?);
-        } else {
-            tbl = Some(table(c)?);
-        }
-        Ok(())
-    })?;
-    if pipeline.is_none() && tbl.is_none() {
-        return fail(pos, "`next(…)' needs pipeline= or table=");
-    }
-    Ok(Action::Next {
-        pipeline,
-        table: tbl,
-    })
-}
-
-fn log(c: &mut Cursor, pos: usize) -> Result<Action, SyntaxError> {
-    let (mut name, mut verdict, mut severity, mut meter) = (None, None, None, None);
-    keyed_args(c, &["name", "verdict", "severity", "meter"], |c, key| {
-        match key {
-            "name" => name = Some(short_string(c)?),
-            "verdict" => verdict = Some(keyword(c)?),
-            "severity" => severity = Some(keyword(c)?),
-            _ => meter = Some(c.expect_string()?),
-        }
-        Ok(())
-    })?;
-    let Some(verdict) = verdict else {
-        return fail(pos, "`log' needs verdict=");
-    };
-    Ok(Action::Log(Log {
-        name,
-        verdict,
-        severity,
-        meter,
-    }))
-}
-
-fn set_meter(c: &mut Cursor) -> Result<Action, SyntaxError> {
-    let kbps = |c: &mut Cursor, min| number(c, "a rate in kbps", min..=u64::from(u32::MAX));
-    parenthesized(c, |c| {
-        let rate = kbps(c, 1)? as u32;
-        let burst = if c.eat(&Token::Comma) {
-            Some(kbps(c, 0)? as u32)
-        } else {
-            None
-        };
-        Ok(Action::SetMeter { rate, burst })
-    })
-}
-
-fn trigger_event(c: &mut Cursor, pos: usize) -> Result<Action, SyntaxError> {
-    let mut options = options(c)?.into_iter();
-    match options.next() {
-        Some(Opt {
-            name,
-            value: OptValue::One(Literal::Str(event)),
-        }) if name == "event" && event.len() <= MAX_NAME_LEN => Ok(Action::TriggerEvent {
-            event,
-            options: options.collect(),
-        }),
-        _ => fail(
-            pos,
-            format!(
-                "`trigger_event' needs event = \"…\" (at most {MAX_NAME_LEN} bytes) first"
-            ),
-        ),
-    }
-}
-
-fn fwd_group(c: &mut Cursor, pos: usize) -> Result<Action, SyntaxError> {
-    let (mut liveness, mut child_ports) = (None, Vec::new());
-    keyed_args(c, &["liveness", "childports"], |c, key| {
-        if key == "liveness" {
-            liveness = Some(boolean(c)?);
-            return Ok(());
-        }
-        // The ports follow one key, separated by the same commas as keys.
-        child_ports.push(c.expect_string()?);
-        while c.peek() == &Token::Comma && matches!(c.peek2(), Token::Str(_)) {
-            c.advance();
-            child_ports.push(c.expect_string()?);
-        }
-        Ok(())
-    })?;
-    if child_ports.is_empty() {
-        return fail(pos, "`fwd_group' needs childports=");
-    }
-    Ok(Action::FwdGroup {
-        liveness,
-        child_ports,
-    })
-}
-
-fn commit_ecmp_nh(c: &mut Cursor, pos: usize) -> Result<Action, SyntaxError> {
-    let (mut ipv6, mut proto) = (None, None);
-    keyed_args(c, &["ipv6", "proto"], |c, key| {
-        if key == "ipv6" {
-            ipv6 = Some(boolean(c)?);
-        } else {
-            proto = Some(keyword(c)?);
-        }
-        Ok(())
-    })?;
-    match (ipv6, proto) {
-        (Some(ipv6), Some(proto)) => Ok(Action::CommitEcmpNh { ipv6, proto }),
-        _ => fail(pos, "`commit_ecmp_nh' needs ipv6= and proto="),
-    }
-}
-
-fn commit_lb_aff(c: &mut Cursor, pos: usize) -> Result<Action, SyntaxError> {
-    let (mut vip, mut backend, mut proto, mut timeout) = (None, None, None, None);
-    keyed_args(c, &["vip", "backend", "proto", "timeout"], |c, key| {
-        match key {
-            "vip" => vip = Some(endpoint_string(c)?),
-            "backend" => backend = Some(endpoint_string(c)?),
-            "proto" => proto = Some(keyword(c)?),
-            _ => timeout = Some(number(c, "a timeout in seconds", 0..=u64::from(u16::MAX))? as u16),
-        }
-        Ok(())
-    })?;
-    let (Some(vip), Some(backend), Some(timeout)) = (vip, backend, timeout) else {
-        return fail(pos, "`commit_lb_aff' needs vip=, backend= and timeout=");
-    };
-    if vip.port.is_some() != proto.is_some() {
-        return fail(
-            pos,
-            "`commit_lb_aff' takes proto= exactly when the VIP has a port",
-        );
-    }
-    Ok(Action::CommitLbAff(LbAffinity {
-        vip,
-        backend,
-        proto,
-        timeout,
-    }))
-}
-
-fn sample(c: &mut Cursor, pos: usize) -> Result<Action, SyntaxError> {
-    let u32_max = u64::from(u32::MAX);
-    let mut s = Sample {
-        probability: 0,
-        collector_set: None,
-        obs_domain: None,
-        obs_point: None,
-    };
-    let keys = ["probability", "collector_set", "obs_domain", "obs_point"];
-    keyed_args(c, &keys, |c, key| {
-        match key {
-            "probability" => {
-                s.probability = number(c, "a probability", 1..=u64::from(u16::MAX))? as u16
-            }
-            "collector_set" => s.collector_set = Some(number(c, "a collector set", 0..=u32_max)? as u32),
-            "obs_domain" => s.obs_domain = Some(number(c, "an observation domain", 0..=255)? as u8),
-            _ if matches!(c.peek(), Token::AddrSet(s) if s == "cookie") => {
-                c.advance();
-                s.obs_point = Some(ObsPoint::Cookie);
-            }
-            _ => {
-                let id = number(c, "an observation point or $cookie", 0..=u32_max)? as u32;
-                s.obs_point = Some(ObsPoint::Id(id));
-            }
-        }
-        Ok(())
-    })?;
-    if s.probability == 0 {
-        return fail(pos, "`sample' needs probability=");
-    }
-    Ok(Action::Sample(s))
-}
-
-fn select(c: &mut Cursor, dst: FieldRef) -> Result<Action, SyntaxError> {
-    let pos = c.pos();
-    let members = list(c, &Token::LParen, &Token::RParen, |c| {
-        let id = number(c, "a member id", 0..=u64::from(u16::MAX))? as u16;
-        let weight = if c.eat(&Token::Equals) {
-            Some(number(c, "a weight", 1..=u64::from(u16::MAX))? as u16)
-        } else {
-            None
-        };
-        Ok(SelectMember { id, weight })
-    })?;
-    if members.len() < 2 {
-        return fail(pos, "`select' needs at least 2 members");
-    }
-    Ok(Action::Select { dst, members })
-}
-
-/// `(name = value, …)`.
-fn options(c: &mut Cursor) -> Result<Vec<Opt>, SyntaxError> {
-    list(c, &Token::LParen, &Token::RParen, |c| {
-        let name = c.expect_id()?;
+    let (mut pipeline, mut table) = (None, None);
+    loop {
+        let key = c.expect_id()?;
         c.expect(&Token::Equals)?;
-        let value = if c.peek() == &Token::LCurly {
-            let pos = c.pos();
-            let set = list(c, &Token::LCurly, &Token::RCurly, literal)?;
-            if set.is_empty() {
-                return fail(pos, "expecting a constant in the set");
+        match key.as_str() {
+            "pipeline" => {
+                let pos = c.pos();
+                pipeline = Some(match c.expect_id()?.as_str() {
+                    "ingress" => Pipeline::Ingress,
+                    "egress" => Pipeline::Egress,
+                    other => {
+                        return Err(SyntaxError {
+                            pos,
+                            message: format!("pipeline must be ingress or egress, not {other}"),
+                        })
+                    }
+                })
             }
-            OptValue::Set(set)
-        } else {
-            OptValue::One(literal(c)?)
-        };
-        Ok(Opt { name, value })
-    })
-}
-
-/// Reads `open item, item, … close`, allowing a trailing comma.
-fn list<T>(
-    c: &mut Cursor,
-    open: &Token,
-    close: &Token,
-    mut item: impl FnMut(&mut Cursor) -> Result<T, SyntaxError>,
-) -> Result<Vec<T>, SyntaxError> {
-    c.expect(open)?;
-    let mut items = Vec::new();
-    while !c.eat(close) {
-        items.push(item(c)?);
+            "table" => table = Some(table_arg(c)?),
+            _ => return c.error(format!("next takes pipeline= and table=, not {key}=")),
+        }
         if !c.eat(&Token::Comma) {
-            c.expect(close)?;
             break;
         }
     }
-    Ok(items)
-}
-
-/// Reads `(key = value, …)` in any order, each key one of `keys` and given
-/// at most once; `value` reads the value of the key it is handed. Which keys
-/// are required is the caller's to say.
-fn keyed_args(
-    c: &mut Cursor,
-    keys: &[&'static str],
-    mut value: impl FnMut(&mut Cursor, &'static str) -> Result<(), SyntaxError>,
-) -> Result<(), SyntaxError> {
-    let mut seen = Vec::new();
-    list(c, &Token::LParen, &Token::RParen, |c| {
-        let pos = c.pos();
-        let name = c.expect_id()?;
-        let Some(&key) = keys.iter().find(|k| **k == name) else {
-            return fail(
-                pos,
-                format!("unknown argument `{name}', expecting {}", keys.join(", ")),
-            );
-        };
-        if seen.contains(&key) {
-            return fail(pos, format!("duplicate argument `{key}'"));
-        }
-        seen.push(key);
-        c.expect(&Token::Equals)?;
-        value(c, key)
-    })?;
-    Ok(())
-}
-
-/// `( … )` around what `inner` reads.
-fn parenthesized<T>(
-    c: &mut Cursor,
-    inner: impl FnOnce(&mut Cursor) -> Result<T, SyntaxError>,
-) -> Result<T, SyntaxError> {
-    c.expect(&Token::LParen)?;
-    let value = inner(c)?;
     c.expect(&Token::RParen)?;
-    Ok(value)
+    Ok(Action::Next { pipeline, table })
 }
 
-/// A decimal integer in `range`; `what` names it in the error.
-fn number(c: &mut Cursor, what: &str, range: RangeInclusive<u64>) -> Result<u64, SyntaxError> {
-    let value = match c.peek() {
-        Token::Int(k) if k.mask.is_none() && k.format == Format::Decimal => {
-            u64::try_from(k.value).ok().filter(|v| range.contains(v))
-        }
-        _ => None,
-    };
-    match value {
-        Some(v) => {
+fn parse_field_action(c: &mut Cursor) -> Result<Action, SyntaxError> {
+    let dst = c.field_ref()?;
+    if c.eat(&Token::Decrement) {
+        return Ok(Action::Decrement(dst));
+    }
+    if c.eat(&Token::Exchange) {
+        return Ok(Action::Exchange(dst, c.field_ref()?));
+    }
+    c.expect(&Token::Equals)?;
+    match c.peek().clone() {
+        Token::Int(k) => {
             c.advance();
-            Ok(v)
+            Ok(Action::Assign {
+                dst,
+                src: Source::Const(k),
+            })
         }
-        None => c.error(format!(
-            "expecting {what} ({} to {})",
-            range.start(),
-            range.end()
-        )),
-    }
-}
-
-/// An integer constant, maybe masked, that fits `width` bits.
-fn masked_int(c: &mut Cursor, width: u32) -> Result<Constant, SyntaxError> {
-    match c.peek() {
-        Token::Int(k) if k.bits() <= width => {
-            let k = *k;
+        Token::Str(s) => {
             c.advance();
-            Ok(k)
+            Ok(Action::Assign {
+                dst,
+                src: Source::Str(s),
+            })
         }
-        _ => c.error(format!("expecting an integer of at most {width} bits")),
-    }
-}
-
-fn literal(c: &mut Cursor) -> Result<Literal, SyntaxError> {
-    let value = match c.peek() {
-        Token::Int(k) => Literal::Int(*k),
-        Token::Str(s) => Literal::Str(s.clone()),
-        _ => return c.error("expecting a constant"),
-    };
-    c.advance();
-    Ok(value)
-}
-
-fn keyword<K: Keyword>(c: &mut Cursor) -> Result<K, SyntaxError> {
-    let found = match c.peek() {
-        Token::Id(s) => K::from_name(s),
-        _ => None,
-    };
-    match found {
-        Some(k) => {
-            c.advance();
-            Ok(k)
-        }
-        None => {
-            let names: Vec<_> = K::ALL.iter().map(|k| k.name()).collect();
-            c.error(format!("expecting one of {}", names.join(", ")))
-        }
-    }
-}
-
-/// `true` or `false`, bare or quoted (northd writes `liveness="true"`).
-fn boolean(c: &mut Cursor) -> Result<bool, SyntaxError> {
-    let value = match c.peek() {
-        Token::Id(s) | Token::Str(s) if s == "true" => true,
-        Token::Id(s) | Token::Str(s) if s == "false" => false,
-        _ => return c.error("expecting true or false"),
-    };
-    c.advance();
-    Ok(value)
-}
-
-/// A quoted string short enough for ovn-controller's buffers.
-fn short_string(c: &mut Cursor) -> Result<String, SyntaxError> {
-    let pos = c.pos();
-    let s = c.expect_string()?;
-    if s.len() > MAX_NAME_LEN {
-        return fail(pos, format!("name longer than {MAX_NAME_LEN} bytes"));
-    }
-    Ok(s)
-}
-
-fn ip_of(k: &Constant) -> Option<IpAddr> {
-    match (k.format, k.mask) {
-        (Format::Ipv4, None) => u32::try_from(k.value)
-            .ok()
-            .map(|v| IpAddr::V4(Ipv4Addr::from(v))),
-        (Format::Ipv6, None) => Some(IpAddr::V6(Ipv6Addr::from(k.value))),
-        _ => None,
-    }
-}
-
-fn ip_address(c: &mut Cursor) -> Result<IpAddr, SyntaxError> {
-    match c.peek() {
-        Token::Int(k) => match ip_of(k) {
-            Some(ip) => {
+        Token::Id(name) => match Func::from_name(&name) {
+            Some(func) if c.peek2() == &Token::LParen => {
                 c.advance();
-                Ok(ip)
+                parse_call(c, Some(dst), func)
             }
-            None => c.error("expecting an IPv4 or IPv6 address"),
+            _ => Ok(Action::Assign {
+                dst,
+                src: Source::Field(c.field_ref()?),
+            }),
         },
-        _ => c.error("expecting an IPv4 or IPv6 address"),
+        _ => c.error("expecting a constant, string or field to assign"),
     }
 }
 
-/// A `ct_lb` backend: `IP`, `IPv4:PORT`, `[IPv6]` or `[IPv6]:PORT`.
-fn backend(c: &mut Cursor) -> Result<Endpoint, SyntaxError> {
-    let bracketed = c.eat(&Token::LSquare);
-    let ip = match c.peek() {
-        Token::Int(k) => ip_of(k).filter(|ip| ip.is_ipv6() || !bracketed),
-        _ => None,
+fn parse_call(c: &mut Cursor, result: Option<FieldRef>, func: Func) -> Result<Action, SyntaxError> {
+    let (returns, shape) = func.signature();
+    match (returns, &result) {
+        (Returns::Result, None) => {
+            return c.error(format!(
+                "{} stores a result: write `R = {}(…)'",
+                func.name(),
+                func.name()
+            ))
+        }
+        (Returns::Nothing, Some(_)) => {
+            return c.error(format!("{} has no result to assign", func.name()))
+        }
+        _ => {}
+    }
+    // Functions of no arguments may omit the parentheses.
+    if !c.eat(&Token::LParen) {
+        return match shape {
+            Shape::Fields(0) | Shape::KeyValues => Ok(Action::Call {
+                result,
+                func,
+                args: empty_args(shape),
+            }),
+            _ => c.error(format!("expecting `(' after {}", func.name())),
+        };
+    }
+    let args = match shape {
+        Shape::Fields(n) => {
+            let mut fields = Vec::new();
+            while c.peek() != &Token::RParen {
+                if !fields.is_empty() {
+                    c.expect(&Token::Comma)?;
+                }
+                fields.push(c.field_ref()?);
+            }
+            if fields.len() != n {
+                return c.error(format!(
+                    "{} takes {n} arguments, not {}",
+                    func.name(),
+                    fields.len()
+                ));
+            }
+            Args::Fields(fields)
+        }
+        Shape::Ints(min, max) => {
+            let mut ints = Vec::new();
+            while c.peek() != &Token::RParen {
+                if !ints.is_empty() {
+                    c.expect(&Token::Comma)?;
+                }
+                ints.push(c.expect_small_int(u64::from(u32::MAX))?);
+            }
+            if ints.len() < min || ints.len() > max {
+                return c.error(format!("{} takes {min} to {max} integers", func.name()));
+            }
+            Args::Ints(ints)
+        }
+        Shape::KeyValues => Args::KeyValues(parse_key_values(c)?),
+        Shape::Weighted => {
+            let mut items = Vec::new();
+            while c.peek() != &Token::RParen {
+                if !items.is_empty() {
+                    c.expect(&Token::Comma)?;
+                }
+                let value = c.expect_small_int(65535)?;
+                let weight = if c.eat(&Token::Equals) {
+                    Some(c.expect_small_int(65535)?)
+                } else {
+                    None
+                };
+                items.push((value, weight));
+            }
+            if items.is_empty() {
+                return c.error("select needs at least one value");
+            }
+            Args::Weighted(items)
+        }
+        Shape::StringField => {
+            let s = c.expect_string()?;
+            c.expect(&Token::Comma)?;
+            Args::StringField(s, c.field_ref()?)
+        }
     };
-    let Some(ip) = ip else {
-        return c.error(if bracketed {
-            "expecting an IPv6 address"
+    c.expect(&Token::RParen)?;
+    Ok(Action::Call { result, func, args })
+}
+
+fn empty_args(shape: Shape) -> Args {
+    match shape {
+        Shape::KeyValues => Args::KeyValues(Vec::new()),
+        _ => Args::Fields(Vec::new()),
+    }
+}
+
+fn parse_key_values(c: &mut Cursor) -> Result<Vec<(String, ArgValue)>, SyntaxError> {
+    let mut pairs = Vec::new();
+    while c.peek() != &Token::RParen {
+        if !pairs.is_empty() {
+            c.expect(&Token::Comma)?;
+        }
+        let key = c.expect_id()?;
+        c.expect(&Token::Equals)?;
+        let first = parse_arg_value(c)?;
+        // Further values without a key of their own continue a list.
+        let mut list = vec![first];
+        while c.peek() == &Token::Comma
+            && !matches!((c.peek2(), c.peek()), (Token::Id(_), _))
+            && c.peek2() != &Token::RParen
+        {
+            c.advance();
+            list.push(parse_arg_value(c)?);
+        }
+        let value = if list.len() == 1 {
+            list.remove(0)
         } else {
-            "expecting a backend (IP, IPv4:PORT or [IPv6]:PORT)"
-        });
+            ArgValue::List(list)
+        };
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+fn parse_arg_value(c: &mut Cursor) -> Result<ArgValue, SyntaxError> {
+    let v = match c.peek().clone() {
+        Token::Int(k) => ArgValue::Int(k),
+        Token::Str(s) => ArgValue::Str(s),
+        Token::Id(_) => return Ok(ArgValue::Id(c.field_ref()?.to_string())),
+        Token::LCurly => {
+            c.advance();
+            let mut items = Vec::new();
+            while !c.eat(&Token::RCurly) {
+                items.push(parse_arg_value(c)?);
+                c.eat(&Token::Comma);
+            }
+            return Ok(ArgValue::Set(items));
+        }
+        _ => return c.error("expecting a value"),
     };
     c.advance();
-    if bracketed {
-        c.expect(&Token::RSquare)?;
+    Ok(v)
+}
+
+fn parse_nat(c: &mut Cursor, kind: Nat) -> Result<Action, SyntaxError> {
+    if !c.eat(&Token::LParen) {
+        return Ok(Action::Nat {
+            kind,
+            target: None,
+            ports: None,
+        });
     }
-    if c.peek() != &Token::Colon {
-        return Ok(Endpoint { ip, port: None });
+    let ip = c.expect_int()?;
+    if !matches!(ip.format, Format::Ipv4 | Format::Ipv6) || ip.mask.is_some() {
+        return c.error(format!("{} needs an IP address", kind.name()));
     }
-    if ip.is_ipv6() && !bracketed {
-        return c.error("an IPv6 backend with a port is written [IP]:PORT");
-    }
-    c.advance();
-    let port = number(c, "a port", 0..=u64::from(u16::MAX))? as u16;
-    Ok(Endpoint {
-        ip,
-        port: Some(port),
+    let ports = if c.eat(&Token::Comma) {
+        let low = c.expect_small_int(65535)? as u16;
+        if low == 0 {
+            return c.error("a port range cannot start at 0");
+        }
+        let high = if c.eat(&Token::Hyphen) {
+            let high = c.expect_small_int(65535)? as u16;
+            if high <= low {
+                return c.error(format!("port range {low}-{high} must rise"));
+            }
+            Some(high)
+        } else {
+            None
+        };
+        Some((low, high))
+    } else {
+        None
+    };
+    c.expect(&Token::RParen)?;
+    Ok(Action::Nat {
+        kind,
+        target: Some(ip),
+        ports,
     })
 }
 
-/// A quoted `IP`, `IPv4:PORT`, `[IPv6]` or `[IPv6]:PORT`.
-fn endpoint_string(c: &mut Cursor) -> Result<Endpoint, SyntaxError> {
-    let pos = c.pos();
-    let s = c.expect_string()?;
-    let endpoint = if let Ok(sa) = s.parse::<SocketAddr>() {
-        Some(Endpoint {
-            ip: sa.ip(),
-            port: Some(sa.port()),
-        })
-    } else {
-        let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
-        let ip = match bare {
-            Some(v6) => v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
-            None => s.parse::<IpAddr>().ok(),
-        };
-        ip.map(|ip| Endpoint { ip, port: None })
-    };
-    match endpoint {
-        Some(e) => Ok(e),
-        None => fail(pos, format!("expecting \"IP[:PORT]\" or \"[IPv6]:PORT\", not {}", quote(&s))),
-    }
-}
-
-/// Writes `items` separated by `sep`.
-fn join<T: fmt::Display>(
-    f: &mut fmt::Formatter<'_>,
-    sep: &str,
-    items: impl IntoIterator<Item = T>,
-) -> fmt::Result {
-    for (i, item) in items.into_iter().enumerate() {
-        if i > 0 {
-            f.write_str(sep)?;
+fn parse_ct_commit_args(c: &mut Cursor) -> Result<Action, SyntaxError> {
+    c.expect(&Token::LParen)?;
+    let mut pairs = Vec::new();
+    while c.peek() != &Token::RParen {
+        if !pairs.is_empty() {
+            c.expect(&Token::Comma)?;
         }
-        write!(f, "{item}")?;
+        let key = c.expect_id()?;
+        if key != "ct_mark" && key != "ct_label" {
+            return c.error(format!("ct_commit sets ct_mark and ct_label, not {key}"));
+        }
+        c.expect(&Token::Equals)?;
+        pairs.push((key, c.expect_int()?));
     }
-    Ok(())
+    c.expect(&Token::RParen)?;
+    Ok(Action::CtCommitArgs(pairs))
 }
 
-/// `name(args)` with the present arguments.
-fn call_text(f: &mut fmt::Formatter<'_>, name: &str, args: &[String]) -> fmt::Result {
-    write!(f, "{name}(")?;
-    join(f, ", ", args)?;
-    f.write_str(")")
+fn parse_ct_lb(c: &mut Cursor, mark: bool) -> Result<Action, SyntaxError> {
+    let mut lb = CtLb {
+        mark,
+        backends: None,
+        hash_fields: None,
+        flags: Vec::new(),
+    };
+    if !c.eat(&Token::LParen) {
+        return Ok(Action::CtLb(lb));
+    }
+    // `backends=` may be left out in the oldest form.
+    if matches!(c.peek(), Token::Id(s) if s == "backends") {
+        c.advance();
+        c.expect(&Token::Equals)?;
+    }
+    let mut backends = Vec::new();
+    loop {
+        backends.push(parse_backend(c)?);
+        if !c.eat(&Token::Comma) {
+            break;
+        }
+    }
+    lb.backends = Some(backends);
+    while c.eat(&Token::Semicolon) {
+        let key = c.expect_id()?;
+        if key == "hash_fields" {
+            c.expect(&Token::Equals)?;
+            lb.hash_fields = Some(c.expect_string()?);
+        } else {
+            lb.flags.push(key);
+        }
+    }
+    c.expect(&Token::RParen)?;
+    Ok(Action::CtLb(lb))
+}
+
+fn parse_backend(c: &mut Cursor) -> Result<Backend, SyntaxError> {
+    let bracketed = c.eat(&Token::LSquare);
+    let ip = c.expect_int()?;
+    let want = if bracketed { Format::Ipv6 } else { ip.format };
+    if ip.mask.is_some() || ip.format != want || !matches!(ip.format, Format::Ipv4 | Format::Ipv6) {
+        return c.error("expecting a backend address (IP, IP:PORT or [IPv6]:PORT)");
+    }
+    if bracketed {
+        c.expect(&Token::RSquare)?;
+    }
+    let port = if c.eat(&Token::Colon) {
+        Some(c.expect_small_int(65535)? as u16)
+    } else {
+        None
+    };
+    if port.is_some() && ip.format == Format::Ipv6 && !bracketed {
+        return c.error("an IPv6 backend with a port is written [IP]:PORT");
+    }
+    Ok(Backend { ip, port })
 }
 
 impl fmt::Display for Actions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("drop;");
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{a};")?;
         }
-        join(f, " ", self.0.iter().map(|a| format!("{a};")))
+        Ok(())
     }
 }
 
-/// Actions as a nested block: `{ a; b; }`.
-struct Block<'a>(&'a Actions);
-
-impl fmt::Display for Block<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{{ {} }}", self.0)
-    }
-}
-
-impl fmt::Display for Literal {
+impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Literal::Int(k) => write!(f, "{}", FormatConstant(k)),
-            Literal::Str(s) => f.write_str(&quote(s)),
+            Source::Const(k) => write!(f, "{}", FormatConstant(k)),
+            Source::Str(s) => f.write_str(&quote(s)),
+            Source::Field(r) => write!(f, "{r}"),
         }
     }
 }
 
-impl fmt::Display for Opt {
+impl fmt::Display for ArgValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = ", self.name)?;
-        match &self.value {
-            OptValue::One(v) => write!(f, "{v}"),
-            OptValue::Set(set) => {
+        let join = |f: &mut fmt::Formatter<'_>, items: &[ArgValue]| -> fmt::Result {
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{v}")?;
+            }
+            Ok(())
+        };
+        match self {
+            ArgValue::Int(k) => write!(f, "{}", FormatConstant(k)),
+            ArgValue::Str(s) => f.write_str(&quote(s)),
+            ArgValue::Id(s) => f.write_str(s),
+            ArgValue::Set(items) => {
                 f.write_str("{")?;
-                join(f, ", ", set)?;
+                join(f, items)?;
                 f.write_str("}")
             }
+            ArgValue::List(items) => join(f, items),
         }
     }
 }
 
-impl fmt::Display for Endpoint {
+impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.ip, self.port) {
-            (IpAddr::V6(ip), Some(port)) => write!(f, "[{ip}]:{port}"),
-            (ip, Some(port)) => write!(f, "{ip}:{port}"),
-            (ip, None) => write!(f, "{ip}"),
+        match (self.ip.format, self.port) {
+            (Format::Ipv6, Some(p)) => write!(f, "[{}]:{p}", FormatConstant(&self.ip)),
+            (_, Some(p)) => write!(f, "{}:{p}", FormatConstant(&self.ip)),
+            (_, None) => write!(f, "{}", FormatConstant(&self.ip)),
         }
     }
 }
 
-impl fmt::Display for SelectMember {
+impl fmt::Display for Args {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.weight {
-            Some(w) => write!(f, "{}={w}", self.id),
-            None => write!(f, "{}", self.id),
+        let mut sep = "";
+        let mut item = |f: &mut fmt::Formatter<'_>, text: String| -> fmt::Result {
+            f.write_str(sep)?;
+            sep = ", ";
+            f.write_str(&text)
+        };
+        match self {
+            Args::Fields(fields) => fields.iter().try_for_each(|x| item(f, x.to_string())),
+            Args::Ints(ints) => ints.iter().try_for_each(|x| item(f, x.to_string())),
+            Args::KeyValues(pairs) => pairs
+                .iter()
+                .try_for_each(|(k, v)| item(f, format!("{k} = {v}"))),
+            Args::Weighted(items) => items.iter().try_for_each(|(v, w)| match w {
+                Some(w) => item(f, format!("{v}={w}")),
+                None => item(f, v.to_string()),
+            }),
+            Args::StringField(s, field) => item(f, format!("{}, {field}", quote(s))),
         }
     }
 }
@@ -1253,7 +737,6 @@ impl fmt::Display for SelectMember {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Simple(s) => write!(f, "{s}"),
             Action::Next {
                 pipeline: None,
                 table: None,
@@ -1263,130 +746,79 @@ impl fmt::Display for Action {
                 table: Some(t),
             } => write!(f, "next({t})"),
             Action::Next { pipeline, table } => {
-                let args: Vec<_> = (pipeline.map(|p| format!("pipeline={p}")).into_iter())
-                    .chain(table.map(|t| format!("table={t}")))
-                    .collect();
-                call_text(f, "next", &args)
+                f.write_str("next(")?;
+                if let Some(p) = pipeline {
+                    write!(f, "pipeline={p}")?;
+                    if table.is_some() {
+                        f.write_str(", ")?;
+                    }
+                }
+                if let Some(t) = table {
+                    write!(f, "table={t}")?;
+                }
+                f.write_str(")")
             }
-            Action::Load { dst, value } => write!(f, "{dst} = {value}"),
-            Action::Move { dst, src } => write!(f, "{dst} = {src}"),
-            Action::Exchange { a, b } => write!(f, "{a} <-> {b}"),
-            Action::DecTtl => f.write_str("ip.ttl--"),
-            Action::CtCommit(actions) if actions.0.is_empty() => f.write_str("ct_commit"),
-            Action::CtCommit(actions) => write!(f, "ct_commit {}", Block(actions)),
-            Action::CtCommitV1 { mark, label } => {
-                let args: Vec<_> = (mark.map(|k| format!("ct_mark={}", FormatConstant(&k))))
-                    .into_iter()
-                    .chain(label.map(|k| format!("ct_label={}", FormatConstant(&k))))
-                    .collect();
-                call_text(f, "ct_commit", &args)
-            }
-            Action::CtNat { kind, target: None } => write!(f, "{kind}"),
-            Action::CtNat {
+            Action::Output => f.write_str("output"),
+            Action::Drop => f.write_str("drop"),
+            Action::Assign { dst, src } => write!(f, "{dst} = {src}"),
+            Action::Exchange(a, b) => write!(f, "{a} <-> {b}"),
+            Action::Decrement(x) => write!(f, "{x}--"),
+            Action::Push(x) => write!(f, "push({x})"),
+            Action::Pop(x) => write!(f, "pop({x})"),
+            Action::Block { kind, body } if body.0.is_empty() => write!(f, "{} {{ }}", kind.name()),
+            Action::Block { kind, body } => write!(f, "{} {{ {body} }}", kind.name()),
+            Action::Bare(b) => f.write_str(b.name()),
+            Action::Nat {
+                kind, target: None, ..
+            } => f.write_str(kind.name()),
+            Action::Nat {
                 kind,
-                target: Some(NatTarget { ip, ports }),
+                target: Some(ip),
+                ports,
             } => {
-                write!(f, "{kind}({ip}")?;
+                write!(f, "{}({}", kind.name(), FormatConstant(ip))?;
                 match ports {
-                    Some(PortRange {
-                        low,
-                        high: Some(high),
-                    }) => write!(f, ",{low}-{high}")?,
-                    Some(PortRange { low, high: None }) => write!(f, ",{low}")?,
+                    Some((low, Some(high))) => write!(f, ",{low}-{high}")?,
+                    Some((low, None)) => write!(f, ",{low}")?,
                     None => {}
                 }
                 f.write_str(")")
             }
-            Action::CtLb { kind, args: None } => write!(f, "{kind}"),
-            Action::CtLb {
-                kind,
-                args: Some(lb),
-            } => {
-                write!(f, "{kind}(backends=")?;
-                join(f, ",", &lb.backends)?;
+            Action::CtLb(lb) => {
+                f.write_str(if lb.mark { "ct_lb_mark" } else { "ct_lb" })?;
+                let Some(backends) = &lb.backends else {
+                    return Ok(());
+                };
+                f.write_str("(backends=")?;
+                for (i, b) in backends.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{b}")?;
+                }
                 if let Some(h) = &lb.hash_fields {
                     write!(f, "; hash_fields={}", quote(h))?;
                 }
-                if let Some(flag) = lb.flag {
+                for flag in &lb.flags {
                     write!(f, "; {flag}")?;
                 }
                 f.write_str(")")
             }
-            Action::Nested { kind, actions } => write!(f, "{kind} {}", Block(actions)),
+            Action::CtCommitArgs(pairs) => {
+                f.write_str("ct_commit(")?;
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}={}", FormatConstant(v))?;
+                }
+                f.write_str(")")
+            }
             Action::Call { result, func, args } => {
                 if let Some(r) = result {
                     write!(f, "{r} = ")?;
                 }
-                write!(f, "{func}(")?;
-                join(f, ", ", args)?;
-                f.write_str(")")
-            }
-            Action::CheckPktLarger { dst, len } => write!(f, "{dst} = check_pkt_larger({len})"),
-            Action::Select { dst, members } => {
-                write!(f, "{dst} = select(")?;
-                join(f, ", ", members)?;
-                f.write_str(")")
-            }
-            Action::PutOpts { dst, kind, options } => {
-                write!(f, "{dst} = {kind}(")?;
-                join(f, ", ", options)?;
-                f.write_str(")")
-            }
-            Action::TriggerEvent { event, options } => {
-                write!(f, "trigger_event(event = {}", quote(event))?;
-                options.iter().try_for_each(|o| write!(f, ", {o}"))?;
-                f.write_str(")")
-            }
-            Action::Log(log) => {
-                let mut args = Vec::new();
-                args.extend(log.name.as_deref().map(|n| format!("name={}", quote(n))));
-                args.push(format!("verdict={}", log.verdict));
-                args.extend(log.severity.map(|s| format!("severity={s}")));
-                args.extend(log.meter.as_deref().map(|m| format!("meter={}", quote(m))));
-                call_text(f, "log", &args)
-            }
-            Action::SetMeter { rate, burst: None } => write!(f, "set_meter({rate})"),
-            Action::SetMeter {
-                rate,
-                burst: Some(burst),
-            } => write!(f, "set_meter({rate}, {burst})"),
-            Action::SetQueue(id) => write!(f, "set_queue({id})"),
-            Action::BindVport { vport, parent } => {
-                write!(f, "bind_vport({}, {parent})", quote(vport))
-            }
-            Action::FwdGroup {
-                liveness,
-                child_ports,
-            } => {
-                f.write_str("fwd_group(")?;
-                if let Some(l) = liveness {
-                    write!(f, "liveness={l}, ")?;
-                }
-                f.write_str("childports=")?;
-                join(f, ", ", child_ports.iter().map(|p| quote(p)))?;
-                f.write_str(")")
-            }
-            Action::CommitEcmpNh { ipv6, proto } => {
-                write!(f, "commit_ecmp_nh(ipv6 = {ipv6}, proto = {proto})")
-            }
-            Action::CommitLbAff(aff) => {
-                let mut args = vec![
-                    format!("vip = {}", quote(&aff.vip.to_string())),
-                    format!("backend = {}", quote(&aff.backend.to_string())),
-                ];
-                args.extend(aff.proto.map(|p| format!("proto = {p}")));
-                args.push(format!("timeout = {}", aff.timeout));
-                call_text(f, "commit_lb_aff", &args)
-            }
-            Action::Sample(s) => {
-                let mut args = vec![format!("probability={}", s.probability)];
-                args.extend(s.collector_set.map(|v| format!("collector_set={v}")));
-                args.extend(s.obs_domain.map(|v| format!("obs_domain={v}")));
-                args.extend(s.obs_point.map(|p| match p {
-                    ObsPoint::Id(v) => format!("obs_point={v}"),
-                    ObsPoint::Cookie => "obs_point=$cookie".to_string(),
-                }));
-                call_text(f, "sample", &args)
+                write!(f, "{}({args})", func.name())
             }
         }
     }
@@ -1399,427 +831,116 @@ mod tests {
     fn round_trip(text: &str) -> Actions {
         let a = parse_actions(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         let back = a.to_string();
-        let again = parse_actions(&back).unwrap_or_else(|e| panic!("{text} -> {back}: {e}"));
-        assert_eq!(again, a, "{text} -> {back}");
-        assert_eq!(again.to_string(), back, "formatting is not stable");
+        assert_eq!(parse_actions(&back).as_ref(), Ok(&a), "{text} -> {back}");
         a
     }
 
-    fn field(text: &str) -> FieldRef {
-        Cursor::new(text).and_then(|mut c| c.field_ref()).unwrap()
-    }
-
-    fn fields(texts: &[&str]) -> Vec<FieldRef> {
-        texts.iter().map(|t| field(t)).collect()
-    }
-
-    fn int(value: u128) -> Constant {
-        Constant::new(value, Format::Decimal)
-    }
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
-    }
-
-    fn nested(kind: NestedKind, actions: Vec<Action>) -> Action {
-        Action::Nested {
-            kind,
-            actions: Actions(actions),
-        }
-    }
-
-    fn call(result: Option<&str>, func: Func, args: &[&str]) -> Action {
-        Action::Call {
-            result: result.map(field),
-            func,
-            args: fields(args),
-        }
-    }
-
-    fn opt(name: &str, value: OptValue) -> Opt {
-        Opt {
-            name: name.into(),
-            value,
-        }
-    }
-
-    fn one_str(s: &str) -> OptValue {
-        OptValue::One(Literal::Str(s.into()))
-    }
-
-    const OUTPUT: Action = Action::Simple(Simple::Output);
-
     #[test]
-    fn parses_each_action_to_its_tree() {
-        let next = |pipeline, table| Action::Next { pipeline, table };
-        let nat = |kind, target| Action::CtNat { kind, target };
-        let endpoint = |ip_text: &str, port| Endpoint {
-            ip: ip(ip_text),
-            port,
-        };
-        let cases: Vec<(&str, Vec<Action>)> = vec![
-            ("", vec![]),
-            ("/* drop */", vec![]),
-            ("drop;", vec![]),
-            ("output; igmp;", vec![OUTPUT, Action::Simple(Simple::Igmp)]),
-            (
-                "ct_next; ct_clear; ct_commit_nat; ct_snat_to_vip; handle_dhcpv6_reply;",
-                vec![
-                    Action::Simple(Simple::CtNext),
-                    Action::Simple(Simple::CtClear),
-                    Action::Simple(Simple::CtCommitNat),
-                    Action::Simple(Simple::CtSnatToVip),
-                    Action::Simple(Simple::HandleDhcpv6Reply),
-                ],
-            ),
-            (
-                "next; next(3); next(pipeline=egress); next(table=3, pipeline=ingress);",
-                vec![
-                    next(None, None),
-                    next(None, Some(3)),
-                    next(Some(Pipeline::Egress), None),
-                    next(Some(Pipeline::Ingress), Some(3)),
-                ],
-            ),
-            (
-                "reg0[1] = 1; vlan.pcp = 4/4; outport = \"p1\";",
-                vec![
-                    Action::Load {
-                        dst: field("reg0[1]"),
-                        value: Literal::Int(int(1)),
-                    },
-                    Action::Load {
-                        dst: field("vlan.pcp"),
-                        value: Literal::Int(Constant {
-                            value: 4,
-                            mask: Some(4),
-                            format: Format::Decimal,
-                        }),
-                    },
-                    Action::Load {
-                        dst: field("outport"),
-                        value: Literal::Str("p1".into()),
-                    },
-                ],
-            ),
-            (
-                "reg0 = ip4.src; eth.dst <-> eth.src; ip.ttl--;",
-                vec![
-                    Action::Move {
-                        dst: field("reg0"),
-                        src: field("ip4.src"),
-                    },
-                    Action::Exchange {
-                        a: field("eth.dst"),
-                        b: field("eth.src"),
-                    },
-                    Action::DecTtl,
-                ],
-            ),
-            (
-                "ct_commit; ct_commit { }; ct_commit { drop; }; ct_commit { ct_mark.blocked = 1; };",
-                vec![
-                    Action::CtCommit(Actions::default()),
-                    Action::CtCommit(Actions::default()),
-                    Action::CtCommit(Actions::default()),
-                    Action::CtCommit(Actions(vec![Action::Load {
-                        dst: field("ct_mark.blocked"),
-                        value: Literal::Int(int(1)),
-                    }])),
-                ],
-            ),
-            (
-                "ct_commit(ct_label=0x10, ct_mark=1/1); ct_commit();",
-                vec![
-                    Action::CtCommitV1 {
-                        mark: Some(Constant {
-                            value: 1,
-                            mask: Some(1),
-                            format: Format::Decimal,
-                        }),
-                        label: Some(Constant::new(16, Format::Hex)),
-                    },
-                    Action::CtCommitV1 {
-                        mark: None,
-                        label: None,
-                    },
-                ],
-            ),
-            (
-                "ct_dnat; ct_snat(192.168.1.2, 1-3000); ct_dnat_in_czone(fd11::2); ct_snat_in_czone(10.0.0.1,80);",
-                vec![
-                    nat(NatKind::Dnat, None),
-                    nat(
-                        NatKind::Snat,
-                        Some(NatTarget {
-                            ip: ip("192.168.1.2"),
-                            ports: Some(PortRange {
-                                low: 1,
-                                high: Some(3000),
-                            }),
-                        }),
-                    ),
-                    nat(
-                        NatKind::DnatInCzone,
-                        Some(NatTarget {
-                            ip: ip("fd11::2"),
-                            ports: None,
-                        }),
-                    ),
-                    nat(
-                        NatKind::SnatInCzone,
-                        Some(NatTarget {
-                            ip: ip("10.0.0.1"),
-                            ports: Some(PortRange {
-                                low: 80,
-                                high: None,
-                            }),
-                        }),
-                    ),
-                ],
-            ),
-            (
-                "ct_lb; ct_lb_mark(); ct_lb_mark(backends=192.168.2.3:22);",
-                vec![
-                    Action::CtLb {
-                        kind: LbKind::CtLb,
-                        args: None,
-                    },
-                    Action::CtLb {
-                        kind: LbKind::CtLbMark,
-                        args: None,
-                    },
-                    Action::CtLb {
-                        kind: LbKind::CtLbMark,
-                        args: Some(LbArgs {
-                            backends: vec![endpoint("192.168.2.3", Some(22))],
-                            hash_fields: None,
-                            flag: None,
-                        }),
-                    },
-                ],
-            ),
-            (
-                "ct_lb(backends=[fd00::2]:80, fd00::3, 10.0.0.1,; hash_fields=\"ip_src,ip_dst\"; force_snat);",
-                vec![Action::CtLb {
-                    kind: LbKind::CtLb,
-                    args: Some(LbArgs {
-                        backends: vec![
-                            endpoint("fd00::2", Some(80)),
-                            endpoint("fd00::3", None),
-                            endpoint("10.0.0.1", None),
-                        ],
-                        hash_fields: Some("ip_src,ip_dst".into()),
-                        flag: Some(LbFlag::ForceSnat),
-                    }),
-                }],
-            ),
-            (
-                "clone { output; }; arp { drop; }; icmp6_error { next; };",
-                vec![
-                    nested(NestedKind::Clone, vec![OUTPUT]),
-                    nested(NestedKind::Arp, vec![]),
-                    nested(NestedKind::Icmp6Error, vec![next(None, None)]),
-                ],
-            ),
-            (
-                "get_arp(outport, reg0); put_nd(inport, nd.target, nd.tll); push(xxreg1[10..20]); pop(reg0); handle_svc_check(inport); handle_bfd_msg();",
-                vec![
-                    call(None, Func::GetArp, &["outport", "reg0"]),
-                    call(None, Func::PutNd, &["inport", "nd.target", "nd.tll"]),
-                    call(None, Func::Push, &["xxreg1[10..20]"]),
-                    call(None, Func::Pop, &["reg0"]),
-                    call(None, Func::HandleSvcCheck, &["inport"]),
-                    call(None, Func::HandleBfdMsg, &[]),
-                ],
-            ),
-            (
-                "reg9[2] = lookup_arp(inport, arp.spa, arp.sha); outport = get_fdb(eth.dst); reg0[6] = chk_lb_hairpin(); reg0[0] = lookup_nd_ip(inport, ip6.src);",
-                vec![
-                    call(
-                        Some("reg9[2]"),
-                        Func::LookupArp,
-                        &["inport", "arp.spa", "arp.sha"],
-                    ),
-                    call(Some("outport"), Func::GetFdb, &["eth.dst"]),
-                    call(Some("reg0[6]"), Func::ChkLbHairpin, &[]),
-                    call(Some("reg0[0]"), Func::LookupNdIp, &["inport", "ip6.src"]),
-                ],
-            ),
-            (
-                "reg0[6] = check_pkt_larger(1514); reg8[16..31] = select(1=20, 2,);",
-                vec![
-                    Action::CheckPktLarger {
-                        dst: field("reg0[6]"),
-                        len: 1514,
-                    },
-                    Action::Select {
-                        dst: field("reg8[16..31]"),
-                        members: vec![
-                            SelectMember {
-                                id: 1,
-                                weight: Some(20),
-                            },
-                            SelectMember {
-                                id: 2,
-                                weight: None,
-                            },
-                        ],
-                    },
-                ],
-            ),
-            (
-                "reg0[3] = put_dhcp_opts(offerip = 10.0.0.2, dns_server = {8.8.8.8, 7.7.7.7}, domain_name = \"ovn.org\");",
-                vec![Action::PutOpts {
-                    dst: field("reg0[3]"),
-                    kind: OptsKind::Dhcpv4,
-                    options: vec![
-                        opt(
-                            "offerip",
-                            OptValue::One(Literal::Int(Constant::new(0x0a000002, Format::Ipv4))),
-                        ),
-                        opt(
-                            "dns_server",
-                            OptValue::Set(vec![
-                                Literal::Int(Constant::new(0x08080808, Format::Ipv4)),
-                                Literal::Int(Constant::new(0x07070707, Format::Ipv4)),
-                            ]),
-                        ),
-                        opt("domain_name", one_str("ovn.org")),
-                    ],
-                }],
-            ),
-            (
-                "reg1[0] = put_dhcpv6_opts(); trigger_event(event = \"empty_lb_backends\", vip = \"10.0.0.1:80\");",
-                vec![
-                    Action::PutOpts {
-                        dst: field("reg1[0]"),
-                        kind: OptsKind::Dhcpv6,
-                        options: vec![],
-                    },
-                    Action::TriggerEvent {
-                        event: "empty_lb_backends".into(),
-                        options: vec![opt("vip", one_str("10.0.0.1:80"))],
-                    },
-                ],
-            ),
-            (
-                "log(severity=alert, name=\"acl\", verdict=drop, meter=\"m\"); log(verdict=allow);",
-                vec![
-                    Action::Log(Log {
-                        name: Some("acl".into()),
-                        verdict: Verdict::Drop,
-                        severity: Some(Severity::Alert),
-                        meter: Some("m".into()),
-                    }),
-                    Action::Log(Log {
-                        name: None,
-                        verdict: Verdict::Allow,
-                        severity: None,
-                        meter: None,
-                    }),
-                ],
-            ),
-            (
-                "set_meter(100, 1000); set_meter(4294967295); set_queue(61440); bind_vport(\"vip\", inport);",
-                vec![
-                    Action::SetMeter {
-                        rate: 100,
-                        burst: Some(1000),
-                    },
-                    Action::SetMeter {
-                        rate: u32::MAX,
-                        burst: None,
-                    },
-                    Action::SetQueue(61440),
-                    Action::BindVport {
-                        vport: "vip".into(),
-                        parent: field("inport"),
-                    },
-                ],
-            ),
-            (
-                "fwd_group(liveness=\"true\",childports=\"p1\",\"p2\"); fwd_group(childports=\"p3\");",
-                vec![
-                    Action::FwdGroup {
-                        liveness: Some(true),
-                        child_ports: vec!["p1".into(), "p2".into()],
-                    },
-                    Action::FwdGroup {
-                        liveness: None,
-                        child_ports: vec!["p3".into()],
-                    },
-                ],
-            ),
-            (
-                "commit_ecmp_nh(ipv6 = false, proto = sctp);",
-                vec![Action::CommitEcmpNh {
-                    ipv6: false,
-                    proto: L4Proto::Sctp,
-                }],
-            ),
-            (
-                "commit_lb_aff(vip = \"[::1]:8080\", backend = \"[::2]:8080\", proto = tcp, timeout = 30); commit_lb_aff(vip = \"172.16.0.123\", backend = \"10.0.0.3\", timeout = 30);",
-                vec![
-                    Action::CommitLbAff(LbAffinity {
-                        vip: endpoint("::1", Some(8080)),
-                        backend: endpoint("::2", Some(8080)),
-                        proto: Some(L4Proto::Tcp),
-                        timeout: 30,
-                    }),
-                    Action::CommitLbAff(LbAffinity {
-                        vip: endpoint("172.16.0.123", None),
-                        backend: endpoint("10.0.0.3", None),
-                        proto: None,
-                        timeout: 30,
-                    }),
-                ],
-            ),
-            (
-                "sample(probability=100, obs_point=$cookie); sample(probability=1,collector_set=200,obs_domain=10,obs_point=1000);",
-                vec![
-                    Action::Sample(Sample {
-                        probability: 100,
-                        collector_set: None,
-                        obs_domain: None,
-                        obs_point: Some(ObsPoint::Cookie),
-                    }),
-                    Action::Sample(Sample {
-                        probability: 1,
-                        collector_set: Some(200),
-                        obs_domain: Some(10),
-                        obs_point: Some(ObsPoint::Id(1000)),
-                    }),
-                ],
-            ),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(round_trip(text).0, expected, "{text}");
-        }
+    fn parses_core_actions() {
+        let a = round_trip("eth.dst <-> eth.src; outport = inport; flags.loopback = 1; ip.ttl--; next(pipeline=egress, table=3); output;");
+        assert_eq!(
+            a.0[0],
+            Action::Exchange(FieldRef::whole("eth.dst"), FieldRef::whole("eth.src"))
+        );
+        assert_eq!(
+            a.0[1],
+            Action::Assign {
+                dst: FieldRef::whole("outport"),
+                src: Source::Field(FieldRef::whole("inport"))
+            }
+        );
+        assert_eq!(a.0[3], Action::Decrement(FieldRef::whole("ip.ttl")));
+        assert_eq!(
+            a.0[4],
+            Action::Next {
+                pipeline: Some(Pipeline::Egress),
+                table: Some(3)
+            }
+        );
+        assert_eq!(
+            round_trip("next(10);").0[0],
+            Action::Next {
+                pipeline: None,
+                table: Some(10)
+            }
+        );
+        assert_eq!(round_trip("").0, vec![]);
+        assert_eq!(round_trip("/* drop */").0, vec![]);
+        let a = round_trip(
+            "outport = \"_MC_flood\"; reg0[0..15] = 0x1f; xxreg0 = ip6.dst; push(reg0); pop(reg0);",
+        );
+        assert_eq!(
+            a.0[0],
+            Action::Assign {
+                dst: FieldRef::whole("outport"),
+                src: Source::Str("_MC_flood".into())
+            }
+        );
     }
 
     #[test]
-    fn formats_as_ovn_does() {
-        for (text, formatted) in [
-            ("", "drop;"),
-            ("next(table=3);", "next(3);"),
-            ("arp { };", "arp { drop; };"),
-            ("ct_commit { };", "ct_commit;"),
-            ("reg0=reg1;outport=\"a\\\"b\";", "reg0 = reg1; outport = \"a\\\"b\";"),
-            (
-                "ct_dnat(192.168.1.2, 1000 - 2000);",
-                "ct_dnat(192.168.1.2,1000-2000);",
-            ),
-            (
-                "ct_lb(backends=192.168.1.2:80, [fd0f::2]:8080; skip_snat);",
-                "ct_lb(backends=192.168.1.2:80,[fd0f::2]:8080; skip_snat);",
-            ),
-            (
-                "reg1[0] = put_dhcpv6_opts(dns_server={ae70::1,ae70::2});",
-                "reg1[0] = put_dhcpv6_opts(dns_server = {ae70::1, ae70::2});",
-            ),
+    fn parses_blocks_and_conntrack() {
+        let a = round_trip("ct_commit { ct_mark.blocked = 0; ct_label.label = reg3; }; next;");
+        assert!(
+            matches!(&a.0[0], Action::Block { kind: Block::CtCommit, body } if body.0.len() == 2)
+        );
+        round_trip("arp { eth.dst = ff:ff:ff:ff:ff:ff; arp.spa = reg1; arp.tpa = reg0; arp.op = 1; output; };");
+        round_trip("clone { outport = \"stor-kube-master\"; output; }; outport = \"_MC_flood_l2\"; output;");
+        round_trip("tcp_reset { eth.dst <-> eth.src; ip4.dst <-> ip4.src; outport = inport; flags.loopback = 1; output; };");
+        round_trip("ct_commit; ct_commit_nat; ct_next; ct_clear; ct_snat_to_vip; next;");
+        round_trip("ct_commit(ct_mark=1/1, ct_label=0x10);");
+        let a = round_trip(
+            "ct_dnat(10.0.0.5); ct_snat(fd00::1); ct_dnat_in_czone; ct_snat_in_czone(203.0.113.2);",
+        );
+        assert_eq!(a.0.len(), 4);
+        let a = round_trip("ct_snat(203.0.113.2,1000-2000); ct_dnat(10.0.0.5,80);");
+        assert_eq!(
+            a.0[0],
+            Action::Nat {
+                kind: Nat::Snat,
+                target: Some(Constant {
+                    value: 0xcb00_7102,
+                    mask: None,
+                    format: Format::Ipv4
+                }),
+                ports: Some((1000, Some(2000)))
+            }
+        );
+        let a = round_trip("ct_lb_mark(backends=192.168.2.3:22,10.0.0.4; hash_fields=\"ip_src,ip_dst\"; skip_snat);");
+        let Action::CtLb(lb) = &a.0[0] else { panic!() };
+        assert_eq!(lb.backends.as_ref().unwrap().len(), 2);
+        assert_eq!(lb.backends.as_ref().unwrap()[0].port, Some(22));
+        assert_eq!(lb.flags, ["skip_snat"]);
+        round_trip("ct_lb_mark(backends=[fd00:6:2::a]:8080,[fd00::1]:80);");
+        round_trip("ct_lb(10.0.0.1:80, 10.0.0.2:80);");
+        round_trip("ct_lb_mark;");
+    }
+
+    #[test]
+    fn parses_controller_functions() {
+        for text in [
+            "get_arp(outport, reg0); next;",
+            "put_arp(inport, arp.spa, arp.sha); next;",
+            "reg9[2] = lookup_arp(inport, arp.spa, arp.sha); next;",
+            "reg9[3] = lookup_arp_ip(inport, arp.spa);",
+            "outport = get_fdb(eth.dst); next;",
+            "reg0[6] = chk_lb_hairpin(); reg0[12] = chk_lb_hairpin_reply(); next;",
+            "reg0[15] = check_in_port_sec(); next;",
+            "reg8[0] = check_pkt_larger(1514);",
+            "reg0[3] = dns_lookup();",
+            "reg0[3] = put_dhcp_opts(offerip = 10.0.0.2, router = 10.0.0.1, netmask = 255.255.255.0, dns_server = {8.8.8.8, 7.7.7.7}, domain_name = \"ovn.org\", lease_time = 3600);",
+            "reg0[5] = put_nd_ra_opts(addr_mode = \"slaac\", mtu = 1450, prefix = fd00:6:1::/64, slla = 00:00:00:06:00:01);",
+            "log(name=\"acl1\", severity=info, verdict=drop, meter=\"acl-meter\");",
+            "set_meter(1000); set_meter(1000, 100);",
+            "trigger_event(event = \"empty_lb_backends\", meter = \"\", vip = \"10.0.0.10:80\", protocol = \"tcp\", load_balancer = \"uuid\");",
+            "reg8[16..31] = select(1=20, 2=30, 3);",
+            "handle_svc_check(inport);",
+            "bind_vport(\"vip1\", inport);",
+            "commit_ecmp_nh(ipv6 = false, proto = tcp);",
+            "fwd_group(liveness=true, childports=\"p1\", \"p2\");",
+            "handle_dhcpv6_reply; igmp;",
         ] {
-            assert_eq!(round_trip(text).to_string(), formatted, "{text}");
+            round_trip(text);
         }
     }
 
@@ -1828,107 +949,27 @@ mod tests {
         for (text, pos, what) in [
             ("frobnicate;", 0, "unknown action `frobnicate'"),
             ("next", 4, "expecting `;'"),
-            ("next; drop;", 6, "only action"),
-            ("drop; next;", 6, "only action"),
-            ("next(table=99999);", 11, "expecting a table number (0 to 28)"),
-            ("next(29);", 5, "table number"),
-            ("next();", 0, "needs pipeline= or table="),
-            ("next(pipeline=sideways);", 14, "one of ingress, egress"),
-            ("next(table=1, table=2);", 14, "duplicate argument `table'"),
-            ("next(stage=1);", 5, "unknown argument `stage'"),
-            ("reg0--;", 0, "only ip.ttl"),
-            ("ip.ttl;", 6, "expecting `--'"),
-            ("reg0 = ;", 7, "expecting a constant, a field"),
-            ("reg0 == 1;", 5, "expecting `=' or `<->'"),
-            ("reg0 = {1, 2};", 7, "expecting a constant"),
-            ("ct_lb_mark(backends=);", 20, "expecting a backend"),
-            ("ct_lb(10.0.0.1:80);", 6, "expecting backends="),
-            ("ct_lb(backends=[10.0.0.1]:80);", 16, "expecting an IPv6"),
-            ("ct_lb(backends=10.0.0.1:65536);", 24, "port"),
-            ("ct_lb(backends=10.0.0.1; frob);", 25, "one of skip_snat"),
-            ("ct_dnat();", 8, "IPv4 or IPv6"),
-            ("ct_dnat(10.0.0.0/8);", 8, "IPv4 or IPv6"),
-            ("ct_snat(192.168.1.2, 192.168.1.3);", 21, "expecting a port"),
-            ("ct_snat(192.168.1.2, 0);", 21, "expecting a port (1 to"),
-            ("ct_dnat(192.168.1.2, 1000-100);", 26, "(1001 to 65535)"),
-            ("ct_dnat(192.168.1.2, 1000-foo);", 25, "`-' is only valid"),
-            ("reg0 = 1-2;", 8, "expecting `;', found `-'"),
-            ("ct_commit(ct_mark=0x100000000);", 18, "at most 32 bits"),
-            ("ct_commit(ct_zone=1);", 10, "unknown argument"),
-            ("clone { output; ", 16, "expecting `}'"),
-            ("clone output;", 6, "expecting `{'"),
-            ("tcp_reset;", 9, "expecting `{'"),
-            ("lookup_arp(inport, arp.spa, arp.sha);", 0, "stores a result"),
-            ("select(1, 2);", 0, "stores a result"),
-            ("reg0 = get_arp(inport, ip4.dst);", 7, "no result"),
-            ("reg0 = frob(1);", 7, "unknown function `frob'"),
-            ("get_arp(inport);", 14, "expecting `,'"),
-            ("get_arp;", 7, "expecting `('"),
-            ("reg0[0] = chk_lb_hairpin(foo);", 25, "expecting `)'"),
-            ("reg0[0] = check_pkt_larger(foo);", 27, "packet length"),
-            ("reg0 = select(1);", 13, "at least 2 members"),
-            ("reg0 = select(1=0, 2);", 16, "weight (1 to 65535)"),
-            ("reg0 = select(0x1, 2);", 14, "member id"),
-            ("reg1[0] = put_dhcp_opts(offerip=1.2.3.4, \"hi\");", 41, "expecting a name"),
-            ("reg1[0] = put_nd_ra_opts(addr_mode = slaac);", 37, "expecting a constant"),
-            ("reg1[0] = put_dhcp_opts(dns_server = {});", 37, "constant in the set"),
-            ("log;", 3, "expecting `('"),
-            ("log(severity=info);", 0, "needs verdict="),
-            ("log(verdict=deny);", 12, "one of allow, drop, reject"),
-            ("log(verdict=drop, severity=loud);", 27, "one of alert"),
-            ("log(verdict=drop, name=acl);", 23, "quoted string"),
-            ("set_queue(61441);", 10, "queue id (0 to 61440)"),
-            ("set_meter(0);", 10, "rate in kbps (1 to"),
-            ("set_meter(100, 1000, );", 19, "expecting `)'"),
-            ("trigger_event(vip = \"1.2.3.4\");", 0, "needs event"),
-            ("bind_vport(inport, inport);", 11, "quoted string"),
-            ("fwd_group();", 0, "needs childports="),
-            ("fwd_group(childports=eth0);", 21, "quoted string"),
-            ("fwd_group(liveness=xyzzy, childports=\"p\");", 19, "true or false"),
-            ("commit_ecmp_nh(proto = sctp);", 0, "needs ipv6= and proto="),
+            ("next(table=300);", 11, "no larger than 255"),
+            ("next(pipeline=sideways);", 14, "ingress or egress"),
+            ("ct_lb_mark(backends=);", 20, "expecting an integer"),
             (
-                "commit_lb_aff(vip = \"1.2.3.4:80\", backend = \"5.6.7.8:80\", timeout = 30);",
-                0,
-                "proto= exactly when",
+                "lookup_arp(inport, arp.spa, arp.sha);",
+                10,
+                "stores a result",
             ),
-            ("commit_lb_aff(vip = \"nowhere\", backend = \"5.6.7.8\", timeout = 1);", 20, "IP[:PORT]"),
-            ("sample(probability=0);", 19, "probability (1 to"),
-            ("sample(obs_domain=300, probability=1);", 18, "observation domain (0 to 255)"),
-            ("sample(probability=1, obs_point=foo);", 32, "$cookie"),
-            ("sample(collector_set=1);", 0, "needs probability="),
-            ("outport = \"x", 10, "inside quoted string"),
-            (";", 0, "expecting an action"),
+            ("reg0 = put_arp(inport, arp.spa, arp.sha);", 14, "no result"),
+            ("get_arp(outport);", 15, "takes 2 arguments"),
+            ("ct_dnat(10.0.0.0/8);", 18, "needs an IP"),
+            ("ct_snat(10.0.0.1,2000-1000);", 26, "must rise"),
+            ("ct_snat(10.0.0.1,0);", 18, "cannot start at 0"),
+            ("clone { output; ", 16, "expecting `}'"),
+            ("reg0 = ;", 7, "expecting a constant"),
         ] {
-            let e = parse_actions(text).expect_err(text);
+            let e = parse_actions(text).unwrap_err();
             assert!(e.message.contains(what) && e.pos == pos, "{text}: {e}");
         }
-    }
-
-    #[test]
-    fn bounds_nesting_as_ovn_does() {
-        let nest = |n: usize| format!("{}output;{}", "clone { ".repeat(n), " };".repeat(n));
-        assert!(parse_actions(&nest(MAX_DEPTH - 1)).is_ok());
-        let e = parse_actions(&nest(MAX_DEPTH)).unwrap_err();
-        assert!(e.message.contains("nested"), "{e}");
-        assert!(parse_actions(&nest(10_000)).is_err());
-    }
-
-    #[test]
-    fn never_panics_on_mangled_input() {
-        let samples = [
-            "ct_lb_mark(backends=[fd00::2]:80,10.0.0.1:8; hash_fields=\"ip_src\"; skip_snat);",
-            "reg0[3] = put_dhcp_opts(offerip = 10.0.0.2, dns_server = {8.8.8.8, 7.7.7.7});",
-            "commit_lb_aff(vip = \"[::1]:8080\", backend = \"[::2]:8080\", proto = tcp, timeout = 30);",
-            "ct_snat_in_czone(10.0.0.1,100-200); sample(probability=1,obs_point=$cookie);",
-            "fwd_group(liveness=true,childports=\"a\",\"b\"); log(name=\"n\",verdict=drop);",
-            "- -1 --1 1- !1 1 - - 2 ct_dnat(1.2.3.4,1-2-3)",
-        ];
-        for text in samples.iter().copied().chain(corpus::LAB_ACTIONS.lines()) {
-            for (i, _) in text.char_indices() {
-                let _ = parse_actions(&text[..i]);
-                let _ = parse_actions(&text[i..]);
-            }
-        }
+        let deep = format!("{}output;{}", "clone { ".repeat(40), " };".repeat(40));
+        assert!(parse_actions(&deep).unwrap_err().message.contains("nested"));
     }
 }
 
@@ -1938,15 +979,14 @@ mod corpus {
 
     /// Every distinct actions string ovn-northd 23.03 wrote for the lab
     /// topologies (`testbeds/src/topologies.rs`).
-    pub(super) const LAB_ACTIONS: &str = include_str!("testdata/actions.txt");
+    const LAB_ACTIONS: &str = include_str!("testdata/actions.txt");
 
     #[test]
     fn every_lab_action_parses_and_round_trips() {
         let mut n = 0;
         for text in LAB_ACTIONS.lines() {
             let a = parse_actions(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            let back = a.to_string();
-            assert_eq!(parse_actions(&back).as_ref(), Ok(&a), "{text} -> {back}");
+            assert_eq!(parse_actions(&a.to_string()).as_ref(), Ok(&a), "{text}");
             n += 1;
         }
         assert!(n > 200, "corpus has {n} actions");

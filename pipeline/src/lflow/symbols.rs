@@ -61,6 +61,79 @@ pub enum KeyField {
 }
 
 impl KeyField {
+    /// Every key field, in key order: [`KeyField::index`] is the position.
+    pub const ALL: [KeyField; 30] = [
+        KeyField::Xxreg(0),
+        KeyField::Xxreg(1),
+        KeyField::Xreg4,
+        KeyField::Flags,
+        KeyField::InPort,
+        KeyField::OutPort,
+        KeyField::EthSrc,
+        KeyField::EthDst,
+        KeyField::EthType,
+        KeyField::VlanTci,
+        KeyField::IpProto,
+        KeyField::IpTos,
+        KeyField::IpTtl,
+        KeyField::IpFrag,
+        KeyField::Nw4Src,
+        KeyField::Nw4Dst,
+        KeyField::Ip6Src,
+        KeyField::Ip6Dst,
+        KeyField::Ip6Label,
+        KeyField::ArpOp,
+        KeyField::ArpSha,
+        KeyField::ArpTha,
+        KeyField::NdTarget,
+        KeyField::TpSrc,
+        KeyField::TpDst,
+        KeyField::TcpFlags,
+        KeyField::CtState,
+        KeyField::CtMark,
+        KeyField::CtLabel,
+        KeyField::PktMark,
+    ];
+
+    /// Number of key fields.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Dense index into a key: stable, and the order of [`KeyField::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            // Only xxreg0 and xxreg1 exist.
+            KeyField::Xxreg(n) => usize::from(n.min(1)),
+            KeyField::Xreg4 => 2,
+            KeyField::Flags => 3,
+            KeyField::InPort => 4,
+            KeyField::OutPort => 5,
+            KeyField::EthSrc => 6,
+            KeyField::EthDst => 7,
+            KeyField::EthType => 8,
+            KeyField::VlanTci => 9,
+            KeyField::IpProto => 10,
+            KeyField::IpTos => 11,
+            KeyField::IpTtl => 12,
+            KeyField::IpFrag => 13,
+            KeyField::Nw4Src => 14,
+            KeyField::Nw4Dst => 15,
+            KeyField::Ip6Src => 16,
+            KeyField::Ip6Dst => 17,
+            KeyField::Ip6Label => 18,
+            KeyField::ArpOp => 19,
+            KeyField::ArpSha => 20,
+            KeyField::ArpTha => 21,
+            KeyField::NdTarget => 22,
+            KeyField::TpSrc => 23,
+            KeyField::TpDst => 24,
+            KeyField::TcpFlags => 25,
+            KeyField::CtState => 26,
+            KeyField::CtMark => 27,
+            KeyField::CtLabel => 28,
+            KeyField::PktMark => 29,
+        }
+    }
+
     /// Width in bits.
     pub fn width(self) -> u16 {
         match self {
@@ -396,6 +469,13 @@ mod tests {
         match lookup(name) {
             Some(Symbol::Field(f)) => f,
             other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_field_indices_are_dense() {
+        for (i, k) in KeyField::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i, "{k}");
         }
     }
 
