@@ -7,8 +7,10 @@
 //! and knows nothing of sockets, so every stage is testable with values in
 //! and values out (the way smoltcp's `wire` and s2n-quic's core are).
 
+pub mod classifier;
 pub mod lflow;
 pub mod network;
+pub mod program;
 pub mod snapshot;
 pub mod uuid;
 

@@ -1,27 +1,8 @@
-//! Parses and normalises every logical flow of a network, collecting what
-//! fails: the engine of `ironflow lflows check`.
+//! `ironflow lflows check`: compiles every logical flow of a network and
+//! reports what failed.
 
-use super::action_check::check_actions;
-use super::actions::parse_actions;
-use super::expr::parse_match;
-use super::names::DatapathNames;
-use super::normalize::normalize;
-use crate::network::{LogicalFlow, LogicalNetwork};
-use crate::Uuid;
-
-/// One flow that did not compile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub uuid: Uuid,
-    pub datapath: String,
-    pub pipeline: crate::network::Pipeline,
-    pub table: u8,
-    pub priority: u16,
-    /// `match` or `actions`.
-    pub column: &'static str,
-    pub text: String,
-    pub error: String,
-}
+use crate::network::LogicalNetwork;
+use crate::program::{compile, Failure};
 
 /// Totals over a network, plus every failure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,8 +13,7 @@ pub struct CheckReport {
     /// Flows whose match can never hold on any of their datapaths (for
     /// example `ip4 && ip6`); they compile, to nothing.
     pub never_match: usize,
-    /// Conjunctions over all flows and datapaths: the classifier entries
-    /// the matches expand to.
+    /// Classifier rules the matches expand to, over all datapaths.
     pub conjunctions: usize,
 }
 
@@ -43,74 +23,13 @@ impl CheckReport {
     }
 }
 
-/// Checks every logical flow, on every datapath it applies to.
 pub fn check_network(net: &LogicalNetwork) -> CheckReport {
-    let mut report = CheckReport::default();
-    // Name tables are per datapath; build each once.
-    let names: std::collections::HashMap<Uuid, DatapathNames> = net
-        .datapaths
-        .values()
-        .map(|dp| (dp.uuid, DatapathNames::new(net, dp)))
-        .collect();
-    for flow in net.logical_flows.values() {
-        report.flows += 1;
-        match check_flow(net, flow, &names, &mut report) {
-            Ok(()) => report.ok += 1,
-            Err(failure) => report.failures.push(*failure),
-        }
+    let program = compile(net);
+    CheckReport {
+        flows: program.flows,
+        ok: program.flows - program.failures.len(),
+        never_match: program.never_match,
+        conjunctions: program.rules,
+        failures: program.failures,
     }
-    report.failures.sort_by_key(|f| {
-        (
-            f.datapath.clone(),
-            f.pipeline,
-            f.table,
-            std::cmp::Reverse(f.priority),
-        )
-    });
-    report
-}
-
-fn check_flow(
-    net: &LogicalNetwork,
-    flow: &LogicalFlow,
-    names: &std::collections::HashMap<Uuid, DatapathNames>,
-    report: &mut CheckReport,
-) -> Result<(), Box<Failure>> {
-    let datapaths = net.flow_datapaths(flow);
-    let first_dp = datapaths
-        .first()
-        .and_then(|u| net.datapaths.get(u))
-        .map_or("-", |d| d.name.as_str());
-    let failure = |dp: &str, column: &'static str, text: &str, error: String| {
-        Box::new(Failure {
-            uuid: flow.uuid,
-            datapath: dp.to_string(),
-            pipeline: flow.pipeline,
-            table: flow.table_id,
-            priority: flow.priority,
-            column,
-            text: text.to_string(),
-            error,
-        })
-    };
-    let actions = parse_actions(&flow.actions)
-        .map_err(|e| failure(first_dp, "actions", &flow.actions, e.to_string()))?;
-    check_actions(&actions, flow.pipeline)
-        .map_err(|e| failure(first_dp, "actions", &flow.actions, e))?;
-    let expr = parse_match(&flow.match_)
-        .map_err(|e| failure(first_dp, "match", &flow.match_, e.to_string()))?;
-    let mut matches_somewhere = false;
-    for uuid in datapaths {
-        let (Some(dp), Some(resolver)) = (net.datapaths.get(uuid), names.get(uuid)) else {
-            continue;
-        };
-        let normal = normalize(&expr, resolver)
-            .map_err(|e| failure(&dp.name, "match", &flow.match_, e.to_string()))?;
-        matches_somewhere |= !normal.never_matches();
-        report.conjunctions += normal.0.len();
-    }
-    if !matches_somewhere {
-        report.never_match += 1;
-    }
-    Ok(())
 }

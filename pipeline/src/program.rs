@@ -1,0 +1,197 @@
+//! The compiled form of a logical network: for every datapath, its ingress
+//! and egress pipelines as tables of classifiers over flow keys.
+//!
+//! Compiling parses each logical flow's actions once, and normalises its
+//! match once per datapath it applies to (port names differ between
+//! datapaths). A flow that fails is recorded with the reason and left out;
+//! the rest compile. The program is immutable: a new SB view compiles into
+//! a new program, published whole.
+
+use crate::classifier::Classifier;
+use crate::lflow::action_check::check_actions;
+use crate::lflow::actions::{parse_actions, Actions};
+use crate::lflow::expr::parse_match;
+use crate::lflow::names::DatapathNames;
+use crate::lflow::normalize::normalize;
+use crate::network::{LogicalFlow, LogicalNetwork, Pipeline};
+use crate::Uuid;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One logical flow as the tables hold it.
+#[derive(Debug)]
+pub struct CompiledFlow {
+    pub uuid: Uuid,
+    pub priority: u16,
+    pub match_text: String,
+    pub actions: Actions,
+}
+
+#[derive(Default)]
+pub struct Table {
+    pub stage_name: Option<String>,
+    pub classifier: Classifier<Arc<CompiledFlow>>,
+}
+
+#[derive(Default)]
+pub struct DatapathProgram {
+    pub uuid: Uuid,
+    pub name: String,
+    pub tunnel_key: u32,
+    pub ingress: Vec<Table>,
+    pub egress: Vec<Table>,
+}
+
+impl DatapathProgram {
+    pub fn tables(&self, pipeline: Pipeline) -> &[Table] {
+        match pipeline {
+            Pipeline::Ingress => &self.ingress,
+            Pipeline::Egress => &self.egress,
+        }
+    }
+
+    fn tables_mut(&mut self, pipeline: Pipeline) -> &mut Vec<Table> {
+        match pipeline {
+            Pipeline::Ingress => &mut self.ingress,
+            Pipeline::Egress => &mut self.egress,
+        }
+    }
+}
+
+/// A logical flow that did not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub uuid: Uuid,
+    pub datapath: String,
+    pub pipeline: Pipeline,
+    pub table: u8,
+    pub priority: u16,
+    /// `match` or `actions`.
+    pub column: &'static str,
+    pub text: String,
+    pub error: String,
+}
+
+#[derive(Default)]
+pub struct Program {
+    pub datapaths: HashMap<Uuid, DatapathProgram>,
+    pub failures: Vec<Failure>,
+    /// Logical flows compiled (failed ones included).
+    pub flows: usize,
+    /// Flows whose match holds on none of their datapaths.
+    pub never_match: usize,
+    /// Classifier rules: each flow's conjunctions on each of its datapaths.
+    pub rules: usize,
+}
+
+/// Compiles every logical flow of `net`.
+pub fn compile(net: &LogicalNetwork) -> Program {
+    let mut program = Program {
+        datapaths: net
+            .datapaths
+            .values()
+            .map(|dp| {
+                let p = DatapathProgram {
+                    uuid: dp.uuid,
+                    name: dp.name.clone(),
+                    tunnel_key: dp.tunnel_key,
+                    ..Default::default()
+                };
+                (dp.uuid, p)
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let names: HashMap<Uuid, DatapathNames> = net
+        .datapaths
+        .values()
+        .map(|dp| (dp.uuid, DatapathNames::new(net, dp)))
+        .collect();
+    for flow in net.logical_flows.values() {
+        program.flows += 1;
+        if let Err(failure) = compile_flow(net, flow, &names, &mut program) {
+            program.failures.push(*failure);
+        }
+    }
+    program.failures.sort_by_key(|f| {
+        (
+            f.datapath.clone(),
+            f.pipeline,
+            f.table,
+            std::cmp::Reverse(f.priority),
+        )
+    });
+    program
+}
+
+fn compile_flow(
+    net: &LogicalNetwork,
+    flow: &LogicalFlow,
+    names: &HashMap<Uuid, DatapathNames>,
+    program: &mut Program,
+) -> Result<(), Box<Failure>> {
+    let datapaths = net.flow_datapaths(flow);
+    let first_dp = datapaths
+        .first()
+        .and_then(|u| net.datapaths.get(u))
+        .map_or("-", |d| d.name.as_str());
+    let failure = |dp: &str, column: &'static str, text: &str, error: String| {
+        Box::new(Failure {
+            uuid: flow.uuid,
+            datapath: dp.to_string(),
+            pipeline: flow.pipeline,
+            table: flow.table_id,
+            priority: flow.priority,
+            column,
+            text: text.to_string(),
+            error,
+        })
+    };
+    let actions = parse_actions(&flow.actions)
+        .map_err(|e| failure(first_dp, "actions", &flow.actions, e.to_string()))?;
+    check_actions(&actions, flow.pipeline)
+        .map_err(|e| failure(first_dp, "actions", &flow.actions, e))?;
+    let expr = parse_match(&flow.match_)
+        .map_err(|e| failure(first_dp, "match", &flow.match_, e.to_string()))?;
+    // Normalise on every datapath before installing anywhere, so a flow
+    // that fails on one datapath is left out of all of them.
+    let mut per_dp = Vec::with_capacity(datapaths.len());
+    for uuid in datapaths {
+        let (Some(dp), Some(resolver)) = (net.datapaths.get(uuid), names.get(uuid)) else {
+            continue;
+        };
+        let normal = normalize(&expr, resolver)
+            .map_err(|e| failure(&dp.name, "match", &flow.match_, e.to_string()))?;
+        per_dp.push((*uuid, normal));
+    }
+    if per_dp.iter().all(|(_, n)| n.never_matches()) {
+        program.never_match += 1;
+    }
+    let compiled = Arc::new(CompiledFlow {
+        uuid: flow.uuid,
+        priority: flow.priority,
+        match_text: flow.match_.clone(),
+        actions,
+    });
+    let table_id = usize::from(flow.table_id);
+    for (uuid, normal) in per_dp {
+        let Some(dp) = program.datapaths.get_mut(&uuid) else {
+            continue;
+        };
+        let tables = dp.tables_mut(flow.pipeline);
+        if tables.len() <= table_id {
+            tables.resize_with(table_id + 1, Table::default);
+        }
+        let table = &mut tables[table_id];
+        if table.stage_name.is_none() {
+            table.stage_name = flow.stage_name.clone();
+        }
+        for conj in &normal.0 {
+            table
+                .classifier
+                .insert(conj, flow.priority, compiled.clone());
+        }
+        program.rules += normal.0.len();
+    }
+    Ok(())
+}
