@@ -179,6 +179,7 @@ funcs! {
     CommitEcmpNh = "commit_ecmp_nh", Nothing, Shape::KeyValues;
     CommitLbAff = "commit_lb_aff", Nothing, Shape::KeyValues;
     HandleSvcCheck = "handle_svc_check", Nothing, Shape::Fields(1);
+    HandleBfdMsg = "handle_bfd_msg", Nothing, Shape::Fields(0);
     BindVport = "bind_vport", Nothing, Shape::StringField;
     Log = "log", Nothing, Shape::KeyValues;
     SetMeter = "set_meter", Nothing, Shape::Ints(1, 2);
@@ -239,6 +240,14 @@ pub fn parse_actions(input: &str) -> Result<Actions, SyntaxError> {
     let mut c = Cursor::new(input)?;
     let actions = parse_list(&mut c, 0, &Token::End)?;
     c.expect_end()?;
+    // As in OVN, `drop` stands alone: anything beside it would be a
+    // contradiction the flow's author did not mean.
+    if actions.0.len() > 1 && actions.0.contains(&Action::Drop) {
+        return Err(SyntaxError {
+            pos: 0,
+            message: "`drop' must be the only action".into(),
+        });
+    }
     Ok(actions)
 }
 
@@ -272,8 +281,8 @@ fn parse_action(c: &mut Cursor, depth: usize) -> Result<Action, SyntaxError> {
         if kind == Block::CtCommit && c.peek() == &Token::LParen {
             return parse_ct_commit_args(c);
         }
-        if c.peek() != &Token::LCurly && matches!(kind, Block::CtCommit | Block::TcpReset) {
-            // `ct_commit;` and `tcp_reset;` are the empty block.
+        if c.peek() != &Token::LCurly && kind == Block::CtCommit {
+            // `ct_commit;` is the empty block.
             return Ok(Action::Block {
                 kind,
                 body: Actions::default(),
@@ -456,23 +465,39 @@ fn parse_call(c: &mut Cursor, result: Option<FieldRef>, func: Func) -> Result<Ac
             }
             Args::Ints(ints)
         }
-        Shape::KeyValues => Args::KeyValues(parse_key_values(c)?),
+        Shape::KeyValues => {
+            let pos = c.pos();
+            let pairs = parse_key_values(c)?;
+            if func == Func::Log {
+                check_log_args(&pairs).map_err(|message| SyntaxError { pos, message })?;
+            }
+            Args::KeyValues(pairs)
+        }
         Shape::Weighted => {
             let mut items = Vec::new();
+            // Commas separate members; a trailing one is allowed.
             while c.peek() != &Token::RParen {
-                if !items.is_empty() {
-                    c.expect(&Token::Comma)?;
-                }
                 let value = c.expect_small_int(65535)?;
                 let weight = if c.eat(&Token::Equals) {
-                    Some(c.expect_small_int(65535)?)
+                    let pos = c.pos();
+                    let w = c.expect_small_int(65535)?;
+                    if w == 0 {
+                        return Err(SyntaxError {
+                            pos,
+                            message: "select weights run from 1 to 65535".into(),
+                        });
+                    }
+                    Some(w)
                 } else {
                     None
                 };
                 items.push((value, weight));
+                if !c.eat(&Token::Comma) {
+                    break;
+                }
             }
-            if items.is_empty() {
-                return c.error("select needs at least one value");
+            if items.len() < 2 {
+                return c.error("select needs at least two values");
             }
             Args::Weighted(items)
         }
@@ -484,6 +509,35 @@ fn parse_call(c: &mut Cursor, result: Option<FieldRef>, func: Func) -> Result<Ac
     };
     c.expect(&Token::RParen)?;
     Ok(Action::Call { result, func, args })
+}
+
+/// `log(name=…, severity=…, verdict=…, meter=…)`, as lib/actions.c reads it.
+fn check_log_args(pairs: &[(String, ArgValue)]) -> Result<(), String> {
+    let mut verdict = false;
+    for (key, value) in pairs {
+        match (key.as_str(), value) {
+            ("name" | "meter", ArgValue::Str(_)) => {}
+            ("severity", ArgValue::Id(s))
+                if ["alert", "warning", "notice", "info", "debug"].contains(&s.as_str()) => {}
+            ("verdict", ArgValue::Id(v)) if ["allow", "drop", "reject"].contains(&v.as_str()) => {
+                verdict = true
+            }
+            ("name" | "meter", _) => return Err(format!("log: {key} takes a quoted string")),
+            ("severity", _) => {
+                return Err("log: severity is alert, warning, notice, info or debug".into())
+            }
+            ("verdict", _) => return Err("log: verdict is allow, drop or reject".into()),
+            _ => {
+                return Err(format!(
+                    "log takes name, severity, verdict and meter, not {key}"
+                ))
+            }
+        }
+    }
+    if !verdict {
+        return Err("log needs a verdict (allow, drop or reject)".into());
+    }
+    Ok(())
 }
 
 fn empty_args(shape: Shape) -> Args {
@@ -604,7 +658,8 @@ fn parse_ct_lb(c: &mut Cursor, mark: bool) -> Result<Action, SyntaxError> {
         hash_fields: None,
         flags: Vec::new(),
     };
-    if !c.eat(&Token::LParen) {
+    // `ct_lb` and `ct_lb()` are the same bare action.
+    if !c.eat(&Token::LParen) || c.eat(&Token::RParen) {
         return Ok(Action::CtLb(lb));
     }
     // `backends=` may be left out in the oldest form.
@@ -615,7 +670,8 @@ fn parse_ct_lb(c: &mut Cursor, mark: bool) -> Result<Action, SyntaxError> {
     let mut backends = Vec::new();
     loop {
         backends.push(parse_backend(c)?);
-        if !c.eat(&Token::Comma) {
+        // A trailing comma before `;` or `)` is allowed.
+        if !c.eat(&Token::Comma) || matches!(c.peek(), Token::Semicolon | Token::RParen) {
             break;
         }
     }
@@ -625,8 +681,12 @@ fn parse_ct_lb(c: &mut Cursor, mark: bool) -> Result<Action, SyntaxError> {
         if key == "hash_fields" {
             c.expect(&Token::Equals)?;
             lb.hash_fields = Some(c.expect_string()?);
-        } else {
+        } else if key == "skip_snat" || key == "force_snat" {
             lb.flags.push(key);
+        } else {
+            return c.error(format!(
+                "ct_lb flags are skip_snat and force_snat, not {key}"
+            ));
         }
     }
     c.expect(&Token::RParen)?;
@@ -914,6 +974,11 @@ mod tests {
         round_trip("ct_lb_mark(backends=[fd00:6:2::a]:8080,[fd00::1]:80);");
         round_trip("ct_lb(10.0.0.1:80, 10.0.0.2:80);");
         round_trip("ct_lb_mark;");
+        assert_eq!(
+            parse_actions("ct_lb();").unwrap(),
+            parse_actions("ct_lb;").unwrap()
+        );
+        round_trip("ct_lb_mark(backends=10.0.0.1:80, 10.0.0.2:80, ; force_snat);");
     }
 
     #[test]
@@ -939,6 +1004,8 @@ mod tests {
             "commit_ecmp_nh(ipv6 = false, proto = tcp);",
             "fwd_group(liveness=true, childports=\"p1\", \"p2\");",
             "handle_dhcpv6_reply; igmp;",
+            "handle_bfd_msg();",
+            "reg8[16..31] = select(1, 2, );",
         ] {
             round_trip(text);
         }
@@ -964,6 +1031,17 @@ mod tests {
             ("ct_snat(10.0.0.1,0);", 18, "cannot start at 0"),
             ("clone { output; ", 16, "expecting `}'"),
             ("reg0 = ;", 7, "expecting a constant"),
+            ("next; drop;", 0, "only action"),
+            ("reg0[0..15] = select(1);", 22, "at least two"),
+            ("reg0[0..15] = select(1=0, 2);", 23, "weights run from 1"),
+            (
+                "ct_lb_mark(backends=10.0.0.1; frob);",
+                34,
+                "skip_snat and force_snat",
+            ),
+            ("tcp_reset;", 9, "expecting `{'"),
+            ("log(verdict=bogus);", 4, "verdict is allow"),
+            ("log(name=\"x\");", 4, "needs a verdict"),
         ] {
             let e = parse_actions(text).unwrap_err();
             assert!(e.message.contains(what) && e.pos == pos, "{text}: {e}");
