@@ -75,7 +75,7 @@ impl<T> Classifier<T> {
             .unwrap_or(bucket.len());
         bucket.insert(at, (priority, value));
         self.subtables
-            .sort_by(|a, b| b.max_priority.cmp(&a.max_priority));
+            .sort_by_key(|s| std::cmp::Reverse(s.max_priority));
         self.rules += 1;
     }
 
