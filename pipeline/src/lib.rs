@@ -8,10 +8,12 @@
 //! and values out (the way smoltcp's `wire` and s2n-quic's core are).
 
 pub mod classifier;
+pub mod interp;
 pub mod lflow;
 pub mod network;
 pub mod program;
 pub mod snapshot;
+pub mod trace;
 pub mod uuid;
 
 pub use network::LogicalNetwork;

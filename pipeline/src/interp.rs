@@ -1,0 +1,824 @@
+//! The slow-path interpreter: runs a packet through the compiled logical
+//! pipelines the way ovn-controller's OpenFlow tables would.
+//!
+//! `next` is a resubmit: the packet's changes in later tables persist when
+//! it returns. `output` in an ingress pipeline enters the egress pipeline
+//! (once per member for a multicast group, skipping the input port unless
+//! `flags.loopback`); in an egress pipeline it leaves the datapath — through
+//! a patch port into the peer datapath's ingress with registers, flags and
+//! conntrack state cleared, or out of a port. Conntrack actions recirculate
+//! to the next table with the state the [`Conntrack`] gives. Controller
+//! blocks (`arp`, `icmp4`, `tcp_reset`, …) run on a generated packet, as
+//! the man page describes it; what follows them applies to the original.
+//!
+//! Every table lookup ORs its masks into [`Outcome::consulted`]: the key
+//! bits the decision depended on, which the fast path caches by.
+
+use crate::classifier::{Key, ZERO_KEY};
+use crate::lflow::actions::{Action, Actions, Args, Bare, Block, CtLb, Func, Nat, Source};
+use crate::lflow::cursor::FieldRef;
+use crate::lflow::lexer::Format;
+use crate::lflow::symbols::{lookup, ones, KeyField, Symbol};
+use crate::network::{LogicalNetwork, LogicalPort, Pipeline, PortType};
+use crate::program::Program;
+use crate::Uuid;
+use std::collections::HashMap;
+
+/// `ct_state` bits (`man ovn-sb`, `ct.*`).
+pub mod ct_state {
+    pub const NEW: u32 = 1 << 0;
+    pub const EST: u32 = 1 << 1;
+    pub const REL: u32 = 1 << 2;
+    pub const RPL: u32 = 1 << 3;
+    pub const INV: u32 = 1 << 4;
+    pub const TRK: u32 = 1 << 5;
+    pub const SNAT: u32 = 1 << 6;
+    pub const DNAT: u32 = 1 << 7;
+}
+
+/// Decides connection-tracking outcomes. The datapath has a real one;
+/// `trace` a simulated one that answers what the user asked for.
+pub trait Conntrack {
+    /// The `ct_state` after a recirculation (`ct_next`, `ct_lb_mark`, …).
+    fn next_state(&mut self, key: &Key) -> u32;
+    /// The backend a new load-balanced connection goes to, by index.
+    fn choose_backend(&mut self, backends: &[(u128, Format, Option<u16>)]) -> usize;
+}
+
+/// Conntrack for `trace`: states taken in turn from a list (then the last
+/// one again), backends chosen by `--lb-dst` or else the first.
+pub struct SimulatedConntrack {
+    pub states: Vec<u32>,
+    pub next: usize,
+    pub lb_dst: Option<(u128, Option<u16>)>,
+}
+
+impl SimulatedConntrack {
+    /// `ovn-trace`'s default when `--ct` is not given.
+    pub const DEFAULT_STATE: u32 = ct_state::EST | ct_state::TRK;
+}
+
+impl Conntrack for SimulatedConntrack {
+    fn next_state(&mut self, _key: &Key) -> u32 {
+        let state = self
+            .states
+            .get(self.next)
+            .or(self.states.last())
+            .copied()
+            .unwrap_or(Self::DEFAULT_STATE);
+        self.next += 1;
+        state | ct_state::TRK
+    }
+
+    fn choose_backend(&mut self, backends: &[(u128, Format, Option<u16>)]) -> usize {
+        let Some((ip, port)) = self.lb_dst else {
+            return 0;
+        };
+        backends
+            .iter()
+            .position(|(b_ip, _, b_port)| *b_ip == ip && (port.is_none() || *b_port == port))
+            .unwrap_or(0)
+    }
+}
+
+/// A packet leaving the logical network through a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub port: String,
+    pub datapath: String,
+    /// The controller action that made this packet, if it is not the
+    /// original (`icmp4`, `arp`, `tcp_reset`, …).
+    pub generated_by: Option<&'static str>,
+    pub key: Key,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drop {
+    pub datapath: String,
+    pub reason: String,
+}
+
+/// One table visited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Nesting: 0 for the original packet's first pipeline, +1 per
+    /// recirculation, generated packet, clone or datapath crossed.
+    pub depth: usize,
+    pub datapath: String,
+    pub pipeline: Pipeline,
+    pub table: u8,
+    pub stage: Option<String>,
+    /// `None` for a miss (an implicit drop).
+    pub flow: Option<StepFlow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFlow {
+    pub uuid: Uuid,
+    pub priority: u16,
+    pub match_text: String,
+    pub actions: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub outputs: Vec<Output>,
+    pub drops: Vec<Drop>,
+    pub steps: Vec<Step>,
+    /// Every key bit some lookup depended on.
+    pub consulted: Key,
+}
+
+/// Most tables one packet may visit (loops in the logical topology end
+/// here rather than running forever).
+const MAX_STEPS: usize = 4096;
+/// Deepest nesting of resubmits.
+const MAX_DEPTH: usize = 128;
+
+/// Runs `key` into the ingress pipeline of `datapath`. The key's `inport`
+/// must already hold the input port's tunnel key.
+pub fn run(
+    program: &Program,
+    net: &LogicalNetwork,
+    datapath: Uuid,
+    key: Key,
+    ct: &mut dyn Conntrack,
+) -> Outcome {
+    let mut it = Interp::new(program, net, ct);
+    let mut pkt = Packet {
+        key,
+        dp: datapath,
+        generated_by: None,
+        stack: Vec::new(),
+    };
+    it.table(&mut pkt, Pipeline::Ingress, 0, 0);
+    it.out
+}
+
+#[derive(Clone)]
+struct Packet {
+    key: Key,
+    dp: Uuid,
+    generated_by: Option<&'static str>,
+    /// `push`/`pop` stack.
+    stack: Vec<u128>,
+}
+
+/// What the rest of an action list should do.
+#[derive(PartialEq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct Interp<'a> {
+    program: &'a Program,
+    net: &'a LogicalNetwork,
+    ct: &'a mut dyn Conntrack,
+    /// (datapath, tunnel key) → port.
+    ports: HashMap<(Uuid, u32), &'a LogicalPort>,
+    /// (datapath, tunnel key) → member port keys of a multicast group.
+    groups: HashMap<(Uuid, u32), Vec<u32>>,
+    out: Outcome,
+}
+
+impl<'a> Interp<'a> {
+    fn new(program: &'a Program, net: &'a LogicalNetwork, ct: &'a mut dyn Conntrack) -> Self {
+        let ports = net
+            .ports
+            .values()
+            .map(|p| ((p.datapath, p.tunnel_key), p))
+            .collect();
+        let groups = net
+            .multicast_groups
+            .values()
+            .map(|g| {
+                let mut members: Vec<u32> = g
+                    .ports
+                    .iter()
+                    .filter_map(|name| net.ports.get(name))
+                    .filter(|p| p.datapath == g.datapath)
+                    .map(|p| p.tunnel_key)
+                    .collect();
+                members.sort_unstable();
+                ((g.datapath, g.tunnel_key), members)
+            })
+            .collect();
+        Interp {
+            program,
+            net,
+            ct,
+            ports,
+            groups,
+            out: Outcome {
+                consulted: ZERO_KEY,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn dp_name(&self, dp: Uuid) -> String {
+        self.program
+            .datapaths
+            .get(&dp)
+            .map_or_else(|| dp.to_string(), |d| d.name.clone())
+    }
+
+    fn drop(&mut self, pkt: &Packet, reason: impl Into<String>) {
+        let datapath = self.dp_name(pkt.dp);
+        self.out.drops.push(Drop {
+            datapath,
+            reason: reason.into(),
+        });
+    }
+
+    /// Looks `pkt` up in one table and runs what it finds.
+    fn table(&mut self, pkt: &mut Packet, pipeline: Pipeline, table: u8, depth: usize) {
+        if self.out.steps.len() >= MAX_STEPS || depth > MAX_DEPTH {
+            self.drop(pkt, "too many resubmits (a loop in the logical topology?)");
+            return;
+        }
+        let program = self.program;
+        let Some(dp) = program.datapaths.get(&pkt.dp) else {
+            self.drop(pkt, "unknown datapath");
+            return;
+        };
+        let tables = dp.tables(pipeline);
+        let Some(t) = tables.get(usize::from(table)) else {
+            self.drop(pkt, format!("no table {table} in the {pipeline} pipeline"));
+            return;
+        };
+        let found = t.classifier.lookup(&pkt.key, &mut self.out.consulted);
+        self.out.steps.push(Step {
+            depth,
+            datapath: dp.name.clone(),
+            pipeline,
+            table,
+            stage: t.stage_name.clone(),
+            flow: found.map(|(_, f)| StepFlow {
+                uuid: f.uuid,
+                priority: f.priority,
+                match_text: f.match_text.clone(),
+                actions: f.actions.to_string(),
+            }),
+        });
+        match found {
+            None => self.drop(
+                pkt,
+                format!("no match in {pipeline} table {table} (implicit drop)"),
+            ),
+            Some((_, flow)) => {
+                let flow = flow.clone();
+                self.actions(&flow.actions, pkt, pipeline, table, depth);
+            }
+        }
+    }
+
+    fn actions(
+        &mut self,
+        actions: &Actions,
+        pkt: &mut Packet,
+        pipeline: Pipeline,
+        table: u8,
+        depth: usize,
+    ) -> Flow {
+        for a in &actions.0 {
+            if self.action(a, pkt, pipeline, table, depth) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn action(
+        &mut self,
+        a: &Action,
+        pkt: &mut Packet,
+        pipeline: Pipeline,
+        table: u8,
+        depth: usize,
+    ) -> Flow {
+        match a {
+            Action::Next {
+                pipeline: p,
+                table: t,
+            } => {
+                let next_pipeline = p.unwrap_or(pipeline);
+                let next_table = t.unwrap_or(table.saturating_add(1));
+                self.table(pkt, next_pipeline, next_table, depth);
+            }
+            Action::Output => match pipeline {
+                Pipeline::Ingress => self.to_egress(pkt, depth),
+                Pipeline::Egress => self.leave(pkt, depth),
+            },
+            Action::Drop => {
+                self.drop(pkt, "drop action");
+                return Flow::Stop;
+            }
+            Action::Assign { dst, src } => {
+                let value = match src {
+                    Source::Const(c) => c.value,
+                    Source::Str(name) => u128::from(self.port_key(pkt.dp, name)),
+                    Source::Field(f) => get(&pkt.key, f),
+                };
+                set(&mut pkt.key, dst, value);
+            }
+            Action::Exchange(x, y) => {
+                let (vx, vy) = (get(&pkt.key, x), get(&pkt.key, y));
+                set(&mut pkt.key, x, vy);
+                set(&mut pkt.key, y, vx);
+            }
+            Action::Decrement(f) => {
+                let ttl = get(&pkt.key, f);
+                if ttl == 0 {
+                    self.drop(pkt, "TTL exceeded");
+                    return Flow::Stop;
+                }
+                set(&mut pkt.key, f, ttl - 1);
+            }
+            Action::Push(f) => pkt.stack.push(get(&pkt.key, f)),
+            Action::Pop(f) => {
+                let v = pkt.stack.pop().unwrap_or(0);
+                set(&mut pkt.key, f, v);
+            }
+            Action::Block {
+                kind: Block::CtCommit,
+                body,
+            } => {
+                // Sets the connection's mark and label, which the packet
+                // then carries too.
+                self.actions(body, pkt, pipeline, table, depth);
+            }
+            Action::Block {
+                kind: Block::Clone,
+                body,
+            } => {
+                let mut copy = pkt.clone();
+                self.actions(body, &mut copy, pipeline, table, depth + 1);
+            }
+            Action::Block { kind, body } => {
+                let mut generated = pkt.clone();
+                generate(*kind, &mut generated.key);
+                generated.generated_by = Some(kind.name());
+                self.actions(body, &mut generated, pipeline, table, depth + 1);
+            }
+            Action::CtCommitArgs(pairs) => {
+                for (name, c) in pairs {
+                    set(&mut pkt.key, &FieldRef::whole(name), c.value);
+                }
+            }
+            Action::Bare(b) => match b {
+                Bare::CtNext => return self.recirculate(pkt, pipeline, table, depth, 0),
+                Bare::CtClear => clear_ct(&mut pkt.key),
+                Bare::CtCommitNat | Bare::CtSnatToVip => {}
+                Bare::Igmp | Bare::HandleDhcpv6Reply => {
+                    // Consumed by the controller.
+                    self.drop(pkt, format!("sent to the controller ({})", b.name()));
+                    return Flow::Stop;
+                }
+            },
+            Action::Nat {
+                kind,
+                target,
+                ports,
+            } => {
+                if let Some(ip) = target {
+                    let dst = matches!(kind, Nat::Dnat | Nat::DnatInCzone);
+                    rewrite_endpoint(
+                        &mut pkt.key,
+                        dst,
+                        ip.value,
+                        ip.format,
+                        ports.map(|(low, _)| low),
+                    );
+                }
+                let bit = match kind {
+                    Nat::Dnat | Nat::DnatInCzone => ct_state::DNAT,
+                    Nat::Snat | Nat::SnatInCzone => ct_state::SNAT,
+                };
+                let extra = if target.is_some() { bit } else { 0 };
+                return self.recirculate(pkt, pipeline, table, depth, extra);
+            }
+            Action::CtLb(lb) => return self.ct_lb(lb, pkt, pipeline, table, depth),
+            Action::Call { result, func, args } => {
+                return self.call(*func, result.as_ref(), args, pkt)
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Conntrack then the next table: the rest of this flow's actions do
+    /// not run (ovn-controller puts nothing after these).
+    fn recirculate(
+        &mut self,
+        pkt: &mut Packet,
+        pipeline: Pipeline,
+        table: u8,
+        depth: usize,
+        extra_state: u32,
+    ) -> Flow {
+        let state = self.ct.next_state(&pkt.key) | extra_state;
+        set_key_field(&mut pkt.key, KeyField::CtState, u128::from(state));
+        self.table(pkt, pipeline, table.saturating_add(1), depth + 1);
+        Flow::Stop
+    }
+
+    fn ct_lb(
+        &mut self,
+        lb: &CtLb,
+        pkt: &mut Packet,
+        pipeline: Pipeline,
+        table: u8,
+        depth: usize,
+    ) -> Flow {
+        let Some(backends) = &lb.backends else {
+            return self.recirculate(pkt, pipeline, table, depth, 0);
+        };
+        let choices: Vec<(u128, Format, Option<u16>)> = backends
+            .iter()
+            .map(|b| (b.ip.value, b.ip.format, b.port))
+            .collect();
+        let state = self.ct.next_state(&pkt.key);
+        // A new connection is DNATed to a backend; an established one was
+        // already, and keeps its (already rewritten) destination.
+        if state & ct_state::NEW != 0 || state & ct_state::EST == 0 {
+            if let Some(&(ip, format, port)) = choices.get(self.ct.choose_backend(&choices)) {
+                rewrite_endpoint(&mut pkt.key, true, ip, format, port);
+            }
+        }
+        set_key_field(
+            &mut pkt.key,
+            KeyField::CtState,
+            u128::from(state | ct_state::DNAT),
+        );
+        self.table(pkt, pipeline, table.saturating_add(1), depth + 1);
+        Flow::Stop
+    }
+
+    fn call(
+        &mut self,
+        func: Func,
+        result: Option<&FieldRef>,
+        args: &Args,
+        pkt: &mut Packet,
+    ) -> Flow {
+        let fields = match args {
+            Args::Fields(f) => f.as_slice(),
+            _ => &[],
+        };
+        let arg = |i: usize| fields.get(i).map_or(0, |f| get(&pkt.key, f));
+        let value: Option<u128> = match func {
+            Func::GetArp | Func::GetNd => {
+                let mac = self.mac_binding(pkt.dp, arg(0) as u32, arg(1)).unwrap_or(0);
+                set_key_field(&mut pkt.key, KeyField::EthDst, mac);
+                None
+            }
+            Func::LookupArp | Func::LookupNd => {
+                let known = self.mac_binding(pkt.dp, arg(0) as u32, arg(1));
+                Some(u128::from(known == Some(arg(2))))
+            }
+            Func::LookupArpIp | Func::LookupNdIp => Some(u128::from(
+                self.mac_binding(pkt.dp, arg(0) as u32, arg(1)).is_some(),
+            )),
+            Func::CheckInPortSec => Some(u128::from(self.violates_port_security(pkt, true))),
+            Func::CheckOutPortSec => Some(u128::from(self.violates_port_security(pkt, false))),
+            Func::Select => match args {
+                Args::Weighted(items) => items.first().map(|(v, _)| u128::from(*v)),
+                _ => None,
+            },
+            Func::HandleSvcCheck | Func::HandleBfdMsg => {
+                self.drop(pkt, format!("sent to the controller ({})", func.name()));
+                return Flow::Stop;
+            }
+            // Learning, logging, metering and events change nothing the
+            // pipeline sees; lookups of state ironflow does not simulate
+            // (FDB, DHCP, DNS, hairpin, ECMP and affinity tables) miss.
+            _ => result.map(|_| 0),
+        };
+        if let (Some(r), Some(v)) = (result, value) {
+            set(&mut pkt.key, r, v);
+        }
+        Flow::Continue
+    }
+
+    fn port_key(&self, dp: Uuid, name: &str) -> u32 {
+        self.net
+            .ports
+            .get(name)
+            .filter(|p| p.datapath == dp)
+            .map(|p| p.tunnel_key)
+            .or_else(|| {
+                self.net
+                    .multicast_groups
+                    .values()
+                    .find(|g| g.datapath == dp && g.name == name)
+                    .map(|g| g.tunnel_key)
+            })
+            .unwrap_or(0)
+    }
+
+    /// The MAC a MAC_Binding (or Static_MAC_Binding) gives `ip` on a port.
+    fn mac_binding(&self, dp: Uuid, port_key: u32, ip: u128) -> Option<u128> {
+        let port = self.ports.get(&(dp, port_key))?;
+        let ip_matches = |text: &str| parse_ip(text).is_some_and(|v| v == ip);
+        let dynamic = self
+            .net
+            .mac_bindings
+            .iter()
+            .find(|b| b.logical_port == port.name && ip_matches(&b.ip))
+            .map(|b| &b.mac);
+        let fixed = self
+            .net
+            .static_mac_bindings
+            .iter()
+            .find(|b| b.logical_port == port.name && ip_matches(&b.ip))
+            .map(|b| &b.mac);
+        fixed.or(dynamic).and_then(|m| parse_mac(m))
+    }
+
+    /// Port security of `inport` (`ingress`) or `outport`: true when the
+    /// packet violates it.
+    fn violates_port_security(&self, pkt: &Packet, ingress: bool) -> bool {
+        let field = if ingress {
+            KeyField::InPort
+        } else {
+            KeyField::OutPort
+        };
+        let key = pkt.key[field.index()] as u32;
+        let Some(port) = self.ports.get(&(pkt.dp, key)) else {
+            return false;
+        };
+        if port.port_security.is_empty() {
+            return false;
+        }
+        let k = &pkt.key;
+        let (mac_field, ip4_field) = if ingress {
+            (KeyField::EthSrc, KeyField::Nw4Src)
+        } else {
+            (KeyField::EthDst, KeyField::Nw4Dst)
+        };
+        let mac = k[mac_field.index()];
+        let eth_type = k[KeyField::EthType.index()];
+        let multicast = |m: u128| m & (1 << 40) != 0;
+        if !ingress && multicast(mac) {
+            return false;
+        }
+        !port.port_security.iter().any(|entry| {
+            let mut words = entry.split_whitespace();
+            let Some(allowed_mac) = words.next().and_then(parse_mac) else {
+                return false;
+            };
+            let ips: Vec<(u128, u128, bool)> = words.filter_map(parse_prefix).collect();
+            if allowed_mac != mac {
+                return false;
+            }
+            let v4: Vec<_> = ips.iter().filter(|(_, _, v6)| !v6).collect();
+            match eth_type {
+                0x800 if !v4.is_empty() => {
+                    let ip = k[ip4_field.index()];
+                    v4.iter().any(|(net, mask, _)| ip & mask == *net) || (ingress && ip == 0)
+                }
+                0x806 if ingress && !v4.is_empty() => {
+                    k[KeyField::ArpSha.index()] == mac
+                        && v4
+                            .iter()
+                            .any(|(net, mask, _)| k[KeyField::Nw4Src.index()] & mask == *net)
+                }
+                _ => true,
+            }
+        })
+    }
+
+    /// `output` in an ingress pipeline: into egress, once per member of a
+    /// multicast group.
+    fn to_egress(&mut self, pkt: &Packet, depth: usize) {
+        let outport = pkt.key[KeyField::OutPort.index()] as u32;
+        match self.groups.get(&(pkt.dp, outport)).cloned() {
+            Some(members) => {
+                let inport = pkt.key[KeyField::InPort.index()] as u32;
+                for member in members {
+                    if member == inport && !loopback_allowed(&pkt.key) {
+                        continue;
+                    }
+                    let mut copy = pkt.clone();
+                    copy.key[KeyField::OutPort.index()] = member.into();
+                    self.table(&mut copy, Pipeline::Egress, 0, depth + 1);
+                }
+            }
+            None => {
+                let mut copy = pkt.clone();
+                self.table(&mut copy, Pipeline::Egress, 0, depth + 1);
+            }
+        }
+    }
+
+    /// `output` in an egress pipeline: out of the datapath.
+    fn leave(&mut self, pkt: &Packet, depth: usize) {
+        let outport = pkt.key[KeyField::OutPort.index()] as u32;
+        let inport = pkt.key[KeyField::InPort.index()] as u32;
+        if outport == inport && !loopback_allowed(&pkt.key) {
+            self.drop(pkt, "output to the input port without flags.loopback");
+            return;
+        }
+        let Some(port) = self.ports.get(&(pkt.dp, outport)).copied() else {
+            self.drop(pkt, format!("no port with tunnel key {outport}"));
+            return;
+        };
+        let peer = match port.port_type {
+            PortType::Patch | PortType::L3Gateway => {
+                port.peer().and_then(|p| self.net.ports.get(p))
+            }
+            _ => None,
+        };
+        match peer {
+            Some(peer) => {
+                // ovn-controller's patch: a fresh pipeline in the peer.
+                let mut next = pkt.clone();
+                next.dp = peer.datapath;
+                for field in [
+                    KeyField::Xxreg(0),
+                    KeyField::Xxreg(1),
+                    KeyField::Xreg4,
+                    KeyField::Flags,
+                    KeyField::OutPort,
+                ] {
+                    next.key[field.index()] = 0;
+                }
+                clear_ct(&mut next.key);
+                next.key[KeyField::InPort.index()] = peer.tunnel_key.into();
+                self.table(&mut next, Pipeline::Ingress, 0, depth + 1);
+            }
+            None => {
+                let datapath = self.dp_name(pkt.dp);
+                self.out.outputs.push(Output {
+                    port: port.name.clone(),
+                    datapath,
+                    generated_by: pkt.generated_by,
+                    key: pkt.key,
+                });
+            }
+        }
+    }
+}
+
+fn loopback_allowed(key: &Key) -> bool {
+    key[KeyField::Flags.index()] & 1 != 0
+}
+
+fn clear_ct(key: &mut Key) {
+    for field in [KeyField::CtState, KeyField::CtMark, KeyField::CtLabel] {
+        key[field.index()] = 0;
+    }
+}
+
+fn set_key_field(key: &mut Key, field: KeyField, value: u128) {
+    key[field.index()] = value & field.full_mask();
+}
+
+/// Where a field reference lives: key slot, lowest bit, width.
+fn place(f: &FieldRef) -> Option<(KeyField, u16, u16)> {
+    let Some(Symbol::Field(field)) = lookup(&f.name) else {
+        return None;
+    };
+    Some(match f.bits {
+        Some((low, high)) => (field.key, field.low + low, high - low + 1),
+        None => (field.key, field.low, field.width),
+    })
+}
+
+fn get(key: &Key, f: &FieldRef) -> u128 {
+    place(f).map_or(0, |(k, low, width)| (key[k.index()] >> low) & ones(width))
+}
+
+fn set(key: &mut Key, f: &FieldRef, value: u128) {
+    // OVN-only fields (icmp4.frag_mtu) have no key slot; nothing matches on them.
+    let Some((k, low, width)) = place(f) else {
+        return;
+    };
+    let mask = ones(width) << low;
+    let slot = &mut key[k.index()];
+    *slot = (*slot & !mask) | ((value << low) & mask);
+}
+
+/// Rewrites the destination (DNAT) or source (SNAT) address and port.
+fn rewrite_endpoint(key: &mut Key, dst: bool, ip: u128, format: Format, port: Option<u16>) {
+    let ip_field = match (format, dst) {
+        (Format::Ipv6, true) => KeyField::Ip6Dst,
+        (Format::Ipv6, false) => KeyField::Ip6Src,
+        (_, true) => KeyField::Nw4Dst,
+        (_, false) => KeyField::Nw4Src,
+    };
+    set_key_field(key, ip_field, ip);
+    if let Some(port) = port {
+        set_key_field(
+            key,
+            if dst {
+                KeyField::TpDst
+            } else {
+                KeyField::TpSrc
+            },
+            port.into(),
+        );
+    }
+}
+
+/// The packet a controller block starts from (`man ovn-sb`).
+fn generate(kind: Block, key: &mut Key) {
+    let k = |f: KeyField| f.index();
+    match kind {
+        Block::Arp => {
+            key[k(KeyField::ArpOp)] = 1;
+            key[k(KeyField::ArpSha)] = key[k(KeyField::EthSrc)];
+            key[k(KeyField::ArpTha)] = 0;
+            // arp.spa/tpa share the IPv4 address slots: already in place.
+            key[k(KeyField::EthType)] = 0x806;
+            key[k(KeyField::IpProto)] = 0;
+        }
+        Block::Icmp4 | Block::Icmp4Error => {
+            key[k(KeyField::IpProto)] = 1;
+            key[k(KeyField::IpFrag)] = 0;
+            key[k(KeyField::IpTtl)] = 255;
+            key[k(KeyField::TpSrc)] = 3;
+            key[k(KeyField::TpDst)] = 1;
+        }
+        Block::Icmp6 | Block::Icmp6Error => {
+            key[k(KeyField::IpProto)] = 58;
+            key[k(KeyField::IpFrag)] = 0;
+            key[k(KeyField::IpTtl)] = 255;
+            key[k(KeyField::TpSrc)] = 1;
+            key[k(KeyField::TpDst)] = 0;
+        }
+        Block::TcpReset => {
+            key[k(KeyField::TcpFlags)] = 0x004;
+            key[k(KeyField::IpTtl)] = 255;
+        }
+        Block::SctpAbort => {
+            key[k(KeyField::IpTtl)] = 255;
+        }
+        Block::Reject => {
+            // The swaps are implicit; the reply is a TCP RST or an ICMP
+            // unreachable depending on the original.
+            key.swap(k(KeyField::EthSrc), k(KeyField::EthDst));
+            if key[k(KeyField::EthType)] == 0x86dd {
+                key.swap(k(KeyField::Ip6Src), k(KeyField::Ip6Dst));
+            } else {
+                key.swap(k(KeyField::Nw4Src), k(KeyField::Nw4Dst));
+            }
+            if key[k(KeyField::IpProto)] == 6 {
+                generate(Block::TcpReset, key);
+            } else if key[k(KeyField::EthType)] == 0x86dd {
+                generate(Block::Icmp6, key);
+                key[k(KeyField::TpDst)] = 4; // port unreachable
+            } else {
+                generate(Block::Icmp4, key);
+                key[k(KeyField::TpDst)] = 3; // port unreachable
+            }
+        }
+        Block::NdNs => {
+            key[k(KeyField::IpProto)] = 58;
+            key[k(KeyField::TpSrc)] = 135;
+            key[k(KeyField::TpDst)] = 0;
+            key[k(KeyField::IpTtl)] = 255;
+            key[k(KeyField::NdTarget)] = key[k(KeyField::Ip6Dst)];
+        }
+        Block::NdNa | Block::NdNaRouter => {
+            key[k(KeyField::IpProto)] = 58;
+            key[k(KeyField::TpSrc)] = 136;
+            key[k(KeyField::TpDst)] = 0;
+            key[k(KeyField::IpTtl)] = 255;
+        }
+        Block::Clone | Block::CtCommit => {}
+    }
+}
+
+fn parse_mac(text: &str) -> Option<u128> {
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    parts.iter().try_fold(0u128, |acc, p| {
+        u8::from_str_radix(p, 16)
+            .ok()
+            .map(|b| (acc << 8) | u128::from(b))
+    })
+}
+
+fn parse_ip(text: &str) -> Option<u128> {
+    match text.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => Some(u32::from(v4).into()),
+        std::net::IpAddr::V6(v6) => Some(u128::from(v6)),
+    }
+}
+
+/// `10.0.0.5`, `10.0.0.0/24` or an IPv6 prefix: (network, mask, is IPv6).
+fn parse_prefix(text: &str) -> Option<(u128, u128, bool)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u32>().ok()?)),
+        None => (text, None),
+    };
+    let v6 = addr.contains(':');
+    let width = if v6 { 128 } else { 32 };
+    let ip = parse_ip(addr)?;
+    let mask = crate::lflow::lexer::prefix_mask(len.unwrap_or(width).min(width), width);
+    Some((ip & mask, mask, v6))
+}

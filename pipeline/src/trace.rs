@@ -1,0 +1,322 @@
+//! `trace`: a microflow written as `ovn-trace` takes it, run through the
+//! compiled program, and the result's header fields named as OVN names them.
+
+use crate::classifier::{Key, ZERO_KEY};
+use crate::interp::{ct_state, run, Outcome, SimulatedConntrack};
+use crate::lflow::expr::parse_match;
+use crate::lflow::names::DatapathNames;
+use crate::lflow::normalize::normalize;
+use crate::lflow::symbols::KeyField;
+use crate::network::LogicalNetwork;
+use crate::program::Program;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// What to trace.
+pub struct TraceRequest<'a> {
+    /// Logical switch or router, by name or UUID (prefix).
+    pub datapath: &'a str,
+    /// An OVN match of equalities that pins down one packet.
+    pub microflow: &'a str,
+    /// `ct_state` for each recirculation in turn (`--ct`).
+    pub ct: Vec<u32>,
+    /// `--lb-dst`: the backend a load balancer picks.
+    pub lb_dst: Option<(u128, Option<u16>)>,
+}
+
+/// Runs a trace; the error says what to fix in the request.
+pub fn trace(
+    program: &Program,
+    net: &LogicalNetwork,
+    req: &TraceRequest,
+) -> Result<Outcome, String> {
+    let dp = net
+        .find_datapath(req.datapath)
+        .ok_or_else(|| format!("no logical switch or router {:?}", req.datapath))?;
+    let key = microflow_key(net, dp, req.microflow)?;
+    let mut ct = SimulatedConntrack {
+        states: req.ct.clone(),
+        next: 0,
+        lb_dst: req.lb_dst,
+    };
+    Ok(run(program, net, dp.uuid, key, &mut ct))
+}
+
+/// The key a microflow describes: every field it sets (with the
+/// prerequisites its fields imply, as `ovn-trace` adds them), zero elsewhere.
+pub fn microflow_key(
+    net: &LogicalNetwork,
+    dp: &crate::network::Datapath,
+    text: &str,
+) -> Result<Key, String> {
+    let expr = parse_match(text).map_err(|e| format!("microflow: {e}"))?;
+    let normal =
+        normalize(&expr, &DatapathNames::new(net, dp)).map_err(|e| format!("microflow: {e}"))?;
+    let conj = match normal.0.as_slice() {
+        [one] => one,
+        [] => return Err("microflow can never match (contradictory, or a port that is not on this datapath)".into()),
+        many => {
+            return Err(format!(
+                "microflow must describe one packet, but it allows {} (say which, e.g. ip4 rather than ip)",
+                many.len()
+            ))
+        }
+    };
+    let mut key = ZERO_KEY;
+    for (field, m) in &conj.0 {
+        key[field.index()] = m.value;
+    }
+    if key[KeyField::InPort.index()] == 0 {
+        return Err("microflow needs the input port: inport == \"PORT\"".into());
+    }
+    Ok(key)
+}
+
+/// `--ct` flags: `new`, `est`, `rel`, `rpl`, `inv`, `trk`, `snat`, `dnat`
+/// joined by `|` (`trk` is implied).
+pub fn parse_ct_flags(text: &str) -> Result<u32, String> {
+    text.split('|')
+        .filter(|f| !f.is_empty())
+        .try_fold(ct_state::TRK, |acc, flag| {
+            let bit =
+                match flag.trim() {
+                    "new" => ct_state::NEW,
+                    "est" => ct_state::EST,
+                    "rel" => ct_state::REL,
+                    "rpl" => ct_state::RPL,
+                    "inv" => ct_state::INV,
+                    "trk" => ct_state::TRK,
+                    "snat" => ct_state::SNAT,
+                    "dnat" => ct_state::DNAT,
+                    other => return Err(format!(
+                        "unknown ct flag {other:?} (use new, est, rel, rpl, inv, trk, snat, dnat)"
+                    )),
+                };
+            Ok(acc | bit)
+        })
+}
+
+/// A header field's value in its usual text form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    Mac(u64),
+    Ip4(Ipv4Addr),
+    Ip6(Ipv6Addr),
+    Number(u128),
+}
+
+impl std::fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldValue::Mac(m) => {
+                let b = m.to_be_bytes();
+                write!(
+                    f,
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    b[2], b[3], b[4], b[5], b[6], b[7]
+                )
+            }
+            FieldValue::Ip4(a) => write!(f, "{a}"),
+            FieldValue::Ip6(a) => write!(f, "{a}"),
+            FieldValue::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Every header field the packet has, by OVN name, in a stable order.
+pub fn header_fields(key: &Key) -> Vec<(&'static str, FieldValue)> {
+    use FieldValue::*;
+    let k = |f: KeyField| key[f.index()];
+    let mac = |f: KeyField| Mac(k(f) as u64);
+    let mut out = vec![
+        ("eth.src", mac(KeyField::EthSrc)),
+        ("eth.dst", mac(KeyField::EthDst)),
+        ("eth.type", Number(k(KeyField::EthType))),
+    ];
+    let ip4 = |f: KeyField| Ip4(Ipv4Addr::from(k(f) as u32));
+    let l4 = |out: &mut Vec<_>, proto: &'static str| match proto {
+        "tcp" => out.extend([
+            ("tcp.src", Number(k(KeyField::TpSrc))),
+            ("tcp.dst", Number(k(KeyField::TpDst))),
+        ]),
+        "udp" => out.extend([
+            ("udp.src", Number(k(KeyField::TpSrc))),
+            ("udp.dst", Number(k(KeyField::TpDst))),
+        ]),
+        "sctp" => out.extend([
+            ("sctp.src", Number(k(KeyField::TpSrc))),
+            ("sctp.dst", Number(k(KeyField::TpDst))),
+        ]),
+        "icmp4" => out.extend([
+            ("icmp4.type", Number(k(KeyField::TpSrc))),
+            ("icmp4.code", Number(k(KeyField::TpDst))),
+        ]),
+        "icmp6" => out.extend([
+            ("icmp6.type", Number(k(KeyField::TpSrc))),
+            ("icmp6.code", Number(k(KeyField::TpDst))),
+        ]),
+        _ => {}
+    };
+    match k(KeyField::EthType) {
+        0x800 => {
+            out.extend([
+                ("ip4.src", ip4(KeyField::Nw4Src)),
+                ("ip4.dst", ip4(KeyField::Nw4Dst)),
+            ]);
+            out.extend([
+                ("ip.ttl", Number(k(KeyField::IpTtl))),
+                ("ip.proto", Number(k(KeyField::IpProto))),
+            ]);
+            l4(
+                &mut out,
+                match k(KeyField::IpProto) {
+                    6 => "tcp",
+                    17 => "udp",
+                    132 => "sctp",
+                    1 => "icmp4",
+                    _ => "",
+                },
+            );
+        }
+        0x86dd => {
+            let ip6 = |f: KeyField| Ip6(Ipv6Addr::from(k(f)));
+            out.extend([
+                ("ip6.src", ip6(KeyField::Ip6Src)),
+                ("ip6.dst", ip6(KeyField::Ip6Dst)),
+            ]);
+            out.extend([
+                ("ip.ttl", Number(k(KeyField::IpTtl))),
+                ("ip.proto", Number(k(KeyField::IpProto))),
+            ]);
+            let proto = k(KeyField::IpProto);
+            l4(
+                &mut out,
+                match proto {
+                    6 => "tcp",
+                    17 => "udp",
+                    132 => "sctp",
+                    58 => "icmp6",
+                    _ => "",
+                },
+            );
+            if proto == 58 && matches!(k(KeyField::TpSrc), 135 | 136) {
+                out.push(("nd.target", Ip6(Ipv6Addr::from(k(KeyField::NdTarget)))));
+                let ll = if k(KeyField::TpSrc) == 135 {
+                    ("nd.sll", mac(KeyField::ArpSha))
+                } else {
+                    ("nd.tll", mac(KeyField::ArpTha))
+                };
+                out.push(ll);
+            }
+        }
+        0x806 | 0x8035 => {
+            out.extend([
+                ("arp.op", Number(k(KeyField::ArpOp))),
+                ("arp.sha", mac(KeyField::ArpSha)),
+                ("arp.spa", ip4(KeyField::Nw4Src)),
+                ("arp.tha", mac(KeyField::ArpTha)),
+                ("arp.tpa", ip4(KeyField::Nw4Dst)),
+            ]);
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::compile;
+    use crate::snapshot::Snapshot;
+
+    fn seed() -> LogicalNetwork {
+        Snapshot::from_json(include_str!("../../testdata/seed-snapshot.json"))
+            .unwrap()
+            .network
+    }
+
+    fn fields(key: &Key) -> std::collections::BTreeMap<&'static str, String> {
+        header_fields(key)
+            .into_iter()
+            .map(|(n, v)| (n, v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn routes_the_seed_cross_node_path() {
+        let net = seed();
+        let program = compile(&net);
+        let req = TraceRequest {
+            datapath: "kube-node2",
+            microflow: "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 00:00:00:d3:4b:aa \
+                        && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3 && ip.ttl == 64 && tcp.dst == 22",
+            ct: vec![],
+            lb_dst: None,
+        };
+        let out = trace(&program, &net, &req).unwrap();
+        assert_eq!(out.outputs.len(), 1, "{:#?}", out.drops);
+        let o = &out.outputs[0];
+        assert_eq!(
+            (o.port.as_str(), o.datapath.as_str(), o.generated_by),
+            ("sshd-2", "kube-node1", None)
+        );
+        let f = fields(&o.key);
+        assert_eq!(f["eth.src"], "00:00:00:c0:2e:c7");
+        assert_eq!(f["eth.dst"], "0a:00:00:00:00:01");
+        assert_eq!(f["ip.ttl"], "63");
+        assert_eq!(f["tcp.dst"], "22");
+        assert!(out.consulted[KeyField::InPort.index()] != 0);
+    }
+
+    #[test]
+    fn expired_ttl_gets_icmp_time_exceeded() {
+        let net = seed();
+        let program = compile(&net);
+        let req = TraceRequest {
+            datapath: "kube-node2",
+            microflow: "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 00:00:00:d3:4b:aa \
+                        && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3",
+            ct: vec![],
+            lb_dst: None,
+        };
+        let out = trace(&program, &net, &req).unwrap();
+        assert_eq!(out.outputs.len(), 1, "{:#?}", out.drops);
+        let o = &out.outputs[0];
+        assert_eq!((o.port.as_str(), o.generated_by), ("web-1", Some("icmp4")));
+        let f = fields(&o.key);
+        assert_eq!(
+            (
+                f["icmp4.type"].as_str(),
+                f["ip4.src"].as_str(),
+                f["ip.ttl"].as_str()
+            ),
+            ("11", "192.168.3.1", "254")
+        );
+    }
+
+    #[test]
+    fn explains_bad_requests() {
+        let net = seed();
+        let program = compile(&net);
+        for (dp, flow, what) in [
+            ("nope", "inport == \"web-1\"", "no logical switch"),
+            ("kube-node2", "ip4.src == 1.2.3.4", "needs the input port"),
+            ("kube-node2", "inport == \"web-1\" && ip", "allows 2"),
+            ("kube-node2", "inport == \"sshd-2\"", "never match"),
+            ("kube-node2", "inport ==", "microflow"),
+        ] {
+            let req = TraceRequest {
+                datapath: dp,
+                microflow: flow,
+                ct: vec![],
+                lb_dst: None,
+            };
+            let e = trace(&program, &net, &req).unwrap_err();
+            assert!(e.contains(what), "{flow}: {e}");
+        }
+        assert_eq!(
+            parse_ct_flags("new").unwrap(),
+            ct_state::NEW | ct_state::TRK
+        );
+        assert!(parse_ct_flags("new|bogus").unwrap_err().contains("bogus"));
+    }
+}
