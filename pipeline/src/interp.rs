@@ -308,7 +308,7 @@ impl<'a> Interp<'a> {
                 self.table(pkt, next_pipeline, next_table, depth);
             }
             Action::Output => match pipeline {
-                Pipeline::Ingress => self.to_egress(pkt, depth),
+                Pipeline::Ingress => self.enter_egress(pkt, depth),
                 Pipeline::Egress => self.leave(pkt, depth),
             },
             Action::Drop => {
@@ -591,7 +591,7 @@ impl<'a> Interp<'a> {
 
     /// `output` in an ingress pipeline: into egress, once per member of a
     /// multicast group.
-    fn to_egress(&mut self, pkt: &Packet, depth: usize) {
+    fn enter_egress(&mut self, pkt: &Packet, depth: usize) {
         let outport = pkt.key[KeyField::OutPort.index()] as u32;
         match self.groups.get(&(pkt.dp, outport)).cloned() {
             Some(members) => {
