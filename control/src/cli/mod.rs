@@ -4,6 +4,7 @@
 //! one line that says what to fix; nothing here is needed by the library.
 
 pub mod show;
+pub mod trace;
 
 use crate::ovsdb::parse_remotes;
 use crate::sb::{read_once, FollowOptions};
@@ -36,6 +37,38 @@ pub enum Command {
     /// Work with logical flows.
     #[command(subcommand)]
     Lflows(LflowsCommand),
+    /// Trace a packet through the logical pipelines, as ovn-trace does.
+    Trace(TraceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Connection-tracking state for each recirculation in turn, e.g.
+    /// `--ct new` (flags new, est, rel, rpl, inv, trk, snat, dnat joined by |).
+    #[arg(long = "ct", value_name = "FLAGS")]
+    pub ct: Vec<String>,
+    /// The backend a load balancer picks: IP, IP:PORT or [IPv6]:PORT.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub lb_dst: Option<String>,
+    /// Every table visited with its flow (the default).
+    #[arg(long, group = "detail")]
+    pub detailed: bool,
+    /// One line per table visited.
+    #[arg(long, group = "detail")]
+    pub summary: bool,
+    /// Only the changes to the packet and where it goes.
+    #[arg(long, group = "detail")]
+    pub minimal: bool,
+    /// `text` (default) or `json`.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: String,
+    /// Logical switch or router, by name or UUID.
+    pub datapath: String,
+    /// The packet, as an OVN match of equalities, e.g.
+    /// 'inport == "web-1" && eth.src == 0a:00:00:00:00:02 && ip4.dst == 192.168.2.3 && ip.ttl == 64'.
+    pub microflow: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +157,54 @@ pub async fn run(cli: Cli) -> Result<bool> {
                 schema_version: loaded.schema_version.as_deref(),
             };
             print!("{}", show::render(&loaded.network, &origin));
+        }
+        Command::Trace(args) => {
+            let loaded = args.source.load().await?;
+            let ct = args
+                .ct
+                .iter()
+                .map(|f| ironflow_pipeline::trace::parse_ct_flags(f))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let lb_dst = args
+                .lb_dst
+                .as_deref()
+                .map(trace::parse_lb_dst)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let program = ironflow_pipeline::program::compile(&loaded.network);
+            let req = ironflow_pipeline::trace::TraceRequest {
+                datapath: &args.datapath,
+                microflow: &args.microflow,
+                ct,
+                lb_dst,
+            };
+            let outcome = ironflow_pipeline::trace::trace(&program, &loaded.network, &req)
+                .map_err(anyhow::Error::msg)?;
+            match args.format.as_str() {
+                "json" => println!("{}", trace::to_json(&outcome)),
+                "text" => {
+                    let detail = if args.minimal {
+                        trace::Detail::Minimal
+                    } else if args.summary {
+                        trace::Detail::Summary
+                    } else {
+                        trace::Detail::Detailed
+                    };
+                    let dp = loaded
+                        .network
+                        .find_datapath(&args.datapath)
+                        .expect("trace found it");
+                    let input = ironflow_pipeline::trace::microflow_key(
+                        &loaded.network,
+                        dp,
+                        &args.microflow,
+                    )
+                    .map_err(anyhow::Error::msg)?;
+                    print!("{}", trace::to_text(&outcome, &input, detail));
+                }
+                other => bail!("unknown --format {other:?}: use text or json"),
+            }
         }
         Command::Lflows(LflowsCommand::Check(source)) => {
             let loaded = source.load().await?;

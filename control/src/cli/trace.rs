@@ -1,0 +1,150 @@
+//! `ironflow trace`: ovn-trace's arguments, and its output as text or JSON.
+
+use ironflow_pipeline::classifier::Key;
+use ironflow_pipeline::interp::Outcome;
+use ironflow_pipeline::trace::header_fields;
+use serde_json::{json, Value};
+use std::fmt::Write;
+
+/// How much to print (ovn-trace's `--detailed`, `--summary`, `--minimal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Detail {
+    Detailed,
+    Summary,
+    Minimal,
+}
+
+/// Parses `--lb-dst`: `IP`, `IP:PORT` or `[IPv6]:PORT`.
+pub fn parse_lb_dst(text: &str) -> Result<(u128, Option<u16>), String> {
+    let bad = || format!("bad --lb-dst {text:?}: write IP, IP:PORT or [IPv6]:PORT");
+    let (addr, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (a, p) = rest.split_once(']').ok_or_else(bad)?;
+        (a, p.strip_prefix(':'))
+    } else if text.matches(':').count() == 1 {
+        let (a, p) = text.split_once(':').ok_or_else(bad)?;
+        (a, Some(p))
+    } else {
+        (text, None)
+    };
+    let ip = match addr.parse::<std::net::IpAddr>().map_err(|_| bad())? {
+        std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => u128::from(v6),
+    };
+    let port = port
+        .map(|p| p.parse::<u16>().map_err(|_| bad()))
+        .transpose()?;
+    Ok((ip, port))
+}
+
+pub fn to_json(out: &Outcome) -> Value {
+    let fields = |key: &Key| -> Value {
+        header_fields(key)
+            .into_iter()
+            .map(|(name, value)| {
+                let v = match value {
+                    ironflow_pipeline::trace::FieldValue::Number(n) => json!(n as u64),
+                    other => json!(other.to_string()),
+                };
+                (name.to_string(), v)
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    json!({
+        "outputs": out.outputs.iter().map(|o| json!({
+            "port": o.port,
+            "datapath": o.datapath,
+            "generated_by": o.generated_by,
+            "fields": fields(&o.key),
+        })).collect::<Vec<_>>(),
+        "drops": out.drops.iter().map(|d| json!({"datapath": d.datapath, "reason": d.reason})).collect::<Vec<_>>(),
+        "steps": out.steps.iter().map(|s| json!({
+            "depth": s.depth,
+            "datapath": s.datapath,
+            "pipeline": s.pipeline.to_string(),
+            "table": s.table,
+            "stage": s.stage,
+            "priority": s.flow.as_ref().map(|f| f.priority),
+            "match": s.flow.as_ref().map(|f| f.match_text.clone()),
+            "actions": s.flow.as_ref().map(|f| f.actions.clone()),
+            "lflow": s.flow.as_ref().map(|f| f.uuid.to_string()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn to_text(out: &Outcome, input: &Key, detail: Detail) -> String {
+    let mut s = String::new();
+    if detail != Detail::Minimal {
+        for step in &out.steps {
+            let indent = "    ".repeat(step.depth);
+            let stage = step.stage.as_deref().unwrap_or("-");
+            match (&step.flow, detail) {
+                (Some(f), Detail::Detailed) => {
+                    let _ = writeln!(
+                        s,
+                        "{indent}{} {} table {} ({stage}), priority {}, lflow {}",
+                        step.datapath,
+                        step.pipeline,
+                        step.table,
+                        f.priority,
+                        f.uuid.short()
+                    );
+                    let _ = writeln!(s, "{indent}    match: {}", f.match_text);
+                    let _ = writeln!(s, "{indent}    actions: {}", f.actions);
+                }
+                (Some(f), _) => {
+                    let _ = writeln!(
+                        s,
+                        "{indent}{} {} {} ({stage}): {}",
+                        step.datapath, step.pipeline, step.table, f.actions
+                    );
+                }
+                (None, _) => {
+                    let _ = writeln!(
+                        s,
+                        "{indent}{} {} {} ({stage}): no match (implicit drop)",
+                        step.datapath, step.pipeline, step.table
+                    );
+                }
+            }
+        }
+    }
+    let before: std::collections::BTreeMap<_, _> = header_fields(input).into_iter().collect();
+    for o in &out.outputs {
+        if let Some(g) = o.generated_by {
+            let _ = writeln!(s, "{g} {{");
+        }
+        for (name, value) in header_fields(&o.key) {
+            if before.get(name) != Some(&value) {
+                let _ = writeln!(s, "    {name} = {value};");
+            }
+        }
+        let _ = writeln!(s, "    output({:?}); /* on {} */", o.port, o.datapath);
+        if o.generated_by.is_some() {
+            let _ = writeln!(s, "}};");
+        }
+    }
+    for d in &out.drops {
+        let _ = writeln!(s, "drop on {}: {}", d.datapath, d.reason);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lb_destinations() {
+        assert_eq!(parse_lb_dst("10.0.0.5:80").unwrap(), (0x0a000005, Some(80)));
+        assert_eq!(parse_lb_dst("10.0.0.5").unwrap(), (0x0a000005, None));
+        assert_eq!(
+            parse_lb_dst("[fd00::2]:8080").unwrap(),
+            (0xfd00_u128 << 112 | 2, Some(8080))
+        );
+        assert_eq!(parse_lb_dst("fd00::2").unwrap().1, None);
+        assert!(parse_lb_dst("10.0.0.5:http")
+            .unwrap_err()
+            .contains("IP:PORT"));
+    }
+}
