@@ -7,5 +7,6 @@
 //! ironflow against these labs: no mock stands where a real component runs.
 
 pub mod central;
+pub mod differential;
 pub mod seed;
 pub mod topologies;
