@@ -77,20 +77,21 @@ pub fn parse_ct_flags(text: &str) -> Result<u32, String> {
     text.split('|')
         .filter(|f| !f.is_empty())
         .try_fold(ct_state::TRK, |acc, flag| {
-            let bit =
-                match flag.trim() {
-                    "new" => ct_state::NEW,
-                    "est" => ct_state::EST,
-                    "rel" => ct_state::REL,
-                    "rpl" => ct_state::RPL,
-                    "inv" => ct_state::INV,
-                    "trk" => ct_state::TRK,
-                    "snat" => ct_state::SNAT,
-                    "dnat" => ct_state::DNAT,
-                    other => return Err(format!(
+            let bit = match flag.trim() {
+                "new" => ct_state::NEW,
+                "est" => ct_state::EST,
+                "rel" => ct_state::REL,
+                "rpl" => ct_state::RPL,
+                "inv" => ct_state::INV,
+                "trk" => ct_state::TRK,
+                "snat" => ct_state::SNAT,
+                "dnat" => ct_state::DNAT,
+                other => {
+                    return Err(format!(
                         "unknown ct flag {other:?} (use new, est, rel, rpl, inv, trk, snat, dnat)"
-                    )),
-                };
+                    ))
+                }
+            };
             Ok(acc | bit)
         })
 }
