@@ -37,6 +37,11 @@ impl<'a> DatapathNames<'a> {
 
 impl Resolver for DatapathNames<'_> {
     fn port_key(&self, name: &str) -> Option<u32> {
+        // "none" is OVN's reserved name for no port: key 0, which is what
+        // `outport = get_fdb(…)` leaves when it finds nothing.
+        if name == "none" {
+            return Some(0);
+        }
         self.ports.get(name).copied()
     }
 
