@@ -28,8 +28,16 @@ struct Subtable<T> {
 }
 
 impl<T> Subtable<T> {
-    fn masked(&self, key: &Key) -> Vec<u128> {
-        self.masks.iter().map(|&(i, m)| key[i] & m).collect()
+    /// The rules whose masked values equal `key`'s, without allocating:
+    /// the masked key is built on the stack and looked up as a slice.
+    fn find(&self, key: &Key) -> Option<&(u16, T)> {
+        let mut buf = [0u128; KeyField::COUNT];
+        for (slot, &(i, m)) in buf.iter_mut().zip(&self.masks) {
+            *slot = key[i] & m;
+        }
+        self.rules
+            .get(&buf[..self.masks.len()])
+            .and_then(|b| b.first())
     }
 }
 
@@ -101,7 +109,7 @@ impl<T> Classifier<T> {
             for &(i, m) in &sub.masks {
                 consulted[i] |= m;
             }
-            if let Some((p, v)) = sub.rules.get(&sub.masked(key)).and_then(|b| b.first()) {
+            if let Some((p, v)) = sub.find(key) {
                 if best.is_none_or(|(bp, _)| *p > bp) {
                     best = Some((*p, v));
                 }

@@ -20,9 +20,9 @@ use crate::lflow::cursor::FieldRef;
 use crate::lflow::lexer::Format;
 use crate::lflow::symbols::{lookup, ones, KeyField, Symbol};
 use crate::network::{LogicalNetwork, LogicalPort, Pipeline, PortType};
-use crate::program::Program;
+use crate::program::{CompiledFlow, Program};
 use crate::Uuid;
-use std::collections::HashMap;
+use std::sync::Arc;
 
 /// `ct_state` bits (`man ovn-sb`, `ct.*`).
 pub mod ct_state {
@@ -99,7 +99,7 @@ pub struct Drop {
 }
 
 /// One table visited.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Step {
     /// Nesting: 0 for the original packet's first pipeline, +1 per
     /// recirculation, generated packet, clone or datapath crossed.
@@ -108,19 +108,12 @@ pub struct Step {
     pub pipeline: Pipeline,
     pub table: u8,
     pub stage: Option<String>,
-    /// `None` for a miss (an implicit drop).
-    pub flow: Option<StepFlow>,
+    /// The flow that matched; `None` for a miss (an implicit drop). Kept
+    /// by reference so that tracing costs nothing until it is printed.
+    pub flow: Option<Arc<CompiledFlow>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepFlow {
-    pub uuid: Uuid,
-    pub priority: u16,
-    pub match_text: String,
-    pub actions: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub outputs: Vec<Output>,
     pub drops: Vec<Drop>,
@@ -175,46 +168,26 @@ struct Interp<'a> {
     program: &'a Program,
     net: &'a LogicalNetwork,
     ct: &'a mut dyn Conntrack,
-    /// (datapath, tunnel key) → port.
-    ports: HashMap<(Uuid, u32), &'a LogicalPort>,
-    /// (datapath, tunnel key) → member port keys of a multicast group.
-    groups: HashMap<(Uuid, u32), Vec<u32>>,
     out: Outcome,
 }
 
 impl<'a> Interp<'a> {
     fn new(program: &'a Program, net: &'a LogicalNetwork, ct: &'a mut dyn Conntrack) -> Self {
-        let ports = net
-            .ports
-            .values()
-            .map(|p| ((p.datapath, p.tunnel_key), p))
-            .collect();
-        let groups = net
-            .multicast_groups
-            .values()
-            .map(|g| {
-                let mut members: Vec<u32> = g
-                    .ports
-                    .iter()
-                    .filter_map(|name| net.ports.get(name))
-                    .filter(|p| p.datapath == g.datapath)
-                    .map(|p| p.tunnel_key)
-                    .collect();
-                members.sort_unstable();
-                ((g.datapath, g.tunnel_key), members)
-            })
-            .collect();
         Interp {
             program,
             net,
             ct,
-            ports,
-            groups,
             out: Outcome {
                 consulted: ZERO_KEY,
                 ..Default::default()
             },
         }
+    }
+
+    /// The logical port with tunnel key `key` on `dp`.
+    fn port(&self, dp: Uuid, key: u32) -> Option<&'a LogicalPort> {
+        let name = self.program.ports.get(&(dp, key))?;
+        self.net.ports.get(name)
     }
 
     fn dp_name(&self, dp: Uuid) -> String {
@@ -255,12 +228,7 @@ impl<'a> Interp<'a> {
             pipeline,
             table,
             stage: t.stage_name.clone(),
-            flow: found.map(|(_, f)| StepFlow {
-                uuid: f.uuid,
-                priority: f.priority,
-                match_text: f.match_text.clone(),
-                actions: f.actions.to_string(),
-            }),
+            flow: found.map(|(_, f)| f.clone()),
         });
         match found {
             None => self.drop(
@@ -519,7 +487,7 @@ impl<'a> Interp<'a> {
 
     /// The MAC a MAC_Binding (or Static_MAC_Binding) gives `ip` on a port.
     fn mac_binding(&self, dp: Uuid, port_key: u32, ip: u128) -> Option<u128> {
-        let port = self.ports.get(&(dp, port_key))?;
+        let port = self.port(dp, port_key)?;
         let ip_matches = |text: &str| parse_ip(text).is_some_and(|v| v == ip);
         let dynamic = self
             .net
@@ -545,7 +513,7 @@ impl<'a> Interp<'a> {
             KeyField::OutPort
         };
         let key = pkt.key[field.index()] as u32;
-        let Some(port) = self.ports.get(&(pkt.dp, key)) else {
+        let Some(port) = self.port(pkt.dp, key) else {
             return false;
         };
         if port.port_security.is_empty() {
@@ -593,10 +561,10 @@ impl<'a> Interp<'a> {
     /// multicast group.
     fn enter_egress(&mut self, pkt: &Packet, depth: usize) {
         let outport = pkt.key[KeyField::OutPort.index()] as u32;
-        match self.groups.get(&(pkt.dp, outport)).cloned() {
+        match self.program.groups.get(&(pkt.dp, outport)) {
             Some(members) => {
                 let inport = pkt.key[KeyField::InPort.index()] as u32;
-                for member in members {
+                for &member in members {
                     if member == inport && !loopback_allowed(&pkt.key) {
                         continue;
                     }
@@ -620,7 +588,7 @@ impl<'a> Interp<'a> {
             self.drop(pkt, "output to the input port without flags.loopback");
             return;
         }
-        let Some(port) = self.ports.get(&(pkt.dp, outport)).copied() else {
+        let Some(port) = self.port(pkt.dp, outport) else {
             self.drop(pkt, format!("no port with tunnel key {outport}"));
             return;
         };

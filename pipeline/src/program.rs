@@ -75,6 +75,10 @@ pub struct Failure {
 #[derive(Default)]
 pub struct Program {
     pub datapaths: HashMap<Uuid, DatapathProgram>,
+    /// (datapath, tunnel key) → logical port name, for `output`.
+    pub ports: HashMap<(Uuid, u32), String>,
+    /// (datapath, tunnel key) → member port keys of a multicast group.
+    pub groups: HashMap<(Uuid, u32), Vec<u32>>,
     pub failures: Vec<Failure>,
     /// Logical flows compiled (failed ones included).
     pub flows: usize,
@@ -102,6 +106,26 @@ pub fn compile(net: &LogicalNetwork) -> Program {
             .collect(),
         ..Default::default()
     };
+    program.ports = net
+        .ports
+        .values()
+        .map(|p| ((p.datapath, p.tunnel_key), p.name.clone()))
+        .collect();
+    program.groups = net
+        .multicast_groups
+        .values()
+        .map(|g| {
+            let mut members: Vec<u32> = g
+                .ports
+                .iter()
+                .filter_map(|name| net.ports.get(name))
+                .filter(|p| p.datapath == g.datapath)
+                .map(|p| p.tunnel_key)
+                .collect();
+            members.sort_unstable();
+            ((g.datapath, g.tunnel_key), members)
+        })
+        .collect();
     let names: HashMap<Uuid, DatapathNames> = net
         .datapaths
         .values()

@@ -66,7 +66,7 @@ pub fn to_json(out: &Outcome) -> Value {
             "stage": s.stage,
             "priority": s.flow.as_ref().map(|f| f.priority),
             "match": s.flow.as_ref().map(|f| f.match_text.clone()),
-            "actions": s.flow.as_ref().map(|f| f.actions.clone()),
+            "actions": s.flow.as_ref().map(|f| f.actions.to_string()),
             "lflow": s.flow.as_ref().map(|f| f.uuid.to_string()),
         })).collect::<Vec<_>>(),
     })
