@@ -17,7 +17,7 @@
 use crate::classifier::{Key, ZERO_KEY};
 use crate::lflow::actions::{Action, Actions, Args, Bare, Block, CtLb, Func, Nat, Source};
 use crate::lflow::cursor::FieldRef;
-use crate::lflow::lexer::Format;
+use crate::lflow::lexer::{parse_mac, Format};
 use crate::lflow::symbols::{lookup, ones, KeyField, Symbol};
 use crate::network::{LogicalNetwork, LogicalPort, Pipeline, PortType};
 use crate::program::{CompiledFlow, Program};
@@ -757,18 +757,6 @@ fn generate(kind: Block, key: &mut Key) {
         }
         Block::Clone | Block::CtCommit => {}
     }
-}
-
-fn parse_mac(text: &str) -> Option<u128> {
-    let parts: Vec<&str> = text.split(':').collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    parts.iter().try_fold(0u128, |acc, p| {
-        u8::from_str_radix(p, 16)
-            .ok()
-            .map(|b| (acc << 8) | u128::from(b))
-    })
 }
 
 fn parse_ip(text: &str) -> Option<u128> {

@@ -145,6 +145,23 @@ fn numeric(text: &str) -> Option<u128> {
     })
 }
 
+/// Runs `probes` on `topology` and fails on any difference, or if fewer
+/// than `min_outputs` probes produced an output (a suite comparing only
+/// drops would prove little).
+fn assert_agree(topology: &str, probes: &[Probe], min_outputs: usize) {
+    let (with_outputs, diffs) = run_probes(topology, probes);
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    assert!(
+        with_outputs >= min_outputs,
+        "only {with_outputs} probes produced outputs"
+    );
+}
+
 /// Runs every probe on a fresh central with `topology`; returns how many
 /// produced outputs (so a test can insist it compared something) and the
 /// differences.
@@ -184,17 +201,7 @@ fn run_probes(topology: &str, probes: &[Probe]) -> (usize, Vec<String>) {
 
 #[test]
 fn seed_probes_agree_with_ovn_trace() {
-    let (with_outputs, diffs) = run_probes("seed", &seed_probes());
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
-    assert!(
-        with_outputs >= 9,
-        "only {with_outputs} probes produced outputs"
-    );
+    assert_agree("seed", &seed_probes(), 9);
 }
 
 fn probe(
@@ -220,17 +227,7 @@ fn two_router_probes_agree_with_ovn_trace() {
         probe("default route, then no route", "right", "inport == \"r1p\" && eth.src == 0a:00:02:00:00:0a && eth.dst == 00:00:02:00:00:01 && ip4.src == 10.2.0.10 && ip4.dst == 8.8.8.8 && ip.ttl == 64", &[]),
         probe("TTL expires on the second router", "left", "inport == \"l1\" && eth.src == 0a:00:01:00:00:0a && eth.dst == 00:00:01:00:00:01 && ip4.src == 10.1.0.10 && ip4.dst == 10.2.0.10 && ip.ttl == 2", &[]),
     ];
-    let (with_outputs, diffs) = run_probes("two-routers", &probes);
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
-    assert!(
-        with_outputs >= 3,
-        "only {with_outputs} probes produced outputs"
-    );
+    assert_agree("two-routers", &probes, 3);
 }
 
 #[test]
@@ -244,17 +241,7 @@ fn acl_probes_agree_with_ovn_trace() {
         probe("drop other ip", "web", "inport == \"web1\" && eth.src == 0a:00:00:0a:00:0a && eth.dst == 00:00:00:0a:00:01 && ip4.src == 10.10.0.10 && ip4.dst == 10.20.0.10 && ip.ttl == 64 && icmp4.type == 8", &["new"]),
         probe("same-switch allow by inport and range", "web", "inport == \"web2\" && eth.src == 0a:00:00:0a:00:0b && eth.dst == 0a:00:00:0a:00:0a && ip4.src == 10.10.0.11 && ip4.dst == 10.10.0.10 && ip.ttl == 64 && tcp.src == 40000 && tcp.dst == 80", &["new"]),
     ];
-    let (with_outputs, diffs) = run_probes("acls", &probes);
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
-    assert!(
-        with_outputs >= 3,
-        "only {with_outputs} probes produced outputs"
-    );
+    assert_agree("acls", &probes, 3);
 }
 
 #[test]
@@ -268,17 +255,7 @@ fn dual_stack_probes_agree_with_ovn_trace() {
         // ovn-trace 23.03.1 aborts on nd_na_router (an assertion in
         // ovnact_get_ND_NA), so there is nothing to compare against.
     ];
-    let (with_outputs, diffs) = run_probes("dual-stack", &probes);
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
-    assert!(
-        with_outputs >= 3,
-        "only {with_outputs} probes produced outputs"
-    );
+    assert_agree("dual-stack", &probes, 3);
 }
 
 #[test]
@@ -287,17 +264,7 @@ fn gateway_probes_agree_with_ovn_trace() {
         probe("SNAT out, ARP for the next hop", "inside", "inport == \"in1\" && eth.src == 0a:00:00:0c:00:0a && eth.dst == 00:00:00:0c:00:01 && ip4.src == 10.30.0.10 && ip4.dst == 198.51.100.7 && ip.ttl == 64 && udp.dst == 53", &["new"]),
         probe("ARP for the gateway's external IP", "outside", "inport == \"ln-outside\" && eth.src == 0a:00:00:ff:00:01 && eth.dst == ff:ff:ff:ff:ff:ff && arp.op == 1 && arp.sha == 0a:00:00:ff:00:01 && arp.spa == 203.0.113.1 && arp.tpa == 203.0.113.2", &[]),
     ];
-    let (with_outputs, diffs) = run_probes("gateway", &probes);
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
-    assert!(
-        with_outputs >= 2,
-        "only {with_outputs} probes produced outputs"
-    );
+    assert_agree("gateway", &probes, 2);
 }
 
 /// Traffic to a floating IP of a gateway router is not compared with

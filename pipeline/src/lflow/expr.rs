@@ -45,7 +45,7 @@ impl Relop {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Relop::Eq => "==",
             Relop::Ne => "!=",

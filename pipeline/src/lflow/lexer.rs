@@ -412,7 +412,8 @@ fn lex_plain_number(input: &str, start: usize) -> Result<(Constant, usize), Synt
     Ok((constant, len))
 }
 
-fn parse_mac(text: &str) -> Option<u128> {
+/// `aa:bb:cc:dd:ee:ff`, as OVN writes MACs.
+pub fn parse_mac(text: &str) -> Option<u128> {
     if text.len() != 17 {
         return None;
     }

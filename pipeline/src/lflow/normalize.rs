@@ -331,7 +331,7 @@ impl Lower<'_> {
                 if c.mask.is_some() {
                     return fail(format!(
                         "{fr}: a masked constant cannot be compared with {}",
-                        relop_text(op)
+                        op.as_str()
                     ));
                 }
                 let v = c.value;
@@ -385,17 +385,6 @@ fn negate(op: Relop) -> Relop {
         Relop::Le => Relop::Gt,
         Relop::Gt => Relop::Le,
         Relop::Ge => Relop::Lt,
-    }
-}
-
-fn relop_text(op: Relop) -> &'static str {
-    match op {
-        Relop::Eq => "==",
-        Relop::Ne => "!=",
-        Relop::Lt => "<",
-        Relop::Le => "<=",
-        Relop::Gt => ">",
-        Relop::Ge => ">=",
     }
 }
 
