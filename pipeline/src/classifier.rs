@@ -59,14 +59,16 @@ impl<T> Classifier<T> {
     /// Adds a rule. Rules of equal priority that overlap are ambiguous in
     /// OVN too; the one added first wins here.
     pub fn insert(&mut self, matches: &Conjunction, priority: u16, value: T) {
-        let masks: Vec<(usize, u128)> =
-            matches.0.iter().map(|(k, m)| (k.index(), m.mask)).collect();
-        let values: Vec<u128> = matches.0.values().map(|m| m.value).collect();
-        let pos = match self.subtables.iter().position(|s| s.masks == masks) {
+        let masks = || matches.0.iter().map(|(k, m)| (k.index(), m.mask));
+        let pos = match self
+            .subtables
+            .iter()
+            .position(|s| s.masks.iter().copied().eq(masks()))
+        {
             Some(pos) => pos,
             None => {
                 self.subtables.push(Subtable {
-                    masks,
+                    masks: masks().collect(),
                     max_priority: 0,
                     rules: HashMap::new(),
                 });
@@ -75,6 +77,7 @@ impl<T> Classifier<T> {
         };
         let sub = &mut self.subtables[pos];
         sub.max_priority = sub.max_priority.max(priority);
+        let values: Vec<u128> = matches.0.values().map(|m| m.value).collect();
         let bucket = sub.rules.entry(values).or_default();
         // Stable: after every rule of higher or equal priority.
         let at = bucket
@@ -82,8 +85,12 @@ impl<T> Classifier<T> {
             .position(|(p, _)| *p < priority)
             .unwrap_or(bucket.len());
         bucket.insert(at, (priority, value));
-        self.subtables
-            .sort_by_key(|s| std::cmp::Reverse(s.max_priority));
+        // Keep subtables best-first: only this one can have moved up.
+        let mut i = pos;
+        while i > 0 && self.subtables[i - 1].max_priority < self.subtables[i].max_priority {
+            self.subtables.swap(i - 1, i);
+            i -= 1;
+        }
         self.rules += 1;
     }
 

@@ -10,12 +10,13 @@
 use crate::classifier::Classifier;
 use crate::lflow::action_check::check_actions;
 use crate::lflow::actions::{parse_actions, Actions};
-use crate::lflow::expr::parse_match;
+use crate::lflow::expr::{parse_match, MatchExpr, Value};
 use crate::lflow::names::DatapathNames;
-use crate::lflow::normalize::normalize;
+use crate::lflow::normalize::{normalize, Normalized};
 use crate::network::{LogicalFlow, LogicalNetwork, Pipeline};
 use crate::Uuid;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// One logical flow as the tables hold it.
@@ -148,6 +149,19 @@ pub fn compile(net: &LogicalNetwork) -> Program {
     program
 }
 
+/// Whether a match names logical ports (directly or by port group), which
+/// resolve differently on each datapath.
+fn names_ports(e: &MatchExpr) -> bool {
+    match e {
+        MatchExpr::Cmp { values, .. } => values
+            .iter()
+            .any(|v| matches!(v, Value::Str(_) | Value::PortGroup(_))),
+        MatchExpr::Not(inner) => names_ports(inner),
+        MatchExpr::And(terms) | MatchExpr::Or(terms) => terms.iter().any(names_ports),
+        MatchExpr::Bool(_) | MatchExpr::Field(_) => false,
+    }
+}
+
 fn compile_flow(
     net: &LogicalNetwork,
     flow: &LogicalFlow,
@@ -178,14 +192,22 @@ fn compile_flow(
     let expr = parse_match(&flow.match_)
         .map_err(|e| failure(first_dp, "match", &flow.match_, e.to_string()))?;
     // Normalise on every datapath before installing anywhere, so a flow
-    // that fails on one datapath is left out of all of them.
-    let mut per_dp = Vec::with_capacity(datapaths.len());
+    // that fails on one datapath is left out of all of them. A match that
+    // names no port means the same on every datapath of a group: once is
+    // enough (northd shares most flows among hundreds of switches).
+    let shared = !names_ports(&expr);
+    let mut per_dp: Vec<(Uuid, Rc<Normalized>)> = Vec::with_capacity(datapaths.len());
     for uuid in datapaths {
         let (Some(dp), Some(resolver)) = (net.datapaths.get(uuid), names.get(uuid)) else {
             continue;
         };
-        let normal = normalize(&expr, resolver)
-            .map_err(|e| failure(&dp.name, "match", &flow.match_, e.to_string()))?;
+        let normal = match per_dp.first() {
+            Some((_, first)) if shared => first.clone(),
+            _ => Rc::new(
+                normalize(&expr, resolver)
+                    .map_err(|e| failure(&dp.name, "match", &flow.match_, e.to_string()))?,
+            ),
+        };
         per_dp.push((*uuid, normal));
     }
     if per_dp.iter().all(|(_, n)| n.never_matches()) {

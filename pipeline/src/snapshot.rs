@@ -74,20 +74,25 @@ impl Snapshot {
 
     pub fn from_json(text: &str) -> Result<Snapshot, SnapshotError> {
         // Check the header first, so a wrong file gets a message about what
-        // it is rather than about the first field that fails to parse.
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(SnapshotError::NotJson)?;
-        let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
-        if format != FORMAT {
-            return Err(SnapshotError::WrongFormat(format.to_string()));
+        // it is rather than about the first field that fails to parse. The
+        // header pass skips the rest without building it in memory.
+        #[derive(Deserialize)]
+        struct Header {
+            #[serde(default)]
+            format: String,
+            #[serde(default)]
+            version: u64,
         }
-        let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if version != u64::from(VERSION) {
+        let header: Header = serde_json::from_str(text).map_err(SnapshotError::NotJson)?;
+        if header.format != FORMAT {
+            return Err(SnapshotError::WrongFormat(header.format));
+        }
+        if header.version != u64::from(VERSION) {
             return Err(SnapshotError::WrongVersion(
-                u32::try_from(version).unwrap_or(u32::MAX),
+                u32::try_from(header.version).unwrap_or(u32::MAX),
             ));
         }
-        serde_json::from_value(value).map_err(SnapshotError::BadContent)
+        serde_json::from_str(text).map_err(SnapshotError::BadContent)
     }
 }
 
