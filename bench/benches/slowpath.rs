@@ -36,7 +36,7 @@ fn slowpath(c: &mut Criterion) {
                 next: 0,
                 lb_dst: None,
             };
-            let out = run(&program, &net, dp.uuid, key, &mut ct);
+            let out = run(&program, &net, dp.uuid, key, &mut ct, None);
             assert_eq!(out.outputs.len(), 1);
             black_box(out)
         })

@@ -90,6 +90,27 @@ pub struct Output {
     /// original (`icmp4`, `arp`, `tcp_reset`, …).
     pub generated_by: Option<&'static str>,
     pub key: Key,
+    /// Set when the port is on another chassis: the packet goes there in a
+    /// tunnel, and that chassis runs the egress pipeline.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// What OVN puts in a Geneve header for a packet bound elsewhere: the VNI
+/// is the datapath's key, the option carries the ingress and egress port
+/// keys (`man ovn-architecture`, "Tunnel Encapsulations").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    pub chassis: String,
+    pub datapath_key: u32,
+    pub inport_key: u32,
+    pub outport_key: u32,
+}
+
+/// Where a logical port is, seen from the chassis running the pipeline.
+enum Placement {
+    Local,
+    Remote(String),
+    Unbound,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,15 +150,18 @@ const MAX_STEPS: usize = 4096;
 const MAX_DEPTH: usize = 128;
 
 /// Runs `key` into the ingress pipeline of `datapath`. The key's `inport`
-/// must already hold the input port's tunnel key.
+/// must already hold the input port's tunnel key. With `chassis`, ports
+/// bound elsewhere are reached through tunnels; without, every port is
+/// local (as `ovn-trace` sees it).
 pub fn run(
     program: &Program,
     net: &LogicalNetwork,
     datapath: Uuid,
     key: Key,
     ct: &mut dyn Conntrack,
+    chassis: Option<&str>,
 ) -> Outcome {
-    let mut it = Interp::new(program, net, ct);
+    let mut it = Interp::new(program, net, ct, chassis);
     let mut pkt = Packet {
         key,
         dp: datapath,
@@ -168,15 +192,23 @@ struct Interp<'a> {
     program: &'a Program,
     net: &'a LogicalNetwork,
     ct: &'a mut dyn Conntrack,
+    /// The chassis running the pipeline, if placement matters.
+    chassis: Option<&'a str>,
     out: Outcome,
 }
 
 impl<'a> Interp<'a> {
-    fn new(program: &'a Program, net: &'a LogicalNetwork, ct: &'a mut dyn Conntrack) -> Self {
+    fn new(
+        program: &'a Program,
+        net: &'a LogicalNetwork,
+        ct: &'a mut dyn Conntrack,
+        chassis: Option<&'a str>,
+    ) -> Self {
         Interp {
             program,
             net,
             ct,
+            chassis,
             out: Outcome {
                 consulted: ZERO_KEY,
                 ..Default::default()
@@ -561,23 +593,91 @@ impl<'a> Interp<'a> {
     /// multicast group.
     fn enter_egress(&mut self, pkt: &Packet, depth: usize) {
         let outport = pkt.key[KeyField::OutPort.index()] as u32;
-        match self.program.groups.get(&(pkt.dp, outport)) {
-            Some(members) => {
-                let inport = pkt.key[KeyField::InPort.index()] as u32;
-                for &member in members {
-                    if member == inport && !loopback_allowed(&pkt.key) {
-                        continue;
-                    }
+        let Some(members) = self.program.groups.get(&(pkt.dp, outport)) else {
+            match self.placement(pkt.dp, outport) {
+                Placement::Local => self.table(&mut pkt.clone(), Pipeline::Egress, 0, depth + 1),
+                Placement::Remote(chassis) => self.tunnel(pkt, outport, chassis),
+                Placement::Unbound => self.drop(
+                    pkt,
+                    format!("port with tunnel key {outport} is not bound to a chassis"),
+                ),
+            }
+            return;
+        };
+        let inport = pkt.key[KeyField::InPort.index()] as u32;
+        // One copy per remote chassis, which delivers to its own members.
+        let mut remote: Vec<String> = Vec::new();
+        for &member in members {
+            if member == inport && !loopback_allowed(&pkt.key) {
+                continue;
+            }
+            match self.placement(pkt.dp, member) {
+                Placement::Local => {
                     let mut copy = pkt.clone();
                     copy.key[KeyField::OutPort.index()] = member.into();
                     self.table(&mut copy, Pipeline::Egress, 0, depth + 1);
                 }
-            }
-            None => {
-                let mut copy = pkt.clone();
-                self.table(&mut copy, Pipeline::Egress, 0, depth + 1);
+                Placement::Remote(chassis) if !remote.contains(&chassis) => remote.push(chassis),
+                Placement::Remote(_) | Placement::Unbound => {}
             }
         }
+        for chassis in remote {
+            self.tunnel(pkt, outport, chassis);
+        }
+    }
+
+    /// Where the port (or group) with `key` on `dp` is.
+    fn placement(&self, dp: Uuid, key: u32) -> Placement {
+        let (Some(local), Some(port)) = (self.chassis, self.port(dp, key)) else {
+            return Placement::Local;
+        };
+        let bound_here = || match &port.chassis {
+            Some(c) if c == local => Placement::Local,
+            Some(c) => Placement::Remote(c.clone()),
+            None => Placement::Unbound,
+        };
+        match port.port_type {
+            PortType::Vif | PortType::Virtual | PortType::External | PortType::ChassisRedirect => {
+                bound_here()
+            }
+            // Claimed by the gateway chassis once it runs; local until then.
+            PortType::L3Gateway => match bound_here() {
+                Placement::Unbound => Placement::Local,
+                other => other,
+            },
+            _ => Placement::Local,
+        }
+    }
+
+    /// Sends the packet to another chassis, which runs the egress pipeline.
+    fn tunnel(&mut self, pkt: &Packet, outport: u32, chassis: String) {
+        let name = self
+            .port(pkt.dp, outport)
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| {
+                self.net
+                    .multicast_groups
+                    .values()
+                    .find(|g| g.datapath == pkt.dp && g.tunnel_key == outport)
+                    .map_or_else(|| outport.to_string(), |g| g.name.clone())
+            });
+        let datapath_key = self
+            .program
+            .datapaths
+            .get(&pkt.dp)
+            .map_or(0, |d| d.tunnel_key);
+        self.out.outputs.push(Output {
+            port: name,
+            datapath: self.dp_name(pkt.dp),
+            generated_by: pkt.generated_by,
+            key: pkt.key,
+            tunnel: Some(Tunnel {
+                chassis,
+                datapath_key,
+                inport_key: pkt.key[KeyField::InPort.index()] as u32,
+                outport_key: outport,
+            }),
+        });
     }
 
     /// `output` in an egress pipeline: out of the datapath.
@@ -623,6 +723,7 @@ impl<'a> Interp<'a> {
                     datapath,
                     generated_by: pkt.generated_by,
                     key: pkt.key,
+                    tunnel: None,
                 });
             }
         }

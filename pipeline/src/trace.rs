@@ -21,6 +21,9 @@ pub struct TraceRequest<'a> {
     pub ct: Vec<u32>,
     /// `--lb-dst`: the backend a load balancer picks.
     pub lb_dst: Option<(u128, Option<u16>)>,
+    /// The chassis the trace runs on: ports bound elsewhere are reached by
+    /// tunnel. `None` treats every port as local, as `ovn-trace` does.
+    pub chassis: Option<&'a str>,
 }
 
 /// Runs a trace; the error says what to fix in the request.
@@ -38,7 +41,7 @@ pub fn trace(
         next: 0,
         lb_dst: req.lb_dst,
     };
-    Ok(run(program, net, dp.uuid, key, &mut ct))
+    Ok(run(program, net, dp.uuid, key, &mut ct, req.chassis))
 }
 
 /// The key a microflow describes: every field it sets (with the
@@ -252,6 +255,7 @@ mod tests {
                         && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3 && ip.ttl == 64 && tcp.dst == 22",
             ct: vec![],
             lb_dst: None,
+            chassis: None,
         };
         let out = trace(&program, &net, &req).unwrap();
         assert_eq!(out.outputs.len(), 1, "{:#?}", out.drops);
@@ -278,6 +282,7 @@ mod tests {
                         && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3",
             ct: vec![],
             lb_dst: None,
+            chassis: None,
         };
         let out = trace(&program, &net, &req).unwrap();
         assert_eq!(out.outputs.len(), 1, "{:#?}", out.drops);
@@ -291,6 +296,81 @@ mod tests {
                 f["ip.ttl"].as_str()
             ),
             ("11", "192.168.3.1", "254")
+        );
+    }
+
+    /// As kube-node2's chassis sees it, the seed's cross-node packet leaves
+    /// in a tunnel to kube-node1's chassis with the header the seed
+    /// write-up shows: VNI = kube-node1's key, ingress = its router port,
+    /// egress = sshd-2.
+    #[test]
+    fn remote_ports_are_reached_by_tunnel() {
+        let mut net = seed();
+        for (port, chassis) in [
+            ("web-1", "node2"),
+            ("sshd-2", "node1"),
+            ("k8s-kube-node2", "node3"),
+        ] {
+            net.ports.get_mut(port).unwrap().chassis = Some(chassis.into());
+        }
+        let program = compile(&net);
+        let routed = "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 00:00:00:d3:4b:aa \
+                      && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3 && ip.ttl == 64 && tcp.dst == 22";
+        let req = |microflow, chassis| TraceRequest {
+            datapath: "kube-node2",
+            microflow,
+            ct: vec![],
+            lb_dst: None,
+            chassis,
+        };
+        let out = trace(&program, &net, &req(routed, Some("node2"))).unwrap();
+        assert_eq!(out.outputs.len(), 1, "{:?}", out.drops);
+        let o = &out.outputs[0];
+        let t = o.tunnel.as_ref().expect("sshd-2 is on another chassis");
+        let node1 = net.find_datapath("kube-node1").unwrap();
+        assert_eq!((o.port.as_str(), t.chassis.as_str()), ("sshd-2", "node1"));
+        assert_eq!(t.datapath_key, node1.tunnel_key);
+        assert_eq!(t.inport_key, net.ports["stor-kube-node1"].tunnel_key);
+        assert_eq!(t.outport_key, net.ports["sshd-2"].tunnel_key);
+        assert_eq!(
+            fields(&o.key)["ip.ttl"],
+            "63",
+            "routed on the sending chassis"
+        );
+
+        // Seen from node1 itself, the same packet is delivered locally.
+        let out = trace(&program, &net, &req(routed, Some("node1"))).unwrap();
+        assert!(out.outputs[0].tunnel.is_none());
+
+        // A broadcast reaches a remote member once, by the group.
+        let arp = "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == ff:ff:ff:ff:ff:ff \
+                   && arp.op == 1 && arp.sha == 0a:00:00:00:00:02 && arp.spa == 192.168.3.3 && arp.tpa == 192.168.3.99";
+        let out = trace(&program, &net, &req(arp, Some("node2"))).unwrap();
+        let tunnels: Vec<_> = out
+            .outputs
+            .iter()
+            .filter_map(|o| {
+                o.tunnel
+                    .as_ref()
+                    .map(|t| (o.port.clone(), t.chassis.clone()))
+            })
+            .collect();
+        assert!(
+            tunnels
+                .iter()
+                .any(|(port, ch)| port.starts_with("_MC_") && ch == "node3"),
+            "{tunnels:?}"
+        );
+
+        // A VIF bound nowhere gets nothing.
+        net.ports.get_mut("sshd-2").unwrap().chassis = None;
+        let program = compile(&net);
+        let out = trace(&program, &net, &req(routed, Some("node2"))).unwrap();
+        assert!(out.outputs.is_empty());
+        assert!(
+            out.drops.iter().any(|d| d.reason.contains("not bound")),
+            "{:?}",
+            out.drops
         );
     }
 
@@ -310,6 +390,7 @@ mod tests {
                 microflow: flow,
                 ct: vec![],
                 lb_dst: None,
+                chassis: None,
             };
             let e = trace(&program, &net, &req).unwrap_err();
             assert!(e.contains(what), "{flow}: {e}");

@@ -41,6 +41,7 @@ fn ironflow_outputs(
     probe: &Probe,
 ) -> Vec<Seen> {
     let req = TraceRequest {
+        chassis: None,
         datapath: probe.datapath,
         microflow: probe.microflow,
         ct: probe

@@ -52,6 +52,11 @@ pub struct TraceArgs {
     /// The backend a load balancer picks: IP, IP:PORT or [IPv6]:PORT.
     #[arg(long, value_name = "IP[:PORT]")]
     pub lb_dst: Option<String>,
+    /// Trace as this chassis sees it: ports bound to other chassis are
+    /// reached through tunnels. Without it every port is local, as in
+    /// ovn-trace.
+    #[arg(long, value_name = "NAME")]
+    pub chassis: Option<String>,
     /// Every table visited with its flow (the default).
     #[arg(long, group = "detail")]
     pub detailed: bool,
@@ -178,6 +183,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
                 microflow: &args.microflow,
                 ct,
                 lb_dst,
+                chassis: args.chassis.as_deref(),
             };
             let outcome = ironflow_pipeline::trace::trace(&program, &loaded.network, &req)
                 .map_err(anyhow::Error::msg)?;

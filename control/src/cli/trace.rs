@@ -55,6 +55,12 @@ pub fn to_json(out: &Outcome) -> Value {
             "port": o.port,
             "datapath": o.datapath,
             "generated_by": o.generated_by,
+            "tunnel": o.tunnel.as_ref().map(|t| json!({
+                "chassis": t.chassis,
+                "vni": t.datapath_key,
+                "inport_key": t.inport_key,
+                "outport_key": t.outport_key,
+            })),
             "fields": fields(&o.key),
         })).collect::<Vec<_>>(),
         "drops": out.drops.iter().map(|d| json!({"datapath": d.datapath, "reason": d.reason})).collect::<Vec<_>>(),
@@ -119,7 +125,18 @@ pub fn to_text(out: &Outcome, input: &Key, detail: Detail) -> String {
                 let _ = writeln!(s, "    {name} = {value};");
             }
         }
-        let _ = writeln!(s, "    output({:?}); /* on {} */", o.port, o.datapath);
+        match &o.tunnel {
+            Some(t) => {
+                let _ = writeln!(
+                    s,
+                    "    output({:?}); /* on {}: tunnel to chassis {:?}, vni {}, ports {} -> {} */",
+                    o.port, o.datapath, t.chassis, t.datapath_key, t.inport_key, t.outport_key
+                );
+            }
+            None => {
+                let _ = writeln!(s, "    output({:?}); /* on {} */", o.port, o.datapath);
+            }
+        }
         if o.generated_by.is_some() {
             let _ = writeln!(s, "}};");
         }
