@@ -40,7 +40,7 @@ pub mod ct_state {
 /// `trace` a simulated one that answers what the user asked for.
 pub trait Conntrack {
     /// The `ct_state` after a recirculation (`ct_next`, `ct_lb_mark`, …).
-    fn next_state(&mut self, key: &Key) -> u32;
+    fn next_state(&mut self, zone: u16, key: &Key) -> u32;
     /// The backend a new load-balanced connection goes to, by index.
     fn choose_backend(&mut self, backends: &[(u128, Format, Option<u16>)]) -> usize;
 }
@@ -59,7 +59,7 @@ impl SimulatedConntrack {
 }
 
 impl Conntrack for SimulatedConntrack {
-    fn next_state(&mut self, _key: &Key) -> u32 {
+    fn next_state(&mut self, _zone: u16, _key: &Key) -> u32 {
         let state = self
             .states
             .get(self.next)
@@ -141,6 +141,26 @@ pub struct Outcome {
     pub steps: Vec<Step>,
     /// Every key bit some lookup depended on.
     pub consulted: Key,
+    /// Every conntrack recirculation, in order.
+    pub conntrack: Vec<CtUse>,
+}
+
+/// One trip through conntrack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtUse {
+    pub datapath: String,
+    pub zone: u16,
+    /// The `ct_state` the packet came back with.
+    pub state: u32,
+}
+
+/// Which of a datapath's conntrack zones an action uses.
+#[derive(Clone, Copy)]
+enum ZoneRole {
+    /// The logical port's zone on a switch, the DNAT zone on a router.
+    Default,
+    Dnat,
+    Snat,
 }
 
 /// Most tables one packet may visit (loops in the logical topology end
@@ -368,7 +388,9 @@ impl<'a> Interp<'a> {
                 }
             }
             Action::Bare(b) => match b {
-                Bare::CtNext => return self.recirculate(pkt, pipeline, table, depth, 0),
+                Bare::CtNext => {
+                    return self.recirculate(pkt, pipeline, table, depth, 0, ZoneRole::Default)
+                }
                 Bare::CtClear => clear_ct(&mut pkt.key),
                 Bare::CtCommitNat | Bare::CtSnatToVip => {}
                 Bare::Igmp | Bare::HandleDhcpv6Reply => {
@@ -397,7 +419,12 @@ impl<'a> Interp<'a> {
                     Nat::Snat | Nat::SnatInCzone => ct_state::SNAT,
                 };
                 let extra = if target.is_some() { bit } else { 0 };
-                return self.recirculate(pkt, pipeline, table, depth, extra);
+                // The `_in_czone` forms share one common zone: the SNAT zone.
+                let role = match kind {
+                    Nat::Dnat => ZoneRole::Dnat,
+                    Nat::Snat | Nat::DnatInCzone | Nat::SnatInCzone => ZoneRole::Snat,
+                };
+                return self.recirculate(pkt, pipeline, table, depth, extra, role);
             }
             Action::CtLb(lb) => return self.ct_lb(lb, pkt, pipeline, table, depth),
             Action::Call { result, func, args } => {
@@ -416,8 +443,11 @@ impl<'a> Interp<'a> {
         table: u8,
         depth: usize,
         extra_state: u32,
+        role: ZoneRole,
     ) -> Flow {
-        let state = self.ct.next_state(&pkt.key) | extra_state;
+        let zone = self.zone(pkt, pipeline, role);
+        let state = self.ct.next_state(zone, &pkt.key) | extra_state;
+        self.record_ct(pkt, zone, state);
         set_key_field(&mut pkt.key, KeyField::CtState, u128::from(state));
         self.table(pkt, pipeline, table.saturating_add(1), depth + 1);
         Flow::Stop
@@ -432,13 +462,15 @@ impl<'a> Interp<'a> {
         depth: usize,
     ) -> Flow {
         let Some(backends) = &lb.backends else {
-            return self.recirculate(pkt, pipeline, table, depth, 0);
+            return self.recirculate(pkt, pipeline, table, depth, 0, ZoneRole::Default);
         };
         let choices: Vec<(u128, Format, Option<u16>)> = backends
             .iter()
             .map(|b| (b.ip.value, b.ip.format, b.port))
             .collect();
-        let state = self.ct.next_state(&pkt.key);
+        let zone = self.zone(pkt, pipeline, ZoneRole::Default);
+        let state = self.ct.next_state(zone, &pkt.key);
+        self.record_ct(pkt, zone, state | ct_state::DNAT);
         // A new connection is DNATed to a backend; an established one was
         // already, and keeps its (already rewritten) destination.
         if state & ct_state::NEW != 0 || state & ct_state::EST == 0 {
@@ -453,6 +485,37 @@ impl<'a> Interp<'a> {
         );
         self.table(pkt, pipeline, table.saturating_add(1), depth + 1);
         Flow::Stop
+    }
+
+    /// The zone a conntrack action uses, as ovn-controller encodes it.
+    fn zone(&self, pkt: &Packet, pipeline: Pipeline, role: ZoneRole) -> u16 {
+        let zones = &self.program.zones;
+        let is_router = self
+            .program
+            .datapaths
+            .get(&pkt.dp)
+            .is_some_and(|d| d.is_router);
+        match (is_router, role) {
+            (false, _) => {
+                let port = match pipeline {
+                    Pipeline::Ingress => KeyField::InPort,
+                    Pipeline::Egress => KeyField::OutPort,
+                };
+                let key = pkt.key[port.index()] as u32;
+                zones.ports.get(&(pkt.dp, key)).copied().unwrap_or(0)
+            }
+            (true, ZoneRole::Snat) => zones.snat.get(&pkt.dp).copied().unwrap_or(0),
+            (true, _) => zones.dnat.get(&pkt.dp).copied().unwrap_or(0),
+        }
+    }
+
+    fn record_ct(&mut self, pkt: &Packet, zone: u16, state: u32) {
+        let datapath = self.dp_name(pkt.dp);
+        self.out.conntrack.push(CtUse {
+            datapath,
+            zone,
+            state,
+        });
     }
 
     fn call(
@@ -593,9 +656,16 @@ impl<'a> Interp<'a> {
     /// multicast group.
     fn enter_egress(&mut self, pkt: &Packet, depth: usize) {
         let outport = pkt.key[KeyField::OutPort.index()] as u32;
+        let inport = pkt.key[KeyField::InPort.index()] as u32;
         let Some(members) = self.program.groups.get(&(pkt.dp, outport)) else {
+            // OVN's table 41: no output back to the input port unless the
+            // pipeline allowed it, checked before egress clears the flags.
+            if outport == inport && !loopback_allowed(&pkt.key) {
+                self.drop(pkt, "output to the input port without flags.loopback");
+                return;
+            }
             match self.placement(pkt.dp, outport) {
-                Placement::Local => self.table(&mut pkt.clone(), Pipeline::Egress, 0, depth + 1),
+                Placement::Local => self.egress(pkt, outport, depth),
                 Placement::Remote(chassis) => self.tunnel(pkt, outport, chassis),
                 Placement::Unbound => self.drop(
                     pkt,
@@ -604,7 +674,6 @@ impl<'a> Interp<'a> {
             }
             return;
         };
-        let inport = pkt.key[KeyField::InPort.index()] as u32;
         // One copy per remote chassis, which delivers to its own members.
         let mut remote: Vec<String> = Vec::new();
         for &member in members {
@@ -612,11 +681,7 @@ impl<'a> Interp<'a> {
                 continue;
             }
             match self.placement(pkt.dp, member) {
-                Placement::Local => {
-                    let mut copy = pkt.clone();
-                    copy.key[KeyField::OutPort.index()] = member.into();
-                    self.table(&mut copy, Pipeline::Egress, 0, depth + 1);
-                }
+                Placement::Local => self.egress(pkt, member, depth),
                 Placement::Remote(chassis) if !remote.contains(&chassis) => remote.push(chassis),
                 Placement::Remote(_) | Placement::Unbound => {}
             }
@@ -624,6 +689,23 @@ impl<'a> Interp<'a> {
         for chassis in remote {
             self.tunnel(pkt, outport, chassis);
         }
+    }
+
+    /// Runs the egress pipeline for `outport`. It starts as a packet from a
+    /// tunnel would: every register but the ports cleared, flags included
+    /// (as ovn-trace does), so local and remote delivery agree.
+    fn egress(&mut self, pkt: &Packet, outport: u32, depth: usize) {
+        let mut copy = pkt.clone();
+        copy.key[KeyField::OutPort.index()] = outport.into();
+        for field in [
+            KeyField::Xxreg(0),
+            KeyField::Xxreg(1),
+            KeyField::Xreg4,
+            KeyField::Flags,
+        ] {
+            copy.key[field.index()] = 0;
+        }
+        self.table(&mut copy, Pipeline::Egress, 0, depth + 1);
     }
 
     /// Where the port (or group) with `key` on `dp` is.
@@ -683,11 +765,6 @@ impl<'a> Interp<'a> {
     /// `output` in an egress pipeline: out of the datapath.
     fn leave(&mut self, pkt: &Packet, depth: usize) {
         let outport = pkt.key[KeyField::OutPort.index()] as u32;
-        let inport = pkt.key[KeyField::InPort.index()] as u32;
-        if outport == inport && !loopback_allowed(&pkt.key) {
-            self.drop(pkt, "output to the input port without flags.loopback");
-            return;
-        }
         let Some(port) = self.port(pkt.dp, outport) else {
             self.drop(pkt, format!("no port with tunnel key {outport}"));
             return;

@@ -39,6 +39,8 @@ pub struct DatapathProgram {
     pub uuid: Uuid,
     pub name: String,
     pub tunnel_key: u32,
+    /// A logical router (its conntrack uses the DNAT/SNAT zones).
+    pub is_router: bool,
     pub ingress: Vec<Table>,
     pub egress: Vec<Table>,
 }
@@ -56,6 +58,53 @@ impl DatapathProgram {
             Pipeline::Ingress => &mut self.ingress,
             Pipeline::Egress => &mut self.egress,
         }
+    }
+}
+
+/// Conntrack zones, allocated as ovn-controller allocates them: one per
+/// logical port, and a DNAT and an SNAT zone per logical router, numbered
+/// from 1 in name order (ovn-controller's names: the port name,
+/// `UUID_dnat`, `UUID_snat`). Zones are local to a chassis; only their
+/// separation matters, not their numbers.
+#[derive(Debug, Default)]
+pub struct Zones {
+    /// (datapath, port tunnel key) → zone.
+    pub ports: HashMap<(Uuid, u32), u16>,
+    pub dnat: HashMap<Uuid, u16>,
+    pub snat: HashMap<Uuid, u16>,
+}
+
+impl Zones {
+    fn allocate(net: &LogicalNetwork) -> Zones {
+        enum Owner {
+            Port(Uuid, u32),
+            Dnat(Uuid),
+            Snat(Uuid),
+        }
+        let mut owners: Vec<(String, Owner)> = net
+            .ports
+            .values()
+            .map(|p| (p.name.clone(), Owner::Port(p.datapath, p.tunnel_key)))
+            .collect();
+        for dp in net
+            .datapaths
+            .values()
+            .filter(|d| d.kind == crate::network::DatapathKind::Router)
+        {
+            owners.push((format!("{}_dnat", dp.uuid), Owner::Dnat(dp.uuid)));
+            owners.push((format!("{}_snat", dp.uuid), Owner::Snat(dp.uuid)));
+        }
+        owners.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut zones = Zones::default();
+        // Zone 0 is "no zone"; past 65535 owners there are no zones left.
+        for ((_, owner), zone) in owners.into_iter().zip(1..=u16::MAX) {
+            match owner {
+                Owner::Port(dp, key) => zones.ports.insert((dp, key), zone),
+                Owner::Dnat(dp) => zones.dnat.insert(dp, zone),
+                Owner::Snat(dp) => zones.snat.insert(dp, zone),
+            };
+        }
+        zones
     }
 }
 
@@ -80,6 +129,7 @@ pub struct Program {
     pub ports: HashMap<(Uuid, u32), String>,
     /// (datapath, tunnel key) → member port keys of a multicast group.
     pub groups: HashMap<(Uuid, u32), Vec<u32>>,
+    pub zones: Zones,
     pub failures: Vec<Failure>,
     /// Logical flows compiled (failed ones included).
     pub flows: usize,
@@ -100,6 +150,7 @@ pub fn compile(net: &LogicalNetwork) -> Program {
                     uuid: dp.uuid,
                     name: dp.name.clone(),
                     tunnel_key: dp.tunnel_key,
+                    is_router: dp.kind == crate::network::DatapathKind::Router,
                     ..Default::default()
                 };
                 (dp.uuid, p)
@@ -107,6 +158,7 @@ pub fn compile(net: &LogicalNetwork) -> Program {
             .collect(),
         ..Default::default()
     };
+    program.zones = Zones::allocate(net);
     program.ports = net
         .ports
         .values()

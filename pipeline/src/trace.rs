@@ -270,6 +270,27 @@ mod tests {
         assert_eq!(f["ip.ttl"], "63");
         assert_eq!(f["tcp.dst"], "22");
         assert!(out.consulted[KeyField::InPort.index()] != 0);
+
+        // Conntrack in the sending port's zone on its switch, and in the
+        // receiving port's zone on the other (ovn-trace shows the same two
+        // ct_lb_mark recirculations).
+        let zone_of = |port: &str| {
+            let p = &net.ports[port];
+            program.zones.ports[&(p.datapath, p.tunnel_key)]
+        };
+        let used: Vec<(&str, u16)> = out
+            .conntrack
+            .iter()
+            .map(|c| (c.datapath.as_str(), c.zone))
+            .collect();
+        assert_eq!(
+            used,
+            [
+                ("kube-node2", zone_of("web-1")),
+                ("kube-node1", zone_of("sshd-2"))
+            ]
+        );
+        assert_ne!(zone_of("web-1"), zone_of("sshd-2"));
     }
 
     #[test]
