@@ -545,6 +545,10 @@ impl<'a> Interp<'a> {
             )),
             Func::CheckInPortSec => Some(u128::from(self.violates_port_security(pkt, true))),
             Func::CheckOutPortSec => Some(u128::from(self.violates_port_security(pkt, false))),
+            // The flow only asks for a port that has the options, and the
+            // controller answers any well-formed request: success, as
+            // ovn-trace assumes for a DHCPDISCOVER/REQUEST or an RS.
+            Func::PutDhcpOpts | Func::PutDhcpv6Opts | Func::PutNdRaOpts => Some(1),
             Func::Select => match args {
                 Args::Weighted(items) => items.first().map(|(v, _)| u128::from(*v)),
                 _ => None,
@@ -599,8 +603,10 @@ impl<'a> Interp<'a> {
         fixed.or(dynamic).and_then(|m| parse_mac(m))
     }
 
-    /// Port security of `inport` (`ingress`) or `outport`: true when the
-    /// packet violates it.
+    /// Port security of `inport` (`ingress`) or `outport`, as northd asks
+    /// for it: true when the packet violates it. A port may send from its
+    /// MACs and addresses (and DHCP from 0.0.0.0, IPv6 from link-local or
+    /// ::); it may receive for its addresses and broadcast/multicast.
     fn violates_port_security(&self, pkt: &Packet, ingress: bool) -> bool {
         let field = if ingress {
             KeyField::InPort
@@ -614,38 +620,66 @@ impl<'a> Interp<'a> {
         if port.port_security.is_empty() {
             return false;
         }
-        let k = &pkt.key;
-        let (mac_field, ip4_field) = if ingress {
-            (KeyField::EthSrc, KeyField::Nw4Src)
+        let k = |f: KeyField| pkt.key[f.index()];
+        let (mac, ip4, ip6) = if ingress {
+            (
+                k(KeyField::EthSrc),
+                k(KeyField::Nw4Src),
+                k(KeyField::Ip6Src),
+            )
         } else {
-            (KeyField::EthDst, KeyField::Nw4Dst)
+            (
+                k(KeyField::EthDst),
+                k(KeyField::Nw4Dst),
+                k(KeyField::Ip6Dst),
+            )
         };
-        let mac = k[mac_field.index()];
-        let eth_type = k[KeyField::EthType.index()];
-        let multicast = |m: u128| m & (1 << 40) != 0;
-        if !ingress && multicast(mac) {
+        let eth_type = k(KeyField::EthType);
+        if !ingress && mac & (1 << 40) != 0 {
             return false;
         }
+        let in_prefixes = |ip: u128, v6: bool, ps: &[(u128, u128, bool)]| {
+            ps.iter()
+                .any(|&(net, mask, is6)| is6 == v6 && ip & mask == net)
+        };
+        let subnet_broadcast = |ip: u128, ps: &[(u128, u128, bool)]| {
+            ps.iter().any(|&(net, mask, is6)| {
+                !is6 && mask != u128::from(u32::MAX) && ip == net | (!mask & u128::from(u32::MAX))
+            })
+        };
+        let dhcp_discover =
+            k(KeyField::IpProto) == 17 && k(KeyField::TpSrc) == 68 && k(KeyField::TpDst) == 67;
         !port.port_security.iter().any(|entry| {
             let mut words = entry.split_whitespace();
             let Some(allowed_mac) = words.next().and_then(parse_mac) else {
                 return false;
             };
-            let ips: Vec<(u128, u128, bool)> = words.filter_map(parse_prefix).collect();
             if allowed_mac != mac {
                 return false;
             }
-            let v4: Vec<_> = ips.iter().filter(|(_, _, v6)| !v6).collect();
+            let ips: Vec<(u128, u128, bool)> = words.filter_map(parse_prefix).collect();
+            let has = |v6: bool| ips.iter().any(|&(_, _, is6)| is6 == v6);
             match eth_type {
-                0x800 if !v4.is_empty() => {
-                    let ip = k[ip4_field.index()];
-                    v4.iter().any(|(net, mask, _)| ip & mask == *net) || (ingress && ip == 0)
+                0x800 if has(false) => {
+                    in_prefixes(ip4, false, &ips)
+                        || (ingress
+                            && ip4 == 0
+                            && k(KeyField::Nw4Dst) == 0xffff_ffff
+                            && dhcp_discover)
+                        || (!ingress
+                            && (ip4 == 0xffff_ffff
+                                || ip4 >> 28 == 0xe
+                                || subnet_broadcast(ip4, &ips)))
                 }
-                0x806 if ingress && !v4.is_empty() => {
-                    k[KeyField::ArpSha.index()] == mac
-                        && v4
-                            .iter()
-                            .any(|(net, mask, _)| k[KeyField::Nw4Src.index()] & mask == *net)
+                0x806 if ingress && has(false) => {
+                    k(KeyField::ArpSha) == mac && in_prefixes(k(KeyField::Nw4Src), false, &ips)
+                }
+                0x86dd if has(true) => {
+                    let link_local = ip6 >> 118 == 0x3fa; // fe80::/10
+                    in_prefixes(ip6, true, &ips)
+                        || link_local
+                        || (ingress && ip6 == 0)
+                        || (!ingress && ip6 >> 120 == 0xff)
                 }
                 _ => true,
             }

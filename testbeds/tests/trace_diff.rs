@@ -28,6 +28,7 @@ fn seed_probes() -> Vec<Probe> {
         p("no route", "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 00:00:00:d3:4b:aa && ip4.src == 192.168.3.3 && ip4.dst == 8.8.8.8 && ip.ttl == 64", &[], None),
         p("unknown destination MAC", "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 0a:00:00:00:00:77 && ip4.src == 192.168.3.3 && ip4.dst == 192.168.3.77 && ip.ttl == 64", &[], None),
         p("spoofed source MAC", "inport == \"web-1\" && eth.src == 0a:00:00:00:00:09 && eth.dst == 00:00:00:d3:4b:aa && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3 && ip.ttl == 64", &[], None),
+        p("spoofed source IP", "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 00:00:00:d3:4b:aa && ip4.src == 192.168.3.99 && ip4.dst == 192.168.2.3 && ip.ttl == 64", &[], None),
         p("ACL allows ssh from web clients, new", "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 00:00:00:d3:4b:aa && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3 && ip.ttl == 64 && tcp.dst == 22", &["new"], None),
         p("ACL allows ssh, established", "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 00:00:00:d3:4b:aa && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3 && ip.ttl == 64 && tcp.dst == 22", &["est"], None),
         p("ACL drops http, new", "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 00:00:00:d3:4b:aa && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3 && ip.ttl == 64 && tcp.dst == 80", &["new"], None),
@@ -251,6 +252,7 @@ fn dual_stack_probes_agree_with_ovn_trace() {
         probe("IPv6 routed", "a", "inport == \"a1\" && eth.src == 0a:00:00:06:01:0a && eth.dst == 00:00:00:06:00:01 && ip6.src == fd00:6:1::a && ip6.dst == fd00:6:2::a && ip.ttl == 64 && icmp6.type == 128", &["new"]),
         probe("IPv6 hop limit expiry", "a", "inport == \"a1\" && eth.src == 0a:00:00:06:01:0a && eth.dst == 00:00:00:06:00:01 && ip6.src == fd00:6:1::a && ip6.dst == fd00:6:2::a && ip.ttl == 1 && udp.dst == 53", &[]),
         probe("IPv4 routed", "a", "inport == \"a1\" && eth.src == 0a:00:00:06:01:0a && eth.dst == 00:00:00:06:00:01 && ip4.src == 10.6.1.10 && ip4.dst == 10.6.2.10 && ip.ttl == 64 && udp.dst == 53", &[]),
+        probe("DHCPv4 discover answered", "a", "inport == \"a1\" && eth.src == 0a:00:00:06:01:0a && eth.dst == ff:ff:ff:ff:ff:ff && ip4.src == 0.0.0.0 && ip4.dst == 255.255.255.255 && udp.src == 68 && udp.dst == 67 && ip.ttl == 64", &[]),
         probe("IPv6 routed back, allowed by the ACL", "b", "inport == \"b1\" && eth.src == 0a:00:00:06:02:0a && eth.dst == 00:00:00:06:00:02 && ip6.src == fd00:6:2::a && ip6.dst == fd00:6:1::a && ip.ttl == 64 && udp.dst == 53", &["new"]),
         // A neighbour solicitation for the router is not compared:
         // ovn-trace 23.03.1 aborts on nd_na_router (an assertion in
