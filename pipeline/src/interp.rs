@@ -41,12 +41,14 @@ pub mod ct_state {
 pub trait Conntrack {
     /// The `ct_state` after a recirculation (`ct_next`, `ct_lb_mark`, …).
     fn next_state(&mut self, zone: u16, key: &Key) -> u32;
-    /// The backend a new load-balanced connection goes to, by index.
+    /// The backend a load-balanced packet goes to, by index: a new
+    /// connection's choice, or an established one's recorded mapping.
     fn choose_backend(&mut self, backends: &[(u128, Format, Option<u16>)]) -> usize;
 }
 
-/// Conntrack for `trace`: states taken in turn from a list (then the last
-/// one again), backends chosen by `--lb-dst` or else the first.
+/// Conntrack for `trace`: states taken in turn from a list, then
+/// `est|trk` once it runs out (as `ovn-trace --ct` does); backends chosen
+/// by `--lb-dst` or else the first.
 pub struct SimulatedConntrack {
     pub states: Vec<u32>,
     pub next: usize,
@@ -63,7 +65,6 @@ impl Conntrack for SimulatedConntrack {
         let state = self
             .states
             .get(self.next)
-            .or(self.states.last())
             .copied()
             .unwrap_or(Self::DEFAULT_STATE);
         self.next += 1;
@@ -471,12 +472,11 @@ impl<'a> Interp<'a> {
         let zone = self.zone(pkt, pipeline, ZoneRole::Default);
         let state = self.ct.next_state(zone, &pkt.key);
         self.record_ct(pkt, zone, state | ct_state::DNAT);
-        // A new connection is DNATed to a backend; an established one was
-        // already, and keeps its (already rewritten) destination.
-        if state & ct_state::NEW != 0 || state & ct_state::EST == 0 {
-            if let Some(&(ip, format, port)) = choices.get(self.ct.choose_backend(&choices)) {
-                rewrite_endpoint(&mut pkt.key, true, ip, format, port);
-            }
+        // New or established, the packet leaves conntrack addressed to the
+        // backend: a new connection gets one chosen, an established one its
+        // recorded mapping (the Conntrack knows which).
+        if let Some(&(ip, format, port)) = choices.get(self.ct.choose_backend(&choices)) {
+            rewrite_endpoint(&mut pkt.key, true, ip, format, port);
         }
         set_key_field(
             &mut pkt.key,

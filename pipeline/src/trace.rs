@@ -75,9 +75,9 @@ pub fn microflow_key(
 }
 
 /// `--ct` flags: `new`, `est`, `rel`, `rpl`, `inv`, `trk`, `snat`, `dnat`
-/// joined by `|` (`trk` is implied).
+/// separated by `,`, spaces or `|` (`trk` is implied).
 pub fn parse_ct_flags(text: &str) -> Result<u32, String> {
-    text.split('|')
+    text.split(|c: char| c == '|' || c == ',' || c.is_whitespace())
         .filter(|f| !f.is_empty())
         .try_fold(ct_state::TRK, |acc, flag| {
             let bit = match flag.trim() {
@@ -421,5 +421,9 @@ mod tests {
             ct_state::NEW | ct_state::TRK
         );
         assert!(parse_ct_flags("new|bogus").unwrap_err().contains("bogus"));
+        assert_eq!(
+            parse_ct_flags("trk,est").unwrap(),
+            parse_ct_flags("est").unwrap()
+        );
     }
 }

@@ -64,6 +64,11 @@ pub fn to_json(out: &Outcome) -> Value {
             "fields": fields(&o.key),
         })).collect::<Vec<_>>(),
         "drops": out.drops.iter().map(|d| json!({"datapath": d.datapath, "reason": d.reason})).collect::<Vec<_>>(),
+        "conntrack": out.conntrack.iter().map(|c| json!({
+            "datapath": c.datapath,
+            "zone": c.zone,
+            "ct_state": ct_flags(c.state),
+        })).collect::<Vec<_>>(),
         "steps": out.steps.iter().map(|s| json!({
             "depth": s.depth,
             "datapath": s.datapath,
@@ -78,8 +83,40 @@ pub fn to_json(out: &Outcome) -> Value {
     })
 }
 
+/// `ct_state` bits as `--ct` writes them (`est|trk`).
+fn ct_flags(state: u32) -> String {
+    use ironflow_pipeline::interp::ct_state::*;
+    let names = [
+        (NEW, "new"),
+        (EST, "est"),
+        (REL, "rel"),
+        (RPL, "rpl"),
+        (INV, "inv"),
+        (TRK, "trk"),
+        (SNAT, "snat"),
+        (DNAT, "dnat"),
+    ];
+    let set: Vec<&str> = names
+        .iter()
+        .filter(|(bit, _)| state & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    set.join("|")
+}
+
 pub fn to_text(out: &Outcome, input: &Key, detail: Detail) -> String {
     let mut s = String::new();
+    if detail != Detail::Minimal {
+        for c in &out.conntrack {
+            let _ = writeln!(
+                s,
+                "conntrack on {}: zone {}, ct_state {}",
+                c.datapath,
+                c.zone,
+                ct_flags(c.state)
+            );
+        }
+    }
     if detail != Detail::Minimal {
         for step in &out.steps {
             let indent = "    ".repeat(step.depth);
