@@ -269,18 +269,37 @@ impl<'a> Interp<'a> {
             self.drop(pkt, "unknown datapath");
             return;
         };
-        let tables = dp.tables(pipeline);
-        let Some(t) = tables.get(usize::from(table)) else {
+        // The datapath's own table and those of its datapath groups hold
+        // one pipeline table between them; the best priority wins.
+        let idx = usize::from(table);
+        let own = dp.tables(pipeline).get(idx);
+        let shared = dp
+            .groups
+            .iter()
+            .filter_map(|g| program.dp_groups.get(g))
+            .filter_map(|g| g.tables(pipeline).get(idx));
+        let mut stage = None;
+        let mut found: Option<(u16, &Arc<CompiledFlow>)> = None;
+        let mut any_table = false;
+        for t in own.into_iter().chain(shared) {
+            any_table = true;
+            stage = stage.or(t.stage_name.as_ref());
+            if let Some((p, f)) = t.classifier.lookup(&pkt.key, &mut self.out.consulted) {
+                if found.is_none_or(|(best, _)| p > best) {
+                    found = Some((p, f));
+                }
+            }
+        }
+        if !any_table {
             self.drop(pkt, format!("no table {table} in the {pipeline} pipeline"));
             return;
-        };
-        let found = t.classifier.lookup(&pkt.key, &mut self.out.consulted);
+        }
         self.out.steps.push(Step {
             depth,
             datapath: dp.name.clone(),
             pipeline,
             table,
-            stage: t.stage_name.clone(),
+            stage: stage.cloned(),
             flow: found.map(|(_, f)| f.clone()),
         });
         match found {

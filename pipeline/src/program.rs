@@ -13,7 +13,7 @@ use crate::lflow::actions::{parse_actions, Actions};
 use crate::lflow::expr::{parse_match, MatchExpr, Value};
 use crate::lflow::names::DatapathNames;
 use crate::lflow::normalize::{normalize, Normalized};
-use crate::network::{LogicalFlow, LogicalNetwork, Pipeline};
+use crate::network::{FlowScope, LogicalFlow, LogicalNetwork, Pipeline};
 use crate::Uuid;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -43,6 +43,8 @@ pub struct DatapathProgram {
     pub is_router: bool,
     pub ingress: Vec<Table>,
     pub egress: Vec<Table>,
+    /// Datapath groups whose shared tables also apply here.
+    pub groups: Vec<Uuid>,
 }
 
 impl DatapathProgram {
@@ -130,6 +132,10 @@ pub struct Program {
     /// (datapath, tunnel key) → member port keys of a multicast group.
     pub groups: HashMap<(Uuid, u32), Vec<u32>>,
     pub zones: Zones,
+    /// Tables of flows shared by a datapath group (Logical_DP_Group): a
+    /// flow that names no port is installed once for the group rather
+    /// than once per member, as OVN shares it in the SB.
+    pub dp_groups: HashMap<Uuid, DatapathProgram>,
     pub failures: Vec<Failure>,
     /// Logical flows compiled (failed ones included).
     pub flows: usize,
@@ -271,12 +277,9 @@ fn compile_flow(
         match_text: flow.match_.clone(),
         actions,
     });
-    let table_id = usize::from(flow.table_id);
-    for (uuid, normal) in per_dp {
-        let Some(dp) = program.datapaths.get_mut(&uuid) else {
-            continue;
-        };
+    let install = |dp: &mut DatapathProgram, normal: &Normalized| -> usize {
         let tables = dp.tables_mut(flow.pipeline);
+        let table_id = usize::from(flow.table_id);
         if tables.len() <= table_id {
             tables.resize_with(table_id + 1, Table::default);
         }
@@ -289,7 +292,36 @@ fn compile_flow(
                 .classifier
                 .insert(conj, flow.priority, compiled.clone());
         }
-        program.rules += normal.0.len();
+        normal.0.len()
+    };
+    match (flow.scope, per_dp.first()) {
+        (FlowScope::Group(group), Some((_, normal))) if shared => {
+            if !program.dp_groups.contains_key(&group) {
+                program.dp_groups.insert(
+                    group,
+                    DatapathProgram {
+                        uuid: group,
+                        name: format!("group {}", group.short()),
+                        ..Default::default()
+                    },
+                );
+                for (uuid, _) in &per_dp {
+                    if let Some(dp) = program.datapaths.get_mut(uuid) {
+                        dp.groups.push(group);
+                    }
+                }
+            }
+            let normal = normal.clone();
+            let dp = program.dp_groups.get_mut(&group).expect("just inserted");
+            program.rules += install(dp, &normal);
+        }
+        _ => {
+            for (uuid, normal) in per_dp {
+                if let Some(dp) = program.datapaths.get_mut(&uuid) {
+                    program.rules += install(dp, &normal);
+                }
+            }
+        }
     }
     Ok(())
 }
