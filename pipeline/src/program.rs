@@ -296,24 +296,22 @@ fn compile_flow(
     };
     match (flow.scope, per_dp.first()) {
         (FlowScope::Group(group), Some((_, normal))) if shared => {
-            if !program.dp_groups.contains_key(&group) {
-                program.dp_groups.insert(
-                    group,
-                    DatapathProgram {
+            let group_program = match program.dp_groups.entry(group) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    for (uuid, _) in &per_dp {
+                        if let Some(dp) = program.datapaths.get_mut(uuid) {
+                            dp.groups.push(group);
+                        }
+                    }
+                    e.insert(DatapathProgram {
                         uuid: group,
                         name: format!("group {}", group.short()),
                         ..Default::default()
-                    },
-                );
-                for (uuid, _) in &per_dp {
-                    if let Some(dp) = program.datapaths.get_mut(uuid) {
-                        dp.groups.push(group);
-                    }
+                    })
                 }
-            }
-            let normal = normal.clone();
-            let dp = program.dp_groups.get_mut(&group).expect("just inserted");
-            program.rules += install(dp, &normal);
+            };
+            program.rules += install(group_program, normal);
         }
         _ => {
             for (uuid, normal) in per_dp {
