@@ -126,92 +126,34 @@ impl std::fmt::Display for FieldValue {
     }
 }
 
+/// What the transport slots (`tp_src`, `tp_dst`) are called for an IP
+/// protocol.
+fn l4_names(proto: u128, v6: bool) -> Option<(&'static str, &'static str)> {
+    Some(match (proto, v6) {
+        (6, _) => ("tcp.src", "tcp.dst"),
+        (17, _) => ("udp.src", "udp.dst"),
+        (132, _) => ("sctp.src", "sctp.dst"),
+        (1, false) => ("icmp4.type", "icmp4.code"),
+        (58, true) => ("icmp6.type", "icmp6.code"),
+        _ => return None,
+    })
+}
+
 /// Every header field the packet has, by OVN name, in a stable order.
 pub fn header_fields(key: &Key) -> Vec<(&'static str, FieldValue)> {
     use FieldValue::*;
     let k = |f: KeyField| key[f.index()];
     let mac = |f: KeyField| Mac(k(f) as u64);
+    let ip4 = |f: KeyField| Ip4(Ipv4Addr::from(k(f) as u32));
+    let ip6 = |f: KeyField| Ip6(Ipv6Addr::from(k(f)));
     let mut out = vec![
         ("eth.src", mac(KeyField::EthSrc)),
         ("eth.dst", mac(KeyField::EthDst)),
         ("eth.type", Number(k(KeyField::EthType))),
     ];
-    let ip4 = |f: KeyField| Ip4(Ipv4Addr::from(k(f) as u32));
-    let l4 = |out: &mut Vec<_>, proto: &'static str| match proto {
-        "tcp" => out.extend([
-            ("tcp.src", Number(k(KeyField::TpSrc))),
-            ("tcp.dst", Number(k(KeyField::TpDst))),
-        ]),
-        "udp" => out.extend([
-            ("udp.src", Number(k(KeyField::TpSrc))),
-            ("udp.dst", Number(k(KeyField::TpDst))),
-        ]),
-        "sctp" => out.extend([
-            ("sctp.src", Number(k(KeyField::TpSrc))),
-            ("sctp.dst", Number(k(KeyField::TpDst))),
-        ]),
-        "icmp4" => out.extend([
-            ("icmp4.type", Number(k(KeyField::TpSrc))),
-            ("icmp4.code", Number(k(KeyField::TpDst))),
-        ]),
-        "icmp6" => out.extend([
-            ("icmp6.type", Number(k(KeyField::TpSrc))),
-            ("icmp6.code", Number(k(KeyField::TpDst))),
-        ]),
-        _ => {}
-    };
-    match k(KeyField::EthType) {
-        0x800 => {
-            out.extend([
-                ("ip4.src", ip4(KeyField::Nw4Src)),
-                ("ip4.dst", ip4(KeyField::Nw4Dst)),
-            ]);
-            out.extend([
-                ("ip.ttl", Number(k(KeyField::IpTtl))),
-                ("ip.proto", Number(k(KeyField::IpProto))),
-            ]);
-            l4(
-                &mut out,
-                match k(KeyField::IpProto) {
-                    6 => "tcp",
-                    17 => "udp",
-                    132 => "sctp",
-                    1 => "icmp4",
-                    _ => "",
-                },
-            );
-        }
-        0x86dd => {
-            let ip6 = |f: KeyField| Ip6(Ipv6Addr::from(k(f)));
-            out.extend([
-                ("ip6.src", ip6(KeyField::Ip6Src)),
-                ("ip6.dst", ip6(KeyField::Ip6Dst)),
-            ]);
-            out.extend([
-                ("ip.ttl", Number(k(KeyField::IpTtl))),
-                ("ip.proto", Number(k(KeyField::IpProto))),
-            ]);
-            let proto = k(KeyField::IpProto);
-            l4(
-                &mut out,
-                match proto {
-                    6 => "tcp",
-                    17 => "udp",
-                    132 => "sctp",
-                    58 => "icmp6",
-                    _ => "",
-                },
-            );
-            if proto == 58 && matches!(k(KeyField::TpSrc), 135 | 136) {
-                out.push(("nd.target", Ip6(Ipv6Addr::from(k(KeyField::NdTarget)))));
-                let ll = if k(KeyField::TpSrc) == 135 {
-                    ("nd.sll", mac(KeyField::ArpSha))
-                } else {
-                    ("nd.tll", mac(KeyField::ArpTha))
-                };
-                out.push(ll);
-            }
-        }
+    let v6 = match k(KeyField::EthType) {
+        0x800 => false,
+        0x86dd => true,
         0x806 | 0x8035 => {
             out.extend([
                 ("arp.op", Number(k(KeyField::ArpOp))),
@@ -220,8 +162,40 @@ pub fn header_fields(key: &Key) -> Vec<(&'static str, FieldValue)> {
                 ("arp.tha", mac(KeyField::ArpTha)),
                 ("arp.tpa", ip4(KeyField::Nw4Dst)),
             ]);
+            return out;
         }
-        _ => {}
+        _ => return out,
+    };
+    if v6 {
+        out.extend([
+            ("ip6.src", ip6(KeyField::Ip6Src)),
+            ("ip6.dst", ip6(KeyField::Ip6Dst)),
+        ]);
+    } else {
+        out.extend([
+            ("ip4.src", ip4(KeyField::Nw4Src)),
+            ("ip4.dst", ip4(KeyField::Nw4Dst)),
+        ]);
+    }
+    let proto = k(KeyField::IpProto);
+    out.extend([
+        ("ip.ttl", Number(k(KeyField::IpTtl))),
+        ("ip.proto", Number(proto)),
+    ]);
+    if let Some((src, dst)) = l4_names(proto, v6) {
+        out.extend([
+            (src, Number(k(KeyField::TpSrc))),
+            (dst, Number(k(KeyField::TpDst))),
+        ]);
+    }
+    let nd_type = k(KeyField::TpSrc);
+    if v6 && proto == 58 && matches!(nd_type, 135 | 136) {
+        out.push(("nd.target", ip6(KeyField::NdTarget)));
+        out.push(if nd_type == 135 {
+            ("nd.sll", mac(KeyField::ArpSha))
+        } else {
+            ("nd.tll", mac(KeyField::ArpTha))
+        });
     }
     out
 }

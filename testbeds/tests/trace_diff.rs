@@ -147,6 +147,33 @@ fn numeric(text: &str) -> Option<u128> {
     })
 }
 
+/// A fresh central with `topology`, ironflow's view of its SB, and that
+/// view compiled.
+fn lab(
+    topology: &str,
+) -> (
+    OvnCentral,
+    ironflow_pipeline::LogicalNetwork,
+    ironflow_pipeline::program::Program,
+) {
+    let central = OvnCentral::start().expect("start OVN central");
+    let t = ALL
+        .iter()
+        .find(|t| t.name == topology)
+        .expect("a lab topology");
+    t.build(&central).expect("build the topology");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let remotes = parse_remotes(&central.sb_remote()).expect("lab remote");
+    let (net, _, _) = rt
+        .block_on(read_once(&remotes, &FollowOptions::default()))
+        .expect("read the SB");
+    let program = compile(&net);
+    (central, net, program)
+}
+
 /// Runs `probes` on `topology` and fails on any difference, or if fewer
 /// than `min_outputs` probes produced an output (a suite comparing only
 /// drops would prove little).
@@ -168,20 +195,7 @@ fn assert_agree(topology: &str, probes: &[Probe], min_outputs: usize) {
 /// produced outputs (so a test can insist it compared something) and the
 /// differences.
 fn run_probes(topology: &str, probes: &[Probe]) -> (usize, Vec<String>) {
-    let central = OvnCentral::start().expect("start OVN central");
-    let t = ALL.iter().find(|t| t.name == topology).unwrap();
-    t.build(&central).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (net, _, _) = rt
-        .block_on(read_once(
-            &parse_remotes(&central.sb_remote()).unwrap(),
-            &FollowOptions::default(),
-        ))
-        .unwrap();
-    let program = compile(&net);
+    let (central, net, program) = lab(topology);
     assert!(program.failures.is_empty(), "{:?}", program.failures);
     let mut diffs = Vec::new();
     let mut with_outputs = 0;
@@ -276,23 +290,8 @@ fn gateway_probes_agree_with_ovn_trace() {
 /// table, where the DNAT to the pod happens. ironflow does what OVS does.
 #[test]
 fn floating_ip_reaches_the_pod() {
-    let central = OvnCentral::start().expect("start OVN central");
-    ALL.iter()
-        .find(|t| t.name == "gateway")
-        .unwrap()
-        .build(&central)
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (net, _, _) = rt
-        .block_on(read_once(
-            &parse_remotes(&central.sb_remote()).unwrap(),
-            &FollowOptions::default(),
-        ))
-        .unwrap();
-    let program = compile(&net);
+    // The central must outlive nothing here: the view is already read.
+    let (_central, net, program) = lab("gateway");
     let p = probe(
         "floating IP in",
         "outside",
