@@ -290,7 +290,7 @@ fn gateway_probes_agree_with_ovn_trace() {
 /// table, where the DNAT to the pod happens. ironflow does what OVS does.
 #[test]
 fn floating_ip_reaches_the_pod() {
-    // The central must outlive nothing here: the view is already read.
+    // Only the compiled view is needed; the central stops when the test ends.
     let (_central, net, program) = lab("gateway");
     let p = probe(
         "floating IP in",
