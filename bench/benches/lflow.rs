@@ -29,11 +29,7 @@ fn lflow(c: &mut Criterion) {
         .iter()
         .map(|f| (*f, parse_match(&f.match_).expect("seed matches parse")))
         .collect();
-    let names: std::collections::HashMap<_, _> = net
-        .datapaths
-        .values()
-        .map(|dp| (dp.uuid, DatapathNames::new(&net, dp)))
-        .collect();
+    let names = DatapathNames::for_all(&net);
     group.bench_function("normalize", |b| {
         b.iter(|| {
             for (flow, expr) in &parsed {

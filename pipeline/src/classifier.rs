@@ -9,6 +9,7 @@
 //! *consulted* mask: the bits a cached decision depends on (OVS's
 //! megaflow wildcards).
 
+use crate::keyhash::BuildKeyHasher;
 use crate::lflow::normalize::Conjunction;
 use crate::lflow::symbols::KeyField;
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ struct Subtable<T> {
     masks: Vec<(usize, u128)>,
     max_priority: u16,
     /// Masked key values → rules, best priority first.
-    rules: HashMap<Vec<u128>, Vec<(u16, T)>>,
+    rules: HashMap<Vec<u128>, Vec<(u16, T)>, BuildKeyHasher>,
 }
 
 impl<T> Subtable<T> {
@@ -70,7 +71,7 @@ impl<T> Classifier<T> {
                 self.subtables.push(Subtable {
                     masks: masks().collect(),
                     max_priority: 0,
-                    rules: HashMap::new(),
+                    rules: HashMap::default(),
                 });
                 self.subtables.len() - 1
             }

@@ -9,6 +9,7 @@
 
 pub mod classifier;
 pub mod interp;
+pub mod keyhash;
 pub mod lflow;
 pub mod network;
 pub mod program;

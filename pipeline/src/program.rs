@@ -185,11 +185,7 @@ pub fn compile(net: &LogicalNetwork) -> Program {
             ((g.datapath, g.tunnel_key), members)
         })
         .collect();
-    let names: HashMap<Uuid, DatapathNames> = net
-        .datapaths
-        .values()
-        .map(|dp| (dp.uuid, DatapathNames::new(net, dp)))
-        .collect();
+    let names = DatapathNames::for_all(net);
     for flow in net.logical_flows.values() {
         program.flows += 1;
         if let Err(failure) = compile_flow(net, flow, &names, &mut program) {

@@ -4,6 +4,7 @@
 
 use super::normalize::Resolver;
 use crate::network::{Datapath, LogicalNetwork};
+use crate::Uuid;
 use std::collections::HashMap;
 
 pub struct DatapathNames<'a> {
@@ -32,6 +33,37 @@ impl<'a> DatapathNames<'a> {
             tunnel_key: dp.tunnel_key,
             ports,
         }
+    }
+
+    /// Names for every datapath, in one pass over the ports (building each
+    /// on its own would scan all ports once per datapath).
+    pub fn for_all(net: &'a LogicalNetwork) -> HashMap<Uuid, DatapathNames<'a>> {
+        let mut all: HashMap<Uuid, DatapathNames<'a>> = net
+            .datapaths
+            .values()
+            .map(|dp| {
+                let names = DatapathNames {
+                    net,
+                    tunnel_key: dp.tunnel_key,
+                    ports: HashMap::new(),
+                };
+                (dp.uuid, names)
+            })
+            .collect();
+        let ports = net
+            .ports
+            .values()
+            .map(|p| (p.datapath, p.name.as_str(), p.tunnel_key));
+        let groups = net
+            .multicast_groups
+            .values()
+            .map(|g| (g.datapath, g.name.as_str(), g.tunnel_key));
+        for (dp, name, key) in ports.chain(groups) {
+            if let Some(names) = all.get_mut(&dp) {
+                names.ports.insert(name, key);
+            }
+        }
+        all
     }
 }
 
