@@ -144,3 +144,87 @@ fn lflows_check_reports_each_failure_and_fails() {
     );
     assert_eq!(lines[2], "3 flows, 1 ok, 2 failed");
 }
+
+const SEED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../testdata/seed-snapshot.json"
+);
+const ROUTED: &str = "inport == \"web-1\" && eth.src == 0a:00:00:00:00:02 && eth.dst == 00:00:00:d3:4b:aa \
+                      && ip4.src == 192.168.3.3 && ip4.dst == 192.168.2.3 && ip.ttl == 64 && tcp.dst == 22";
+
+#[test]
+fn trace_prints_like_ovn_trace() {
+    let out = ironflow(&["trace", "--snapshot", SEED, "kube-node2", ROUTED]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let detailed = text(&out.stdout);
+    for expected in [
+        "ingress(dp=\"kube-node2\", inport=\"web-1\")",
+        "egress(dp=\"kube-node1\", inport=\"stor-kube-node1\", outport=\"sshd-2\")",
+        " 0. ls_in_check_port_sec (northd.c:",
+        "    ip.ttl--;",
+        "    eth.src = 00:00:00:c0:2e:c7;",
+        "output(\"sshd-2\"); /* on kube-node1 */",
+    ] {
+        assert!(
+            detailed.contains(expected),
+            "missing {expected:?} in:\n{detailed}"
+        );
+    }
+    let out = ironflow(&[
+        "trace",
+        "--snapshot",
+        SEED,
+        "--minimal",
+        "kube-node2",
+        ROUTED,
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "    eth.src = 00:00:00:c0:2e:c7;\n    eth.dst = 0a:00:00:00:00:01;\n    ip.ttl = 63;\n    output(\"sshd-2\"); /* on kube-node1 */\n"
+    );
+}
+
+#[test]
+fn trace_json_has_the_documented_keys() {
+    let out = ironflow(&[
+        "trace",
+        "--snapshot",
+        SEED,
+        "--format",
+        "json",
+        "--ct",
+        "new",
+        "kube-node2",
+        ROUTED,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let o = &v["outputs"][0];
+    assert_eq!(
+        (o["port"].as_str(), o["datapath"].as_str()),
+        (Some("sshd-2"), Some("kube-node1"))
+    );
+    assert!(o["generated_by"].is_null() && o["tunnel"].is_null());
+    assert_eq!(o["fields"]["eth.dst"], "0a:00:00:00:00:01");
+    assert_eq!(o["fields"]["ip.ttl"], 63);
+    assert_eq!(o["fields"]["tcp.dst"], 22);
+    assert!(v["drops"].as_array().unwrap().is_empty());
+    assert!(v["steps"].as_array().unwrap().len() > 50);
+    assert_eq!(v["conntrack"][0]["ct_state"], "new|trk");
+
+    let out = ironflow(&[
+        "trace",
+        "--snapshot",
+        SEED,
+        "--ct",
+        "bogus",
+        "kube-node2",
+        ROUTED,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown ct flag"),
+        "{}",
+        text(&out.stderr)
+    );
+}

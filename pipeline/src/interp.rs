@@ -130,6 +130,11 @@ pub struct Step {
     pub pipeline: Pipeline,
     pub table: u8,
     pub stage: Option<String>,
+    /// The datapath and the packet's logical port keys when it reached the
+    /// table ([`LogicalNetwork::port_name`] names them for printing).
+    pub dp: Uuid,
+    pub inport: u32,
+    pub outport: u32,
     /// The flow that matched; `None` for a miss (an implicit drop). Kept
     /// by reference so that tracing costs nothing until it is printed.
     pub flow: Option<Arc<CompiledFlow>>,
@@ -295,6 +300,9 @@ impl<'a> Interp<'a> {
             return;
         }
         self.out.steps.push(Step {
+            dp: pkt.dp,
+            inport: pkt.key[KeyField::InPort.index()] as u32,
+            outport: pkt.key[KeyField::OutPort.index()] as u32,
             depth,
             datapath: dp.name.clone(),
             pipeline,

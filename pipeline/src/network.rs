@@ -374,6 +374,21 @@ impl LogicalNetwork {
             .filter(move |flow| self.flow_datapaths(flow).contains(&datapath))
     }
 
+    /// The logical port or multicast group with tunnel key `key` on
+    /// `datapath` (a scan: for printing, not for the packet path).
+    pub fn port_name(&self, datapath: Uuid, key: u32) -> Option<&str> {
+        let port = self
+            .ports
+            .values()
+            .find(|p| p.datapath == datapath && p.tunnel_key == key);
+        port.map(|p| p.name.as_str()).or_else(|| {
+            self.multicast_groups
+                .values()
+                .find(|g| g.datapath == datapath && g.tunnel_key == key)
+                .map(|g| g.name.as_str())
+        })
+    }
+
     /// Ports of `datapath`, ordered by tunnel key.
     pub fn ports_of(&self, datapath: Uuid) -> Vec<&LogicalPort> {
         let mut ports: Vec<_> = self

@@ -26,6 +26,8 @@ pub struct CompiledFlow {
     pub priority: u16,
     pub match_text: String,
     pub actions: Actions,
+    /// Where in northd the flow comes from (`northd.c:5809`), if known.
+    pub source: Option<String>,
 }
 
 #[derive(Default)]
@@ -272,6 +274,7 @@ fn compile_flow(
         priority: flow.priority,
         match_text: flow.match_.clone(),
         actions,
+        source: flow.source.clone(),
     });
     let install = |dp: &mut DatapathProgram, normal: &Normalized| -> usize {
         let tables = dp.tables_mut(flow.pipeline);

@@ -207,7 +207,10 @@ pub async fn run(cli: Cli) -> Result<bool> {
                         &args.microflow,
                     )
                     .map_err(anyhow::Error::msg)?;
-                    print!("{}", trace::to_text(&outcome, &input, detail));
+                    print!(
+                        "{}",
+                        trace::to_text(&outcome, &input, detail, &loaded.network)
+                    );
                 }
                 other => bail!("unknown --format {other:?}: use text or json"),
             }

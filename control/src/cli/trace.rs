@@ -2,6 +2,7 @@
 
 use ironflow_pipeline::classifier::Key;
 use ironflow_pipeline::interp::Outcome;
+use ironflow_pipeline::network::{LogicalNetwork, Pipeline};
 use ironflow_pipeline::trace::header_fields;
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -104,7 +105,7 @@ fn ct_flags(state: u32) -> String {
     set.join("|")
 }
 
-pub fn to_text(out: &Outcome, input: &Key, detail: Detail) -> String {
+pub fn to_text(out: &Outcome, input: &Key, detail: Detail, net: &LogicalNetwork) -> String {
     let mut s = String::new();
     if detail != Detail::Minimal {
         for c in &out.conntrack {
@@ -118,22 +119,59 @@ pub fn to_text(out: &Outcome, input: &Key, detail: Detail) -> String {
         }
     }
     if detail != Detail::Minimal {
+        let name = |dp, key| net.port_name(dp, key).unwrap_or("").to_string();
+        let mut previous: Option<&ironflow_pipeline::interp::Step> = None;
         for step in &out.steps {
             let indent = "    ".repeat(step.depth);
             let stage = step.stage.as_deref().unwrap_or("-");
-            match (&step.flow, detail) {
-                (Some(f), Detail::Detailed) => {
+            if detail == Detail::Detailed {
+                // A header where a pipeline starts, as ovn-trace prints it.
+                let new_pipeline = previous.is_none_or(|p| {
+                    p.dp != step.dp
+                        || p.pipeline != step.pipeline
+                        || p.depth != step.depth
+                        || p.table >= step.table
+                });
+                if new_pipeline {
+                    let header = match step.pipeline {
+                        Pipeline::Ingress => format!(
+                            "ingress(dp={:?}, inport={:?})",
+                            step.datapath,
+                            name(step.dp, step.inport)
+                        ),
+                        Pipeline::Egress => format!(
+                            "egress(dp={:?}, inport={:?}, outport={:?})",
+                            step.datapath,
+                            name(step.dp, step.inport),
+                            name(step.dp, step.outport)
+                        ),
+                    };
                     let _ = writeln!(
                         s,
-                        "{indent}{} {} table {} ({stage}), priority {}, lflow {}",
-                        step.datapath,
-                        step.pipeline,
+                        "\n{indent}{header}\n{indent}{}",
+                        "-".repeat(header.len())
+                    );
+                }
+                previous = Some(step);
+            }
+            match (&step.flow, detail) {
+                (Some(f), Detail::Detailed) => {
+                    let source = f
+                        .source
+                        .as_deref()
+                        .map(|src| format!(" ({src})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        s,
+                        "{indent}{:>2}. {stage}{source}: {}, priority {}, uuid {}",
                         step.table,
+                        f.match_text,
                         f.priority,
                         f.uuid.short()
                     );
-                    let _ = writeln!(s, "{indent}    match: {}", f.match_text);
-                    let _ = writeln!(s, "{indent}    actions: {}", f.actions);
+                    for action in &f.actions.0 {
+                        let _ = writeln!(s, "{indent}    {action};");
+                    }
                 }
                 (Some(f), _) => {
                     let _ = writeln!(
@@ -145,12 +183,13 @@ pub fn to_text(out: &Outcome, input: &Key, detail: Detail) -> String {
                 (None, _) => {
                     let _ = writeln!(
                         s,
-                        "{indent}{} {} {} ({stage}): no match (implicit drop)",
-                        step.datapath, step.pipeline, step.table
+                        "{indent}{:>2}. {stage}: no match (implicit drop)",
+                        step.table
                     );
                 }
             }
         }
+        s.push('\n');
     }
     let before: std::collections::BTreeMap<_, _> = header_fields(input).into_iter().collect();
     for o in &out.outputs {
