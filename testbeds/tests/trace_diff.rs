@@ -238,6 +238,12 @@ fn probe(
 #[test]
 fn two_router_probes_agree_with_ovn_trace() {
     let probes = [
+        probe(
+            "ping the far router's interface",
+            "left",
+            "inport == \"l1\" && eth.src == 0a:00:01:00:00:0a && eth.dst == 00:00:01:00:00:01 && ip4.src == 10.1.0.10 && ip4.dst == 10.2.0.1 && ip.ttl == 64 && icmp4.type == 8",
+            &[],
+        ),
         probe("across two routers", "left", "inport == \"l1\" && eth.src == 0a:00:01:00:00:0a && eth.dst == 00:00:01:00:00:01 && ip4.src == 10.1.0.10 && ip4.dst == 10.2.0.10 && ip.ttl == 64 && icmp4.type == 8", &[]),
         probe("back the other way", "right", "inport == \"r1p\" && eth.src == 0a:00:02:00:00:0a && eth.dst == 00:00:02:00:00:01 && ip4.src == 10.2.0.10 && ip4.dst == 10.1.0.10 && ip.ttl == 64 && udp.dst == 53", &[]),
         probe("default route, then no route", "right", "inport == \"r1p\" && eth.src == 0a:00:02:00:00:0a && eth.dst == 00:00:02:00:00:01 && ip4.src == 10.2.0.10 && ip4.dst == 8.8.8.8 && ip.ttl == 64", &[]),
@@ -266,6 +272,12 @@ fn dual_stack_probes_agree_with_ovn_trace() {
         probe("IPv6 routed", "a", "inport == \"a1\" && eth.src == 0a:00:00:06:01:0a && eth.dst == 00:00:00:06:00:01 && ip6.src == fd00:6:1::a && ip6.dst == fd00:6:2::a && ip.ttl == 64 && icmp6.type == 128", &["new"]),
         probe("IPv6 hop limit expiry", "a", "inport == \"a1\" && eth.src == 0a:00:00:06:01:0a && eth.dst == 00:00:00:06:00:01 && ip6.src == fd00:6:1::a && ip6.dst == fd00:6:2::a && ip.ttl == 1 && udp.dst == 53", &[]),
         probe("IPv4 routed", "a", "inport == \"a1\" && eth.src == 0a:00:00:06:01:0a && eth.dst == 00:00:00:06:00:01 && ip4.src == 10.6.1.10 && ip4.dst == 10.6.2.10 && ip.ttl == 64 && udp.dst == 53", &[]),
+        probe(
+            "ping the router over IPv6",
+            "a",
+            "inport == \"a1\" && eth.src == 0a:00:00:06:01:0a && eth.dst == 00:00:00:06:00:01 && ip6.src == fd00:6:1::a && ip6.dst == fd00:6:1::1 && ip.ttl == 64 && icmp6.type == 128 && icmp6.code == 0",
+            &[],
+        ),
         probe("DHCPv4 discover answered", "a", "inport == \"a1\" && eth.src == 0a:00:00:06:01:0a && eth.dst == ff:ff:ff:ff:ff:ff && ip4.src == 0.0.0.0 && ip4.dst == 255.255.255.255 && udp.src == 68 && udp.dst == 67 && ip.ttl == 64", &[]),
         probe("IPv6 routed back, allowed by the ACL", "b", "inport == \"b1\" && eth.src == 0a:00:00:06:02:0a && eth.dst == 00:00:00:06:00:02 && ip6.src == fd00:6:2::a && ip6.dst == fd00:6:1::a && ip.ttl == 64 && udp.dst == 53", &["new"]),
         // A neighbour solicitation for the router is not compared:
