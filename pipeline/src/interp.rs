@@ -407,7 +407,18 @@ impl<'a> Interp<'a> {
             Action::Block { kind, body } => {
                 let mut generated = pkt.clone();
                 generate(*kind, &mut generated.key);
-                generated.generated_by = Some(kind.name());
+                // A reject is named by what it sends, as ovn-trace names it.
+                generated.generated_by = Some(match kind {
+                    Block::Reject => match (
+                        generated.key[KeyField::IpProto.index()],
+                        generated.key[KeyField::EthType.index()],
+                    ) {
+                        (6, _) => "tcp_reset",
+                        (_, 0x86dd) => "icmp6",
+                        _ => "icmp4",
+                    },
+                    other => other.name(),
+                });
                 self.actions(body, &mut generated, pipeline, table, depth + 1);
             }
             Action::CtCommitArgs(pairs) => {

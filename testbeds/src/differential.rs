@@ -51,6 +51,23 @@ pub fn ovn_trace_outputs(central: &OvnCentral, probe: &Probe) -> Result<Vec<Seen
     Ok(replay_minimal(&text))
 }
 
+/// The pseudo-field recording which controller action made a packet.
+pub const GENERATED_BY: &str = "generated_by";
+
+/// Actions whose block runs on a new packet.
+const GENERATORS: [&str; 10] = [
+    "arp",
+    "nd_ns",
+    "nd_na",
+    "nd_na_router",
+    "icmp4",
+    "icmp4_error",
+    "icmp6",
+    "icmp6_error",
+    "tcp_reset",
+    "sctp_abort",
+];
+
 /// Replays `ovn-trace --minimal` text: assignments per nesting level,
 /// a snapshot at every `output("port");`.
 pub fn replay_minimal(text: &str) -> Vec<Seen> {
@@ -66,7 +83,16 @@ pub fn replay_minimal(text: &str) -> Vec<Seen> {
                 .find_map(|kv| kv.strip_prefix("nw_ttl="))
                 .and_then(|v| v.parse::<u32>().ok());
         } else if line.ends_with('{') {
-            let top = stack.last().cloned().unwrap_or_default();
+            let mut top = stack.last().cloned().unwrap_or_default();
+            // A block that makes a new packet names it, as ironflow's
+            // `generated_by` does.
+            let block = line
+                .split(|c: char| c == ' ' || c == '(')
+                .next()
+                .unwrap_or("");
+            if GENERATORS.contains(&block) {
+                top.insert(GENERATED_BY.to_string(), block.to_string());
+            }
             stack.push(top);
         } else if line.starts_with('}') {
             if stack.len() > 1 {
@@ -108,8 +134,10 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[0].0, "web-1");
         assert_eq!(seen[0].1["icmp4.type"], "11");
+        assert_eq!(seen[0].1[GENERATED_BY], "icmp4");
         assert_eq!(seen[1].0, "sshd-2");
         assert_eq!(seen[1].1["ip.ttl"], "63");
         assert!(!seen[1].1.contains_key("icmp4.type"));
+        assert!(!seen[1].1.contains_key(GENERATED_BY));
     }
 }

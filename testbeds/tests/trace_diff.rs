@@ -7,7 +7,7 @@ use ironflow_control::sb::{read_once, FollowOptions};
 use ironflow_pipeline::program::compile;
 use ironflow_pipeline::trace::{header_fields, parse_ct_flags, trace, TraceRequest};
 use ironflow_testbeds::central::OvnCentral;
-use ironflow_testbeds::differential::{ovn_trace_outputs, Probe, Seen};
+use ironflow_testbeds::differential::{ovn_trace_outputs, Probe, Seen, GENERATED_BY};
 use ironflow_testbeds::topologies::ALL;
 
 fn seed_probes() -> Vec<Probe> {
@@ -62,13 +62,14 @@ fn ironflow_outputs(
     out.outputs
         .iter()
         .map(|o| {
-            (
-                o.port.clone(),
-                header_fields(&o.key)
-                    .into_iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
-            )
+            let mut fields: std::collections::BTreeMap<String, String> = header_fields(&o.key)
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            if let Some(g) = o.generated_by {
+                fields.insert(GENERATED_BY.to_string(), g.to_string());
+            }
+            (o.port.clone(), fields)
         })
         .collect()
 }
@@ -90,6 +91,15 @@ fn compare(probe: &Probe, ovn: &[Seen], ours: &[Seen]) -> Vec<String> {
     }
     let mut diffs = Vec::new();
     for (o, i) in ovn.iter().zip(&ours) {
+        if o.1.get(GENERATED_BY) != i.1.get(GENERATED_BY) {
+            diffs.push(format!(
+                "{}: output {}: ovn-trace generated it by {:?}, ironflow by {:?}",
+                probe.name,
+                o.0,
+                o.1.get(GENERATED_BY),
+                i.1.get(GENERATED_BY)
+            ));
+        }
         let is_arp = i.1.get("eth.type").map(String::as_str) == Some("2054");
         for (field, value) in &o.1 {
             let header = field.contains('.')
@@ -259,6 +269,12 @@ fn acl_probes_agree_with_ovn_trace() {
     let probes = [
         probe("allow-related from the web group, new", "web", "inport == \"web1\" && eth.src == 0a:00:00:0a:00:0a && eth.dst == 00:00:00:0a:00:01 && ip4.src == 10.10.0.10 && ip4.dst == 10.20.0.10 && ip.ttl == 64 && tcp.dst == 5432", &["new"]),
         probe("allow-related, established", "web", "inport == \"web1\" && eth.src == 0a:00:00:0a:00:0a && eth.dst == 00:00:00:0a:00:01 && ip4.src == 10.10.0.10 && ip4.dst == 10.20.0.10 && ip.ttl == 64 && tcp.dst == 5432", &["est"]),
+        probe(
+            "reject tcp leaving the db group, new",
+            "db",
+            "inport == \"db1\" && eth.src == 0a:00:00:0b:00:0a && eth.dst == 00:00:00:0b:00:01 && ip4.src == 10.20.0.10 && ip4.dst == 10.10.0.10 && ip.ttl == 64 && tcp.dst == 80",
+            &["new"],
+        ),
         probe("reject udp", "web", "inport == \"web1\" && eth.src == 0a:00:00:0a:00:0a && eth.dst == 00:00:00:0a:00:01 && ip4.src == 10.10.0.10 && ip4.dst == 10.20.0.10 && ip.ttl == 64 && udp.dst == 53", &["new"]),
         probe("drop other ip", "web", "inport == \"web1\" && eth.src == 0a:00:00:0a:00:0a && eth.dst == 00:00:00:0a:00:01 && ip4.src == 10.10.0.10 && ip4.dst == 10.20.0.10 && ip.ttl == 64 && icmp4.type == 8", &["new"]),
         probe("same-switch allow by inport and range", "web", "inport == \"web2\" && eth.src == 0a:00:00:0a:00:0b && eth.dst == 0a:00:00:0a:00:0a && ip4.src == 10.10.0.11 && ip4.dst == 10.10.0.10 && ip.ttl == 64 && tcp.src == 40000 && tcp.dst == 80", &["new"]),
