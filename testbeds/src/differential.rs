@@ -87,7 +87,7 @@ pub fn replay_minimal(text: &str) -> Vec<Seen> {
             // A block that makes a new packet names it, as ironflow's
             // `generated_by` does.
             let block = line
-                .split(|c: char| c == ' ' || c == '(')
+                .split([' ', '('])
                 .next()
                 .unwrap_or("");
             if GENERATORS.contains(&block) {
