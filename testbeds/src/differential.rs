@@ -86,10 +86,7 @@ pub fn replay_minimal(text: &str) -> Vec<Seen> {
             let mut top = stack.last().cloned().unwrap_or_default();
             // A block that makes a new packet names it, as ironflow's
             // `generated_by` does.
-            let block = line
-                .split([' ', '('])
-                .next()
-                .unwrap_or("");
+            let block = line.split([' ', '(']).next().unwrap_or("");
             if GENERATORS.contains(&block) {
                 top.insert(GENERATED_BY.to_string(), block.to_string());
             }
