@@ -8,6 +8,8 @@ packages=(
   build-essential pkg-config                          # crates with C parts
   libelf-dev clang m4                                 # AF_XDP (xsk-rs)
 )
+root=$(cd "$(dirname "$0")/.." && pwd)
+rust_version=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' "$root/Cargo.toml")
 
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -15,21 +17,35 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo=(sudo)
 fi
 
+updated=
+apt_install() {
+  command -v apt-get >/dev/null || { echo "setup: no apt-get; install by hand: $*" >&2; exit 1; }
+  # Through env: sudo would drop an exported DEBIAN_FRONTEND.
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq)
+  [ -n "$updated" ] || { "${apt[@]}" update; updated=1; }
+  "${apt[@]}" install -y --no-install-recommends "$@" >/dev/null
+}
+
 missing=()
 for p in "${packages[@]}"; do
+  # Not `dpkg -s`: it succeeds for removed packages whose config files remain.
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi
 
+# rustup installs here without touching PATH for non-login shells.
+[ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null; then
-  echo "setup: no Rust toolchain; trying Debian's cargo (rustup from rust-lang.org gives a newer one)"
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends cargo rustc >/dev/null
+  echo "setup: no Rust toolchain; trying Debian's cargo (a current one from rustup is better)"
+  apt_install cargo rustc
+fi
+have=$(cargo --version | cut -d' ' -f2)
+if [ "$(printf '%s\n' "$rust_version" "$have" | sort -V | head -1)" != "$rust_version" ]; then
+  echo "setup: cargo $have is older than the $rust_version ironflow needs: install a current toolchain with rustup and retry" >&2
+  exit 1
 fi
 
-echo "setup: $(ovn-northd --version | head -1), $(ovsdb-server --version | head -1), $(cargo --version)"
+echo "setup: $(ovn-northd --version | head -1), $(ovsdb-server --version | head -1), cargo $have"

@@ -93,4 +93,8 @@ fn announce(central: &OvnCentral, what: &str) {
         central.sb_remote(),
         central.sb_tcp_remote()
     );
+    println!(
+        "  stop: ironflow-lab stop --dir {}",
+        central.dir().display()
+    );
 }
