@@ -4,6 +4,5 @@
 //! caches, datapath action execution, userspace conntrack, the port backends
 //! (AF_XDP, AF_PACKET, TAP, in-memory) and the poll-mode workers. It never
 //! parses OVN text nor talks OVSDB: it runs what `ironflow-pipeline` compiled.
-//!
-//! Nothing is implemented here yet; the fast path is tracked in the project's
-//! issues.
+
+pub mod flow;

@@ -8,6 +8,7 @@
 //! and values out (the way smoltcp's `wire` and s2n-quic's core are).
 
 pub mod classifier;
+pub mod dpaction;
 pub mod interp;
 pub mod keyhash;
 pub mod lflow;
