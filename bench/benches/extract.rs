@@ -1,0 +1,2 @@
+//! Placeholder: the extract benchmarks are being written.
+fn main() {}
