@@ -15,6 +15,7 @@
 //! bits the decision depended on, which the fast path caches by.
 
 use crate::classifier::{Key, ZERO_KEY};
+use crate::dpaction::DpAction;
 use crate::lflow::actions::{Action, Actions, Args, Bare, Block, CtLb, Func, Nat, Source};
 use crate::lflow::cursor::FieldRef;
 use crate::lflow::lexer::{parse_mac, Format};
@@ -24,65 +25,16 @@ use crate::program::{CompiledFlow, Program};
 use crate::Uuid;
 use std::sync::Arc;
 
+mod conntrack;
 mod ports;
+mod provenance;
+mod xlate;
 
-/// `ct_state` bits (`man ovn-sb`, `ct.*`).
-pub mod ct_state {
-    pub const NEW: u32 = 1 << 0;
-    pub const EST: u32 = 1 << 1;
-    pub const REL: u32 = 1 << 2;
-    pub const RPL: u32 = 1 << 3;
-    pub const INV: u32 = 1 << 4;
-    pub const TRK: u32 = 1 << 5;
-    pub const SNAT: u32 = 1 << 6;
-    pub const DNAT: u32 = 1 << 7;
-}
-
-/// Decides connection-tracking outcomes. The datapath has a real one;
-/// `trace` a simulated one that answers what the user asked for.
-pub trait Conntrack {
-    /// The `ct_state` after a recirculation (`ct_next`, `ct_lb_mark`, …).
-    fn next_state(&mut self, zone: u16, key: &Key) -> u32;
-    /// The backend a load-balanced packet goes to, by index: a new
-    /// connection's choice, or an established one's recorded mapping.
-    fn choose_backend(&mut self, backends: &[(u128, Format, Option<u16>)]) -> usize;
-}
-
-/// Conntrack for `trace`: states taken in turn from a list, then
-/// `est|trk` once it runs out (as `ovn-trace --ct` does); backends chosen
-/// by `--lb-dst` or else the first.
-pub struct SimulatedConntrack {
-    pub states: Vec<u32>,
-    pub next: usize,
-    pub lb_dst: Option<(u128, Option<u16>)>,
-}
-
-impl SimulatedConntrack {
-    /// `ovn-trace`'s default when `--ct` is not given.
-    pub const DEFAULT_STATE: u32 = ct_state::EST | ct_state::TRK;
-}
-
-impl Conntrack for SimulatedConntrack {
-    fn next_state(&mut self, _zone: u16, _key: &Key) -> u32 {
-        let state = self
-            .states
-            .get(self.next)
-            .copied()
-            .unwrap_or(Self::DEFAULT_STATE);
-        self.next += 1;
-        state | ct_state::TRK
-    }
-
-    fn choose_backend(&mut self, backends: &[(u128, Format, Option<u16>)]) -> usize {
-        let Some((ip, port)) = self.lb_dst else {
-            return 0;
-        };
-        backends
-            .iter()
-            .position(|(b_ip, _, b_port)| *b_ip == ip && (port.is_none() || *b_port == port))
-            .unwrap_or(0)
-    }
-}
+use conntrack::CtOp;
+pub use conntrack::{ct_state, Conntrack, SimulatedConntrack};
+use provenance::{Origin, Provenance, METADATA};
+pub use xlate::{Entry, FrozenState, PendingWork, Translation};
+use xlate::{Pending, Recorder};
 
 /// A packet leaving the logical network through a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,15 +114,6 @@ pub struct CtUse {
     pub state: u32,
 }
 
-/// Which of a datapath's conntrack zones an action uses.
-#[derive(Clone, Copy)]
-enum ZoneRole {
-    /// The logical port's zone on a switch, the DNAT zone on a router.
-    Default,
-    Dnat,
-    Snat,
-}
-
 /// Most tables one packet may visit (loops in the logical topology end
 /// here rather than running forever).
 const MAX_STEPS: usize = 4096;
@@ -189,15 +132,55 @@ pub fn run(
     ct: &mut dyn Conntrack,
     chassis: Option<&str>,
 ) -> Outcome {
-    let mut it = Interp::new(program, net, ct, chassis);
-    let mut pkt = Packet {
-        key,
-        dp: datapath,
-        generated_by: None,
-        stack: Vec::new(),
-    };
+    let mut it = Interp::new(program, net, ct, chassis, None);
+    let mut pkt = Packet::new(key, datapath, Provenance::all_input(0));
     it.table(&mut pkt, Pipeline::Ingress, 0, 0);
     it.out
+}
+
+/// Translates one pass of a packet that entered this chassis (`chassis`)
+/// at `entry` into datapath actions. `packet` is the key as the packet
+/// entered the first pass, with the entry's logical ports in it;
+/// `recorded` holds the key after each recirculation so far, and its
+/// length says which pass to translate.
+pub fn translate(
+    program: &Program,
+    net: &LogicalNetwork,
+    chassis: &str,
+    entry: Entry,
+    packet: &Key,
+    recorded: &[Key],
+) -> Translation {
+    // Conntrack is not consulted: recirculations are replayed or frozen.
+    let mut none = SimulatedConntrack {
+        states: Vec::new(),
+        next: 0,
+        lb_dst: None,
+    };
+    let mut rec = Recorder::new(recorded);
+    if rec.active() {
+        rec.begin(packet);
+    }
+    let mut it = Interp::new(program, net, &mut none, Some(chassis), Some(rec));
+    let mut pkt = Packet::new(*packet, Uuid::default(), Provenance::headers_input(0));
+    match entry {
+        Entry::Port { datapath, inport } => {
+            pkt.dp = datapath;
+            pkt.key[KeyField::InPort.index()] = inport.into();
+            it.table(&mut pkt, Pipeline::Ingress, 0, 0);
+        }
+        Entry::Tunnel {
+            datapath,
+            inport,
+            outport,
+        } => {
+            pkt.dp = datapath;
+            pkt.key[KeyField::InPort.index()] = inport.into();
+            pkt.key[KeyField::OutPort.index()] = outport.into();
+            it.tunnel_arrival(&pkt, outport);
+        }
+    }
+    it.rec.map(|r| r.out).unwrap_or_default()
 }
 
 #[derive(Clone)]
@@ -205,8 +188,50 @@ struct Packet {
     key: Key,
     dp: Uuid,
     generated_by: Option<&'static str>,
-    /// `push`/`pop` stack.
-    stack: Vec<u128>,
+    /// `push`/`pop` stack, with where each value came from.
+    stack: Vec<(u128, Origin)>,
+    prov: Provenance,
+    /// Tells copies apart (multicast members, clones, patch crossings).
+    id: u32,
+}
+
+impl Packet {
+    fn new(key: Key, dp: Uuid, prov: Provenance) -> Self {
+        Packet {
+            key,
+            dp,
+            generated_by: None,
+            stack: Vec::new(),
+            prov,
+            id: 0,
+        }
+    }
+
+    /// Writes `value` into the bits `f` names, from a value of `origin`.
+    fn write(&mut self, f: &FieldRef, value: u128, origin: Origin) {
+        // OVN-only fields (icmp4.frag_mtu) have no key slot; nothing matches on them.
+        let Some((k, low, width)) = place(f) else {
+            return;
+        };
+        let mask = ones(width) << low;
+        let slot = &mut self.key[k.index()];
+        *slot = (*slot & !mask) | ((value << low) & mask);
+        self.prov
+            .write(k.index(), low == 0 && width >= k.width(), origin);
+    }
+
+    /// Sets a whole slot to a value fixed by the path taken.
+    fn fix(&mut self, field: KeyField, value: u128) {
+        self.key[field.index()] = value & field.full_mask();
+        self.prov.write(field.index(), true, Origin::Fixed);
+    }
+
+    /// Where the value in `f` came from, as a source for a write elsewhere.
+    fn origin_of(&self, f: &FieldRef) -> Origin {
+        place(f).map_or(Origin::Fixed, |(k, _, _)| {
+            self.prov.slots[k.index()].moved_from(k.index())
+        })
+    }
 }
 
 /// What the rest of an action list should do.
@@ -223,6 +248,12 @@ struct Interp<'a> {
     /// The chassis running the pipeline, if placement matters.
     chassis: Option<&'a str>,
     out: Outcome,
+    /// Set when translating for the datapath rather than tracing.
+    rec: Option<Recorder<'a>>,
+    /// Tables visited (a bound on loops).
+    visits: usize,
+    /// The last packet copy's id.
+    copies: u32,
 }
 
 impl<'a> Interp<'a> {
@@ -231,6 +262,7 @@ impl<'a> Interp<'a> {
         net: &'a LogicalNetwork,
         ct: &'a mut dyn Conntrack,
         chassis: Option<&'a str>,
+        rec: Option<Recorder<'a>>,
     ) -> Self {
         Interp {
             program,
@@ -241,7 +273,29 @@ impl<'a> Interp<'a> {
                 consulted: ZERO_KEY,
                 ..Default::default()
             },
+            rec,
+            visits: 0,
+            copies: 0,
         }
+    }
+
+    /// A copy of `pkt` that goes its own way.
+    fn fork(&mut self, pkt: &Packet) -> Packet {
+        self.copies += 1;
+        let mut copy = pkt.clone();
+        copy.id = self.copies;
+        copy
+    }
+
+    /// Whether the walk is over for the datapath (frozen at a
+    /// recirculation or handed to the controller).
+    fn stopped(&self) -> bool {
+        self.rec.as_ref().is_some_and(Recorder::stopped)
+    }
+
+    /// The recorder, when the pass being walked is the one recorded.
+    fn recording(&mut self) -> Option<&mut Recorder<'a>> {
+        self.rec.as_mut().filter(|r| r.active())
     }
 
     /// The logical port with tunnel key `key` on `dp`.
@@ -258,6 +312,10 @@ impl<'a> Interp<'a> {
     }
 
     fn drop(&mut self, pkt: &Packet, reason: impl Into<String>) {
+        if let Some(rec) = &mut self.rec {
+            rec.drop(|| reason.into());
+            return;
+        }
         let datapath = self.dp_name(pkt.dp);
         self.out.drops.push(Drop {
             datapath,
@@ -265,9 +323,25 @@ impl<'a> Interp<'a> {
         });
     }
 
+    /// Hands the packet to the controller: the datapath cannot do what
+    /// the pass needs. False when tracing (the interpreter does it).
+    fn hand_to_controller(&mut self) -> bool {
+        match self.recording() {
+            Some(rec) => {
+                rec.out.controller = true;
+                true
+            }
+            None => self.rec.is_some(),
+        }
+    }
+
     /// Looks `pkt` up in one table and runs what it finds.
     fn table(&mut self, pkt: &mut Packet, pipeline: Pipeline, table: u8, depth: usize) {
-        if self.out.steps.len() >= MAX_STEPS || depth > MAX_DEPTH {
+        if self.stopped() {
+            return;
+        }
+        self.visits += 1;
+        if self.visits > MAX_STEPS || depth > MAX_DEPTH {
             self.drop(pkt, "too many resubmits (a loop in the logical topology?)");
             return;
         }
@@ -288,30 +362,37 @@ impl<'a> Interp<'a> {
         let mut stage = None;
         let mut found: Option<(u16, &Arc<CompiledFlow>)> = None;
         let mut any_table = false;
+        let mut read = ZERO_KEY;
         for t in own.into_iter().chain(shared) {
             any_table = true;
             stage = stage.or(t.stage_name.as_ref());
-            if let Some((p, f)) = t.classifier.lookup(&pkt.key, &mut self.out.consulted) {
+            if let Some((p, f)) = t.classifier.lookup(&pkt.key, &mut read) {
                 if found.is_none_or(|(best, _)| p > best) {
                     found = Some((p, f));
                 }
             }
         }
+        match &mut self.rec {
+            Some(rec) => pkt.prov.fold(rec.target, &read, &mut rec.out.mask),
+            None => pkt.prov.fold(0, &read, &mut self.out.consulted),
+        }
         if !any_table {
             self.drop(pkt, format!("no table {table} in the {pipeline} pipeline"));
             return;
         }
-        self.out.steps.push(Step {
-            dp: pkt.dp,
-            inport: pkt.key[KeyField::InPort.index()] as u32,
-            outport: pkt.key[KeyField::OutPort.index()] as u32,
-            depth,
-            datapath: dp.name.clone(),
-            pipeline,
-            table,
-            stage: stage.cloned(),
-            flow: found.map(|(_, f)| f.clone()),
-        });
+        if self.rec.is_none() {
+            self.out.steps.push(Step {
+                dp: pkt.dp,
+                inport: pkt.key[KeyField::InPort.index()] as u32,
+                outport: pkt.key[KeyField::OutPort.index()] as u32,
+                depth,
+                datapath: dp.name.clone(),
+                pipeline,
+                table,
+                stage: stage.cloned(),
+                flow: found.map(|(_, f)| f.clone()),
+            });
+        }
         match found {
             None => self.drop(
                 pkt,
@@ -332,12 +413,40 @@ impl<'a> Interp<'a> {
         table: u8,
         depth: usize,
     ) -> Flow {
-        for a in &actions.0 {
-            if self.action(a, pkt, pipeline, table, depth) == Flow::Stop {
+        let last = actions.0.len().saturating_sub(1);
+        for (i, a) in actions.0.iter().enumerate() {
+            // The rest of this list is work a recirculation inside `a`
+            // would have to come back to.
+            let pushed = i < last && self.push_pending(actions as *const _ as usize, i, pkt);
+            let flow = self.action(a, pkt, pipeline, table, depth);
+            if pushed {
+                self.pop_pending();
+            }
+            if flow == Flow::Stop || self.stopped() {
                 return Flow::Stop;
             }
         }
         Flow::Continue
+    }
+
+    /// Notes work left in a frame, when translating for the datapath.
+    fn push_pending(&mut self, site: usize, index: usize, pkt: &Packet) -> bool {
+        let Some(rec) = &mut self.rec else {
+            return false;
+        };
+        rec.pending.push(Pending {
+            site,
+            index: index as u32,
+            packet_id: pkt.id,
+            key: pkt.key,
+        });
+        true
+    }
+
+    fn pop_pending(&mut self) {
+        if let Some(rec) = &mut self.rec {
+            rec.pending.pop();
+        }
     }
 
     fn action(
@@ -366,17 +475,18 @@ impl<'a> Interp<'a> {
                 return Flow::Stop;
             }
             Action::Assign { dst, src } => {
-                let value = match src {
-                    Source::Const(c) => c.value,
-                    Source::Str(name) => u128::from(self.port_key(pkt.dp, name)),
-                    Source::Field(f) => get(&pkt.key, f),
+                let (value, origin) = match src {
+                    Source::Const(c) => (c.value, Origin::Fixed),
+                    Source::Str(name) => (u128::from(self.port_key(pkt.dp, name)), Origin::Fixed),
+                    Source::Field(f) => (get(&pkt.key, f), pkt.origin_of(f)),
                 };
-                set(&mut pkt.key, dst, value);
+                pkt.write(dst, value, origin);
             }
             Action::Exchange(x, y) => {
                 let (vx, vy) = (get(&pkt.key, x), get(&pkt.key, y));
-                set(&mut pkt.key, x, vy);
-                set(&mut pkt.key, y, vx);
+                let (ox, oy) = (pkt.origin_of(x), pkt.origin_of(y));
+                pkt.write(x, vy, oy);
+                pkt.write(y, vx, ox);
             }
             Action::Decrement(f) => {
                 let ttl = get(&pkt.key, f);
@@ -384,12 +494,20 @@ impl<'a> Interp<'a> {
                     self.drop(pkt, "TTL exceeded");
                     return Flow::Stop;
                 }
-                set(&mut pkt.key, f, ttl - 1);
+                let origin = match place(f).map(|(k, _, _)| pkt.prov.slots[k.index()]) {
+                    Some(Origin::Input) => Origin::Dec(1),
+                    Some(Origin::Dec(n)) => Origin::Dec(n.saturating_add(1)),
+                    _ => pkt.origin_of(f),
+                };
+                pkt.write(f, ttl - 1, origin);
             }
-            Action::Push(f) => pkt.stack.push(get(&pkt.key, f)),
+            Action::Push(f) => {
+                let origin = pkt.origin_of(f);
+                pkt.stack.push((get(&pkt.key, f), origin));
+            }
             Action::Pop(f) => {
-                let v = pkt.stack.pop().unwrap_or(0);
-                set(&mut pkt.key, f, v);
+                let (v, origin) = pkt.stack.pop().unwrap_or((0, Origin::Fixed));
+                pkt.write(f, v, origin);
             }
             Action::Block {
                 kind: Block::CtCommit,
@@ -397,17 +515,28 @@ impl<'a> Interp<'a> {
             } => {
                 // Sets the connection's mark and label, which the packet
                 // then carries too.
+                let writes = body.0.iter().filter_map(|a| match a {
+                    Action::Assign {
+                        dst,
+                        src: Source::Const(c),
+                    } => Some((dst.clone(), c.value)),
+                    _ => None,
+                });
+                self.ct_commit(pkt, pipeline, writes.collect());
                 self.actions(body, pkt, pipeline, table, depth);
             }
             Action::Block {
                 kind: Block::Clone,
                 body,
             } => {
-                let mut copy = pkt.clone();
+                let mut copy = self.fork(pkt);
                 self.actions(body, &mut copy, pipeline, table, depth + 1);
             }
             Action::Block { kind, body } => {
-                let mut generated = pkt.clone();
+                if self.hand_to_controller() {
+                    return Flow::Stop;
+                }
+                let mut generated = self.fork(pkt);
                 generate(*kind, &mut generated.key);
                 // A reject is named by what it sends, as ovn-trace names it.
                 generated.generated_by = Some(match kind {
@@ -424,19 +553,34 @@ impl<'a> Interp<'a> {
                 self.actions(body, &mut generated, pipeline, table, depth + 1);
             }
             Action::CtCommitArgs(pairs) => {
+                let writes = pairs
+                    .iter()
+                    .map(|(name, c)| (FieldRef::whole(name), c.value))
+                    .collect();
+                self.ct_commit(pkt, pipeline, writes);
                 for (name, c) in pairs {
-                    set(&mut pkt.key, &FieldRef::whole(name), c.value);
+                    pkt.write(&FieldRef::whole(name), c.value, Origin::Fixed);
                 }
             }
             Action::Bare(b) => match b {
-                Bare::CtNext => {
-                    return self.recirculate(pkt, pipeline, table, depth, 0, ZoneRole::Default)
+                Bare::CtNext => return self.conntrack(CtOp::Next, pkt, pipeline, table, depth),
+                Bare::CtCommitNat => {
+                    return self.conntrack(CtOp::CommitNat, pkt, pipeline, table, depth)
                 }
-                Bare::CtClear => clear_ct(&mut pkt.key),
-                Bare::CtCommitNat | Bare::CtSnatToVip => {}
+                Bare::CtClear => {
+                    if let Some(rec) = self.recording() {
+                        rec.emit(DpAction::CtClear);
+                    }
+                    for f in [KeyField::CtState, KeyField::CtMark, KeyField::CtLabel] {
+                        pkt.fix(f, 0);
+                    }
+                }
+                Bare::CtSnatToVip => {}
                 Bare::Igmp | Bare::HandleDhcpv6Reply => {
                     // Consumed by the controller.
-                    self.drop(pkt, format!("sent to the controller ({})", b.name()));
+                    if !self.hand_to_controller() {
+                        self.drop(pkt, format!("sent to the controller ({})", b.name()));
+                    }
                     return Flow::Stop;
                 }
             },
@@ -445,117 +589,19 @@ impl<'a> Interp<'a> {
                 target,
                 ports,
             } => {
-                if let Some(ip) = target {
-                    let dst = matches!(kind, Nat::Dnat | Nat::DnatInCzone);
-                    rewrite_endpoint(
-                        &mut pkt.key,
-                        dst,
-                        ip.value,
-                        ip.format,
-                        ports.map(|(low, _)| low),
-                    );
-                }
-                let bit = match kind {
-                    Nat::Dnat | Nat::DnatInCzone => ct_state::DNAT,
-                    Nat::Snat | Nat::SnatInCzone => ct_state::SNAT,
+                let op = CtOp::Nat {
+                    kind: *kind,
+                    target: target.as_ref(),
+                    ports: ports.map(|(low, high)| (low, high.unwrap_or(low))),
                 };
-                let extra = if target.is_some() { bit } else { 0 };
-                // The `_in_czone` forms share one common zone: the SNAT zone.
-                let role = match kind {
-                    Nat::Dnat => ZoneRole::Dnat,
-                    Nat::Snat | Nat::DnatInCzone | Nat::SnatInCzone => ZoneRole::Snat,
-                };
-                return self.recirculate(pkt, pipeline, table, depth, extra, role);
+                return self.conntrack(op, pkt, pipeline, table, depth);
             }
-            Action::CtLb(lb) => return self.ct_lb(lb, pkt, pipeline, table, depth),
+            Action::CtLb(lb) => return self.conntrack(CtOp::Lb(lb), pkt, pipeline, table, depth),
             Action::Call { result, func, args } => {
                 return self.call(*func, result.as_ref(), args, pkt)
             }
         }
         Flow::Continue
-    }
-
-    /// Conntrack then the next table: the rest of this flow's actions do
-    /// not run (ovn-controller puts nothing after these).
-    fn recirculate(
-        &mut self,
-        pkt: &mut Packet,
-        pipeline: Pipeline,
-        table: u8,
-        depth: usize,
-        extra_state: u32,
-        role: ZoneRole,
-    ) -> Flow {
-        let zone = self.zone(pkt, pipeline, role);
-        let state = self.ct.next_state(zone, &pkt.key) | extra_state;
-        self.record_ct(pkt, zone, state);
-        set_key_field(&mut pkt.key, KeyField::CtState, u128::from(state));
-        self.table(pkt, pipeline, table.saturating_add(1), depth + 1);
-        Flow::Stop
-    }
-
-    fn ct_lb(
-        &mut self,
-        lb: &CtLb,
-        pkt: &mut Packet,
-        pipeline: Pipeline,
-        table: u8,
-        depth: usize,
-    ) -> Flow {
-        let Some(backends) = &lb.backends else {
-            return self.recirculate(pkt, pipeline, table, depth, 0, ZoneRole::Default);
-        };
-        let choices: Vec<(u128, Format, Option<u16>)> = backends
-            .iter()
-            .map(|b| (b.ip.value, b.ip.format, b.port))
-            .collect();
-        let zone = self.zone(pkt, pipeline, ZoneRole::Default);
-        let state = self.ct.next_state(zone, &pkt.key);
-        self.record_ct(pkt, zone, state | ct_state::DNAT);
-        // New or established, the packet leaves conntrack addressed to the
-        // backend: a new connection gets one chosen, an established one its
-        // recorded mapping (the Conntrack knows which).
-        if let Some(&(ip, format, port)) = choices.get(self.ct.choose_backend(&choices)) {
-            rewrite_endpoint(&mut pkt.key, true, ip, format, port);
-        }
-        set_key_field(
-            &mut pkt.key,
-            KeyField::CtState,
-            u128::from(state | ct_state::DNAT),
-        );
-        self.table(pkt, pipeline, table.saturating_add(1), depth + 1);
-        Flow::Stop
-    }
-
-    /// The zone a conntrack action uses, as ovn-controller encodes it.
-    fn zone(&self, pkt: &Packet, pipeline: Pipeline, role: ZoneRole) -> u16 {
-        let zones = &self.program.zones;
-        let is_router = self
-            .program
-            .datapaths
-            .get(&pkt.dp)
-            .is_some_and(|d| d.is_router);
-        match (is_router, role) {
-            (false, _) => {
-                let port = match pipeline {
-                    Pipeline::Ingress => KeyField::InPort,
-                    Pipeline::Egress => KeyField::OutPort,
-                };
-                let key = pkt.key[port.index()] as u32;
-                zones.ports.get(&(pkt.dp, key)).copied().unwrap_or(0)
-            }
-            (true, ZoneRole::Snat) => zones.snat.get(&pkt.dp).copied().unwrap_or(0),
-            (true, _) => zones.dnat.get(&pkt.dp).copied().unwrap_or(0),
-        }
-    }
-
-    fn record_ct(&mut self, pkt: &Packet, zone: u16, state: u32) {
-        let datapath = self.dp_name(pkt.dp);
-        self.out.conntrack.push(CtUse {
-            datapath,
-            zone,
-            state,
-        });
     }
 
     fn call(
@@ -569,28 +615,62 @@ impl<'a> Interp<'a> {
             Args::Fields(f) => f.as_slice(),
             _ => &[],
         };
+        // What the datapath cannot do: make packets or learn from them.
+        let needs_controller = matches!(
+            func,
+            Func::PutArp
+                | Func::PutNd
+                | Func::PutFdb
+                | Func::PutDhcpOpts
+                | Func::PutDhcpv6Opts
+                | Func::PutNdRaOpts
+                | Func::DnsLookup
+                | Func::HandleSvcCheck
+                | Func::HandleBfdMsg
+                | Func::BindVport
+                | Func::TriggerEvent
+        );
+        if needs_controller && self.hand_to_controller() {
+            return Flow::Stop;
+        }
         let arg = |i: usize| fields.get(i).map_or(0, |f| get(&pkt.key, f));
-        let value: Option<u128> = match func {
+        // A lookup's answer depends on the slots its arguments came from.
+        let args_origin = pkt.prov.combined(
+            fields
+                .iter()
+                .filter_map(|f| place(f).map(|(k, _, _)| k.index())),
+        );
+        let value: Option<(u128, Origin)> = match func {
             Func::GetArp | Func::GetNd => {
                 let mac = self.mac_binding(pkt.dp, arg(0) as u32, arg(1)).unwrap_or(0);
-                set_key_field(&mut pkt.key, KeyField::EthDst, mac);
+                pkt.key[KeyField::EthDst.index()] = mac;
+                pkt.prov.write(KeyField::EthDst.index(), true, args_origin);
                 None
             }
             Func::LookupArp | Func::LookupNd => {
                 let known = self.mac_binding(pkt.dp, arg(0) as u32, arg(1));
-                Some(u128::from(known == Some(arg(2))))
+                Some((u128::from(known == Some(arg(2))), args_origin))
             }
-            Func::LookupArpIp | Func::LookupNdIp => Some(u128::from(
-                self.mac_binding(pkt.dp, arg(0) as u32, arg(1)).is_some(),
+            Func::LookupArpIp | Func::LookupNdIp => Some((
+                u128::from(self.mac_binding(pkt.dp, arg(0) as u32, arg(1)).is_some()),
+                args_origin,
             )),
-            Func::CheckInPortSec => Some(u128::from(self.violates_port_security(pkt, true))),
-            Func::CheckOutPortSec => Some(u128::from(self.violates_port_security(pkt, false))),
+            Func::CheckInPortSec | Func::CheckOutPortSec => {
+                let ingress = func == Func::CheckInPortSec;
+                let (violates, read) = self.violates_port_security(pkt, ingress);
+                Some((
+                    u128::from(violates),
+                    pkt.prov.combined(read.iter().map(|f| f.index())),
+                ))
+            }
             // The flow only asks for a port that has the options, and the
             // controller answers any well-formed request: success, as
             // ovn-trace assumes for a DHCPDISCOVER/REQUEST or an RS.
-            Func::PutDhcpOpts | Func::PutDhcpv6Opts | Func::PutNdRaOpts => Some(1),
+            Func::PutDhcpOpts | Func::PutDhcpv6Opts | Func::PutNdRaOpts => Some((1, Origin::Fixed)),
             Func::Select => match args {
-                Args::Weighted(items) => items.first().map(|(v, _)| u128::from(*v)),
+                Args::Weighted(items) => {
+                    items.first().map(|(v, _)| (u128::from(*v), Origin::Fixed))
+                }
                 _ => None,
             },
             Func::HandleSvcCheck | Func::HandleBfdMsg => {
@@ -600,10 +680,10 @@ impl<'a> Interp<'a> {
             // Learning, logging, metering and events change nothing the
             // pipeline sees; lookups of state ironflow does not simulate
             // (FDB, DHCP, DNS, hairpin, ECMP and affinity tables) miss.
-            _ => result.map(|_| 0),
+            _ => result.map(|_| (0, Origin::Fixed)),
         };
-        if let (Some(r), Some(v)) = (result, value) {
-            set(&mut pkt.key, r, v);
+        if let (Some(r), Some((v, origin))) = (result, value) {
+            pkt.write(r, v, origin);
         }
         Flow::Continue
     }
@@ -611,12 +691,6 @@ impl<'a> Interp<'a> {
 
 fn loopback_allowed(key: &Key) -> bool {
     key[KeyField::Flags.index()] & 1 != 0
-}
-
-fn clear_ct(key: &mut Key) {
-    for field in [KeyField::CtState, KeyField::CtMark, KeyField::CtLabel] {
-        key[field.index()] = 0;
-    }
 }
 
 fn set_key_field(key: &mut Key, field: KeyField, value: u128) {
@@ -636,16 +710,6 @@ fn place(f: &FieldRef) -> Option<(KeyField, u16, u16)> {
 
 fn get(key: &Key, f: &FieldRef) -> u128 {
     place(f).map_or(0, |(k, low, width)| (key[k.index()] >> low) & ones(width))
-}
-
-fn set(key: &mut Key, f: &FieldRef, value: u128) {
-    // OVN-only fields (icmp4.frag_mtu) have no key slot; nothing matches on them.
-    let Some((k, low, width)) = place(f) else {
-        return;
-    };
-    let mask = ones(width) << low;
-    let slot = &mut key[k.index()];
-    *slot = (*slot & !mask) | ((value << low) & mask);
 }
 
 /// Rewrites the destination (DNAT) or source (SNAT) address and port.

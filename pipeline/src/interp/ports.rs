@@ -3,6 +3,7 @@
 //! port-bound lookups (MAC bindings, port security) that flows call.
 
 use super::*;
+use crate::dpaction::TunnelOutput;
 
 impl<'a> Interp<'a> {
     pub(super) fn port_key(&self, dp: Uuid, name: &str) -> u32 {
@@ -44,7 +45,52 @@ impl<'a> Interp<'a> {
     /// for it: true when the packet violates it. A port may send from its
     /// MACs and addresses (and DHCP from 0.0.0.0, IPv6 from link-local or
     /// ::); it may receive for its addresses and broadcast/multicast.
-    pub(super) fn violates_port_security(&self, pkt: &Packet, ingress: bool) -> bool {
+    ///
+    /// Also says which key slots the answer depended on.
+    pub(super) fn violates_port_security(
+        &self,
+        pkt: &Packet,
+        ingress: bool,
+    ) -> (bool, Vec<KeyField>) {
+        let violates = self.check_port_security(pkt, ingress);
+        let port = if ingress {
+            KeyField::InPort
+        } else {
+            KeyField::OutPort
+        };
+        let secured = self
+            .port(pkt.dp, pkt.key[port.index()] as u32)
+            .is_some_and(|p| !p.port_security.is_empty());
+        if !secured {
+            return (violates, Vec::new());
+        }
+        let k = |f: KeyField| pkt.key[f.index()];
+        let eth_type = k(KeyField::EthType);
+        let mut read = vec![KeyField::EthType];
+        match (ingress, eth_type) {
+            (true, 0x800) => {
+                read.extend([KeyField::EthSrc, KeyField::Nw4Src]);
+                // A DHCP request from 0.0.0.0 is judged by where it goes.
+                if k(KeyField::Nw4Src) == 0 {
+                    read.extend([
+                        KeyField::Nw4Dst,
+                        KeyField::IpProto,
+                        KeyField::TpSrc,
+                        KeyField::TpDst,
+                    ]);
+                }
+            }
+            (true, 0x806) => read.extend([KeyField::EthSrc, KeyField::ArpSha, KeyField::Nw4Src]),
+            (true, 0x86dd) => read.extend([KeyField::EthSrc, KeyField::Ip6Src]),
+            (true, _) => read.push(KeyField::EthSrc),
+            (false, 0x800) => read.extend([KeyField::EthDst, KeyField::Nw4Dst]),
+            (false, 0x86dd) => read.extend([KeyField::EthDst, KeyField::Ip6Dst]),
+            (false, _) => read.push(KeyField::EthDst),
+        }
+        (violates, read)
+    }
+
+    fn check_port_security(&self, pkt: &Packet, ingress: bool) -> bool {
         let field = if ingress {
             KeyField::InPort
         } else {
@@ -147,12 +193,21 @@ impl<'a> Interp<'a> {
         };
         // One copy per remote chassis, which delivers to its own members.
         let mut remote: Vec<String> = Vec::new();
-        for &member in members {
+        for (i, &member) in members.iter().enumerate() {
             if member == inport && !loopback_allowed(&pkt.key) {
                 continue;
             }
             match self.placement(pkt.dp, member) {
-                Placement::Local => self.egress(pkt, member, depth),
+                Placement::Local => {
+                    let pushed = self.push_pending(members.as_ptr() as usize, i, pkt);
+                    self.egress(pkt, member, depth);
+                    if pushed {
+                        self.pop_pending();
+                    }
+                    if self.stopped() {
+                        return;
+                    }
+                }
                 Placement::Remote(chassis) if !remote.contains(&chassis) => remote.push(chassis),
                 Placement::Remote(_) | Placement::Unbound => {}
             }
@@ -162,19 +217,47 @@ impl<'a> Interp<'a> {
         }
     }
 
+    /// A packet from a tunnel: the sender ran the ingress pipeline, so it
+    /// enters egress for the port, or each local member of the group.
+    pub(super) fn tunnel_arrival(&mut self, pkt: &Packet, outport: u32) {
+        match self.program.groups.get(&(pkt.dp, outport)) {
+            Some(members) => {
+                for (i, &member) in members.iter().enumerate() {
+                    if matches!(self.placement(pkt.dp, member), Placement::Local) {
+                        let pushed = self.push_pending(members.as_ptr() as usize, i, pkt);
+                        self.egress(pkt, member, 0);
+                        if pushed {
+                            self.pop_pending();
+                        }
+                        if self.stopped() {
+                            return;
+                        }
+                    }
+                }
+            }
+            None => match self.placement(pkt.dp, outport) {
+                Placement::Local => self.egress(pkt, outport, 0),
+                _ => self.drop(
+                    pkt,
+                    format!("port with tunnel key {outport} is not on this chassis"),
+                ),
+            },
+        }
+    }
+
     /// Runs the egress pipeline for `outport`. It starts as a packet from a
     /// tunnel would: every register but the ports cleared, flags included
     /// (as ovn-trace does), so local and remote delivery agree.
     pub(super) fn egress(&mut self, pkt: &Packet, outport: u32, depth: usize) {
-        let mut copy = pkt.clone();
-        copy.key[KeyField::OutPort.index()] = outport.into();
+        let mut copy = self.fork(pkt);
+        copy.fix(KeyField::OutPort, outport.into());
         for field in [
             KeyField::Xxreg(0),
             KeyField::Xxreg(1),
             KeyField::Xreg4,
             KeyField::Flags,
         ] {
-            copy.key[field.index()] = 0;
+            copy.fix(field, 0);
         }
         self.table(&mut copy, Pipeline::Egress, 0, depth + 1);
     }
@@ -204,6 +287,24 @@ impl<'a> Interp<'a> {
 
     /// Sends the packet to another chassis, which runs the egress pipeline.
     pub(super) fn tunnel(&mut self, pkt: &Packet, outport: u32, chassis: String) {
+        let datapath_key = self
+            .program
+            .datapaths
+            .get(&pkt.dp)
+            .map_or(0, |d| d.tunnel_key);
+        let inport_key = pkt.key[KeyField::InPort.index()] as u32;
+        if let Some(rec) = &mut self.rec {
+            if rec.active() && pkt.generated_by.is_none() {
+                rec.commit(&pkt.key, &pkt.prov);
+                rec.emit(DpAction::Tunnel(TunnelOutput {
+                    chassis: chassis.into(),
+                    datapath_key,
+                    inport_key,
+                    outport_key: outport,
+                }));
+            }
+            return;
+        }
         let name = self
             .port(pkt.dp, outport)
             .map(|p| p.name.clone())
@@ -214,11 +315,6 @@ impl<'a> Interp<'a> {
                     .find(|g| g.datapath == pkt.dp && g.tunnel_key == outport)
                     .map_or_else(|| outport.to_string(), |g| g.name.clone())
             });
-        let datapath_key = self
-            .program
-            .datapaths
-            .get(&pkt.dp)
-            .map_or(0, |d| d.tunnel_key);
         self.out.outputs.push(Output {
             port: name,
             datapath: self.dp_name(pkt.dp),
@@ -227,7 +323,7 @@ impl<'a> Interp<'a> {
             tunnel: Some(Tunnel {
                 chassis,
                 datapath_key,
-                inport_key: pkt.key[KeyField::InPort.index()] as u32,
+                inport_key,
                 outport_key: outport,
             }),
         });
@@ -248,8 +344,9 @@ impl<'a> Interp<'a> {
         };
         match peer {
             Some(peer) => {
-                // ovn-controller's patch: a fresh pipeline in the peer.
-                let mut next = pkt.clone();
+                // ovn-controller's patch: a fresh pipeline in the peer, with
+                // the conntrack state forgotten.
+                let mut next = self.fork(pkt);
                 next.dp = peer.datapath;
                 for field in [
                     KeyField::Xxreg(0),
@@ -257,14 +354,34 @@ impl<'a> Interp<'a> {
                     KeyField::Xreg4,
                     KeyField::Flags,
                     KeyField::OutPort,
+                    KeyField::CtState,
+                    KeyField::CtMark,
+                    KeyField::CtLabel,
                 ] {
-                    next.key[field.index()] = 0;
+                    next.fix(field, 0);
                 }
-                clear_ct(&mut next.key);
-                next.key[KeyField::InPort.index()] = peer.tunnel_key.into();
+                next.fix(KeyField::InPort, peer.tunnel_key.into());
+                if let Some(rec) = self.recording() {
+                    rec.emit(DpAction::CtClear);
+                }
                 self.table(&mut next, Pipeline::Ingress, 0, depth + 1);
             }
             None => {
+                if let Some(rec) = &mut self.rec {
+                    if rec.active() && pkt.generated_by.is_none() {
+                        let datapath_key = self
+                            .program
+                            .datapaths
+                            .get(&pkt.dp)
+                            .map_or(0, |d| d.tunnel_key);
+                        rec.commit(&pkt.key, &pkt.prov);
+                        rec.emit(DpAction::Output {
+                            datapath_key,
+                            port_key: outport,
+                        });
+                    }
+                    return;
+                }
                 let datapath = self.dp_name(pkt.dp);
                 self.out.outputs.push(Output {
                     port: port.name.clone(),
