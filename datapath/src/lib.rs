@@ -5,4 +5,5 @@
 //! (AF_XDP, AF_PACKET, TAP, in-memory) and the poll-mode workers. It never
 //! parses OVN text nor talks OVSDB: it runs what `ironflow-pipeline` compiled.
 
+pub mod conntrack;
 pub mod flow;
