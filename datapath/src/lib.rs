@@ -7,3 +7,5 @@
 
 pub mod conntrack;
 pub mod flow;
+pub mod cache;
+pub mod keymap;

@@ -1,0 +1,507 @@
+//! A worker's flow caches: the exact-match cache (EMC) in front of the
+//! megaflow cache, as OVS's userspace datapath layers them.
+//!
+//! A *megaflow* is what one slow-path pass decided: a masked flow key (the
+//! bits the pipeline looked at), the mask, and the datapath actions. The
+//! megaflow cache finds one by tuple-space search: one hash table per
+//! distinct mask (a subtable), each keyed by the masked key, visited until
+//! one matches. Megaflows from one program never overlap (each packet has
+//! exactly one answer), so the first match is the answer and the order of
+//! subtables only matters for speed: they are kept busiest first.
+//!
+//! The EMC maps a packet's whole key to its megaflow: one hash of the key
+//! (which the caller computes once per packet), two probed slots, one key
+//! compare. It only points into the megaflow slab; a slot's version number
+//! changes whenever its megaflow goes, so stale EMC entries miss.
+//!
+//! Caches belong to one worker and need no locks. Both are bounded: the
+//! megaflow cache evicts the entry under a clock hand when full, the EMC
+//! overwrites. A new compiled program flushes both (see [`FlowCache::flush`]):
+//! revalidating megaflows against the new program would keep the ones that
+//! did not change, at the cost of a slow-path run per megaflow; with
+//! programs changing seconds apart and misses costing tens of µs, a flush is
+//! cheaper and obviously correct.
+
+use crate::flow::{FlowKey, WORDS};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Slots in the EMC (a power of two).
+pub const EMC_ENTRIES: usize = 8192;
+/// Megaflows a worker keeps by default.
+pub const DEFAULT_MEGAFLOWS: usize = 65536;
+
+const NONE: u32 = u32::MAX;
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The hash of a whole key, for the EMC.
+#[inline]
+pub fn key_hash(key: &FlowKey) -> u64 {
+    let mut h: u64 = 0;
+    for w in key.words {
+        h = (h.rotate_left(23) ^ w).wrapping_mul(MIX);
+    }
+    h ^ (h >> 29)
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type PrehashedMap<V> = HashMap<u64, V, BuildHasherDefault<Prehashed>>;
+
+/// One distinct mask and its megaflows.
+struct Subtable {
+    mask: FlowKey,
+    /// The words where the mask has bits: only those are hashed and compared.
+    words: Vec<usize>,
+    /// Masked-key hash → first megaflow with it (chained by `next`).
+    map: PrehashedMap<u32>,
+    hits: u64,
+    flows: usize,
+}
+
+impl Subtable {
+    #[inline]
+    fn hash(&self, key: &FlowKey) -> u64 {
+        let mut h: u64 = 0;
+        for &w in &self.words {
+            h = (h.rotate_left(23) ^ (key.words[w] & self.mask.words[w])).wrapping_mul(MIX);
+        }
+        h ^ (h >> 29)
+    }
+
+    #[inline]
+    fn matches(&self, key: &FlowKey, masked: &FlowKey) -> bool {
+        self.words
+            .iter()
+            .all(|&w| key.words[w] & self.mask.words[w] == masked.words[w])
+    }
+}
+
+/// A cached slow-path decision.
+pub struct Megaflow<A> {
+    /// The key, masked.
+    pub key: FlowKey,
+    pub mask: FlowKey,
+    pub actions: A,
+    pub hits: u64,
+    subtable: u32,
+    hash: u64,
+    next: u32,
+}
+
+struct Slot<A> {
+    version: u32,
+    flow: Option<Megaflow<A>>,
+}
+
+#[derive(Clone, Copy)]
+struct EmcEntry {
+    key: FlowKey,
+    flow: u32,
+    version: u32,
+}
+
+/// Counters, OPTE-style: a plain struct the worker reports as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub emc_hits: u64,
+    pub megaflow_hits: u64,
+    pub misses: u64,
+    pub inserted: u64,
+    pub evicted: u64,
+    pub flushes: u64,
+    /// Subtables visited by megaflow lookups (÷ lookups = masks per lookup).
+    pub subtables_visited: u64,
+}
+
+/// A handle on a megaflow, valid until the cache changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRef(u32);
+
+/// The EMC and megaflow cache of one worker.
+pub struct FlowCache<A> {
+    subtables: Vec<Subtable>,
+    slots: Vec<Slot<A>>,
+    free: Vec<u32>,
+    capacity: usize,
+    clock: usize,
+    emc: Box<[EmcEntry]>,
+    emc_inserts: bool,
+    lookups_since_sort: u32,
+    pub stats: CacheStats,
+}
+
+impl<A> FlowCache<A> {
+    /// A cache of at most `megaflows` megaflows; `emc` turns the EMC on.
+    pub fn new(megaflows: usize, emc: bool) -> Self {
+        FlowCache {
+            subtables: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            capacity: megaflows.max(1),
+            clock: 0,
+            emc: vec![
+                EmcEntry {
+                    key: FlowKey::ZERO,
+                    flow: NONE,
+                    version: 0,
+                };
+                if emc { EMC_ENTRIES } else { 0 }
+            ]
+            .into_boxed_slice(),
+            emc_inserts: emc,
+            lookups_since_sort: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Finds the megaflow for `key` (whose [`key_hash`] is `hash`).
+    #[inline]
+    pub fn lookup(&mut self, key: &FlowKey, hash: u64) -> Option<FlowRef> {
+        if !self.emc.is_empty() {
+            for probe in [hash as usize, (hash >> 32) as usize] {
+                let e = &self.emc[probe & (EMC_ENTRIES - 1)];
+                if e.flow != NONE && e.key == *key {
+                    let slot = &mut self.slots[e.flow as usize];
+                    if slot.version == e.version {
+                        if let Some(f) = &mut slot.flow {
+                            f.hits += 1;
+                            self.stats.emc_hits += 1;
+                            return Some(FlowRef(e.flow));
+                        }
+                    }
+                }
+            }
+        }
+        let found = self.megaflow_lookup(key)?;
+        self.stats.megaflow_hits += 1;
+        self.emc_insert(key, hash, found);
+        Some(FlowRef(found))
+    }
+
+    fn megaflow_lookup(&mut self, key: &FlowKey) -> Option<u32> {
+        self.lookups_since_sort += 1;
+        if self.lookups_since_sort >= 1 << 20 {
+            self.sort_subtables();
+        }
+        for (i, sub) in self.subtables.iter_mut().enumerate() {
+            self.stats.subtables_visited += 1;
+            let h = sub.hash(key);
+            let mut idx = sub.map.get(&h).copied().unwrap_or(NONE);
+            while idx != NONE {
+                let Some(f) = self.slots[idx as usize].flow.as_mut() else {
+                    break;
+                };
+                if f.hash == h && f.subtable == i as u32 && sub.matches(key, &f.key) {
+                    f.hits += 1;
+                    sub.hits += 1;
+                    return Some(idx);
+                }
+                idx = f.next;
+            }
+        }
+        self.stats.misses += 1;
+        None
+    }
+
+    fn emc_insert(&mut self, key: &FlowKey, hash: u64, flow: u32) {
+        if !self.emc_inserts {
+            return;
+        }
+        let version = self.slots[flow as usize].version;
+        // Of the two slots, take an empty or stale one, else the first.
+        let probes = [
+            hash as usize & (EMC_ENTRIES - 1),
+            (hash >> 32) as usize & (EMC_ENTRIES - 1),
+        ];
+        let live = |e: &EmcEntry, slots: &[Slot<A>]| {
+            e.flow != NONE && slots[e.flow as usize].version == e.version
+        };
+        let at = probes
+            .into_iter()
+            .find(|&p| !live(&self.emc[p], &self.slots))
+            .unwrap_or(probes[0]);
+        self.emc[at] = EmcEntry {
+            key: *key,
+            flow,
+            version,
+        };
+    }
+
+    /// The megaflow a lookup found.
+    #[inline]
+    pub fn get(&self, r: FlowRef) -> &Megaflow<A> {
+        self.slots[r.0 as usize]
+            .flow
+            .as_ref()
+            .expect("a FlowRef is used before the cache changes")
+    }
+
+    /// Caches a slow-path decision for every key that agrees with `key`
+    /// on `mask`, evicting one if the cache is full.
+    pub fn insert(&mut self, key: &FlowKey, mask: &FlowKey, actions: A) -> FlowRef {
+        if self.len() >= self.capacity {
+            self.evict_one();
+        }
+        let masked = key.masked(mask);
+        let sub_idx = match self.subtables.iter().position(|s| s.mask == *mask) {
+            Some(i) => i,
+            None => {
+                self.subtables.push(Subtable {
+                    mask: *mask,
+                    words: (0..WORDS).filter(|&w| mask.words[w] != 0).collect(),
+                    map: PrehashedMap::default(),
+                    hits: 0,
+                    flows: 0,
+                });
+                self.subtables.len() - 1
+            }
+        };
+        let sub = &mut self.subtables[sub_idx];
+        let hash = sub.hash(&masked);
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    version: 0,
+                    flow: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let next = sub.map.insert(hash, idx).unwrap_or(NONE);
+        sub.flows += 1;
+        self.slots[idx as usize].flow = Some(Megaflow {
+            key: masked,
+            mask: *mask,
+            actions,
+            hits: 0,
+            subtable: sub_idx as u32,
+            hash,
+            next,
+        });
+        self.stats.inserted += 1;
+        FlowRef(idx)
+    }
+
+    /// Like [`FlowCache::insert`], and points the EMC at it for `key`.
+    pub fn insert_and_remember(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        mask: &FlowKey,
+        actions: A,
+    ) -> FlowRef {
+        let r = self.insert(key, mask, actions);
+        self.emc_insert(key, hash, r.0);
+        r
+    }
+
+    fn evict_one(&mut self) {
+        let n = self.slots.len();
+        for _ in 0..n {
+            self.clock = (self.clock + 1) % n;
+            if self.slots[self.clock].flow.is_some() {
+                self.remove(self.clock as u32);
+                self.stats.evicted += 1;
+                return;
+            }
+        }
+    }
+
+    fn remove(&mut self, idx: u32) {
+        let Some(f) = self.slots[idx as usize].flow.take() else {
+            return;
+        };
+        self.slots[idx as usize].version = self.slots[idx as usize].version.wrapping_add(1);
+        self.free.push(idx);
+        let sub = &mut self.subtables[f.subtable as usize];
+        sub.flows -= 1;
+        // Unlink from the hash chain.
+        let head = sub.map.get(&f.hash).copied().unwrap_or(NONE);
+        if head == idx {
+            if f.next == NONE {
+                sub.map.remove(&f.hash);
+            } else {
+                sub.map.insert(f.hash, f.next);
+            }
+        } else {
+            let mut cur = head;
+            while cur != NONE {
+                let Some(c) = self.slots[cur as usize].flow.as_mut() else {
+                    break;
+                };
+                if c.next == idx {
+                    c.next = f.next;
+                    break;
+                }
+                cur = c.next;
+            }
+        }
+    }
+
+    /// Drops every megaflow (a new program is in force).
+    pub fn flush(&mut self) {
+        self.subtables.clear();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.flow.take().is_some() {
+                slot.version = slot.version.wrapping_add(1);
+                self.free.push(i as u32);
+            }
+        }
+        for e in self.emc.iter_mut() {
+            e.flow = NONE;
+        }
+        self.stats.flushes += 1;
+    }
+
+    /// Busiest subtables first, so hits stop early.
+    fn sort_subtables(&mut self) {
+        self.lookups_since_sort = 0;
+        let mut order: Vec<usize> = (0..self.subtables.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.subtables[i].hits));
+        let mut remap = vec![0u32; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            remap[old] = new as u32;
+        }
+        let mut old: Vec<Option<Subtable>> = self.subtables.drain(..).map(Some).collect();
+        for &i in &order {
+            if let Some(mut s) = old[i].take() {
+                s.hits /= 2;
+                self.subtables.push(s);
+            }
+        }
+        for slot in &mut self.slots {
+            if let Some(f) = &mut slot.flow {
+                f.subtable = remap[f.subtable as usize];
+            }
+        }
+    }
+
+    /// Megaflows cached.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Distinct masks in use.
+    pub fn masks(&self) -> usize {
+        self.subtables.len()
+    }
+
+    /// Every megaflow, for `ironflow flows`.
+    pub fn megaflows(&self) -> impl Iterator<Item = &Megaflow<A>> {
+        self.slots.iter().filter_map(|s| s.flow.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::slots;
+
+    fn key(dst: u128, port: u128) -> FlowKey {
+        let mut k = FlowKey::ZERO;
+        k.set(slots::IN_PORT, 1);
+        k.set(slots::ETH_TYPE, 0x0800);
+        k.set(slots::IP_DST, dst);
+        k.set(slots::TP_DST, port);
+        k
+    }
+
+    fn mask(dst: u128) -> FlowKey {
+        let mut m = FlowKey::ZERO;
+        m.or(slots::IN_PORT, u128::MAX);
+        m.or(slots::ETH_TYPE, u128::MAX);
+        m.or(slots::IP_DST, dst);
+        m
+    }
+
+    #[test]
+    fn megaflows_cover_what_their_mask_leaves_out() {
+        let mut c: FlowCache<&str> = FlowCache::new(16, true);
+        let k = key(0x0a00_0001, 80);
+        assert!(c.lookup(&k, key_hash(&k)).is_none());
+        c.insert(&k, &mask(0xffff_ff00), "subnet");
+        // Another host in the /24 and another port: the same megaflow.
+        let other = key(0x0a00_0063, 443);
+        let r = c.lookup(&other, key_hash(&other)).expect("hit");
+        assert_eq!(c.get(r).actions, "subnet");
+        assert_eq!(c.stats.megaflow_hits, 1);
+        // Now in the EMC.
+        let r2 = c.lookup(&other, key_hash(&other)).expect("hit");
+        assert_eq!(r, r2);
+        assert_eq!(c.stats.emc_hits, 1);
+        let outside = key(0x0b00_0001, 80);
+        assert!(c.lookup(&outside, key_hash(&outside)).is_none());
+    }
+
+    #[test]
+    fn eviction_and_flush_invalidate_the_emc() {
+        let mut c: FlowCache<u32> = FlowCache::new(2, true);
+        let keys: Vec<FlowKey> = (0..3).map(|i| key(0x0a00_0000 + i, 1)).collect();
+        for (i, k) in keys.iter().enumerate() {
+            c.insert_and_remember(k, key_hash(k), &mask(u128::MAX), i as u32);
+        }
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.stats.evicted, 1);
+        let hits = keys
+            .iter()
+            .filter(|k| c.lookup(k, key_hash(k)).is_some())
+            .count();
+        assert_eq!(hits, 2, "the evicted one misses, EMC included");
+        for k in &keys {
+            if let Some(r) = c.lookup(k, key_hash(k)) {
+                let ip = k.get(slots::IP_DST) as u32 - 0x0a00_0000;
+                assert_eq!(c.get(r).actions, ip);
+            }
+        }
+        c.flush();
+        assert!(keys.iter().all(|k| c.lookup(k, key_hash(k)).is_none()));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn colliding_megaflows_in_one_subtable_chain() {
+        let mut c: FlowCache<u32> = FlowCache::new(1024, false);
+        for i in 0..500u32 {
+            let k = key(u128::from(i), 0);
+            c.insert(&k, &mask(u128::MAX), i);
+        }
+        for i in 0..500u32 {
+            let k = key(u128::from(i), 7);
+            let r = c.lookup(&k, key_hash(&k)).expect("hit");
+            assert_eq!(c.get(r).actions, i);
+        }
+        for i in (0..500).step_by(2) {
+            c.remove(i);
+        }
+        let hits = (0..500u32)
+            .filter(|&i| {
+                let k = key(u128::from(i), 0);
+                c.lookup(&k, key_hash(&k)).is_some()
+            })
+            .count();
+        assert_eq!(hits, 250);
+        assert_eq!(c.masks(), 1);
+    }
+}
