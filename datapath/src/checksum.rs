@@ -78,11 +78,7 @@ pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
 #[inline]
 pub fn update32(csum: u16, old: u32, new: u32) -> u16 {
     // Each term is below 2^16, so five of them cannot overflow 32 bits.
-    let sum = u32::from(!csum)
-        + (!old >> 16)
-        + (!old & 0xffff)
-        + (new >> 16)
-        + (new & 0xffff);
+    let sum = u32::from(!csum) + (!old >> 16) + (!old & 0xffff) + (new >> 16) + (new & 0xffff);
     !fold(sum)
 }
 

@@ -117,8 +117,16 @@ pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Layers {
         layers.status = Status::ShortL2;
         return layers;
     };
-    put(key, slots::ETH_DST, mac(&[eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]));
-    put(key, slots::ETH_SRC, mac(&[eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]));
+    put(
+        key,
+        slots::ETH_DST,
+        mac(&[eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]),
+    );
+    put(
+        key,
+        slots::ETH_SRC,
+        mac(&[eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]),
+    );
     let mut eth_type = be16(eth[12], eth[13]);
     let mut off = 14;
 
@@ -290,7 +298,11 @@ fn transport(l4: &[u8], proto: u8, v6: bool, key: &mut FlowKey) -> bool {
                 return false;
             }
             ports(key, be16(h[0], h[1]), be16(h[2], h[3]));
-            put(key, slots::TCP_FLAGS, u64::from(be16(h[12], h[13]) & 0x0fff));
+            put(
+                key,
+                slots::TCP_FLAGS,
+                u64::from(be16(h[12], h[13]) & 0x0fff),
+            );
         }
         IPPROTO_UDP => {
             let Some(h) = l4.first_chunk::<8>() else {
@@ -377,9 +389,17 @@ fn arp(l3: &[u8], key: &mut FlowKey, layers: &mut Layers) {
     if op <= 0xff {
         put(key, slots::ARP_OP, u64::from(op));
     }
-    put(key, slots::ARP_SHA, mac(&[a[8], a[9], a[10], a[11], a[12], a[13]]));
+    put(
+        key,
+        slots::ARP_SHA,
+        mac(&[a[8], a[9], a[10], a[11], a[12], a[13]]),
+    );
     put_addr4(key, slots::IP_SRC, be32(a[14], a[15], a[16], a[17]));
-    put(key, slots::ARP_THA, mac(&[a[18], a[19], a[20], a[21], a[22], a[23]]));
+    put(
+        key,
+        slots::ARP_THA,
+        mac(&[a[18], a[19], a[20], a[21], a[22], a[23]]),
+    );
     put_addr4(key, slots::IP_DST, be32(a[24], a[25], a[26], a[27]));
 }
 
@@ -477,9 +497,15 @@ pub mod reference {
             Some(NetSlice::Ipv4(ip)) => {
                 let h = ip.header();
                 key.set(slots::IP_SRC, u128::from(u32::from_be_bytes(h.source())));
-                key.set(slots::IP_DST, u128::from(u32::from_be_bytes(h.destination())));
+                key.set(
+                    slots::IP_DST,
+                    u128::from(u32::from_be_bytes(h.destination())),
+                );
                 key.set(slots::IP_PROTO, u128::from(h.protocol().0));
-                key.set(slots::IP_TOS, u128::from((h.dcp().value() << 2) | h.ecn().value()));
+                key.set(
+                    slots::IP_TOS,
+                    u128::from((h.dcp().value() << 2) | h.ecn().value()),
+                );
                 key.set(slots::IP_TTL, u128::from(h.ttl()));
                 let off = h.fragments_offset().value();
                 let mut frag = 0;
@@ -846,7 +872,10 @@ pub(crate) mod tests {
         assert_eq!(l.status, Status::Ok);
         assert_eq!(k.ip_proto(), 58);
         assert_eq!((k.get(slots::TP_SRC), k.get(slots::TP_DST)), (135, 0));
-        assert_eq!(k.get(slots::ND_TARGET), 0xfd00_0000_0000_0000_0000_0000_0000_0002);
+        assert_eq!(
+            k.get(slots::ND_TARGET),
+            0xfd00_0000_0000_0000_0000_0000_0000_0002
+        );
         assert_eq!(k.get(slots::ARP_SHA), mac_of(MAC_A));
         assert_eq!(k.get(slots::ARP_THA), 0);
 
