@@ -5,7 +5,11 @@
 //! (AF_XDP, AF_PACKET, TAP, in-memory) and the poll-mode workers. It never
 //! parses OVN text nor talks OVSDB: it runs what `ironflow-pipeline` compiled.
 
+pub mod checksum;
 pub mod conntrack;
+pub mod extract;
 pub mod flow;
+pub mod packet;
+pub mod rewrite;
 pub mod cache;
 pub mod keymap;
