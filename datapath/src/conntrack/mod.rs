@@ -80,7 +80,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use table::{bump, Clash, Conn, ConnState, Table};
+use table::{bump, Clash, Conn, ConnState, HKey, Table};
 use tuple::Extracted;
 
 /// Conntrack settings.
@@ -248,7 +248,6 @@ impl Conntrack {
         // A commit can lose a race with another thread committing the same
         // connection; it then finds that one on the next round.
         for _ in 0..3 {
-            bump(&stats.lookups);
             let mut found = None;
             if natted {
                 let r = t.reverse();
@@ -288,7 +287,8 @@ impl Conntrack {
                     bump(&stats.hits);
                     self.table.end(&c);
                 }
-                None => {}
+                // Lookups are hits plus misses: one counter per packet.
+                None => bump(&stats.misses),
             }
             if related {
                 bump(&stats.invalid);
@@ -342,7 +342,7 @@ impl Conntrack {
             state |= bits;
         } else if action.nat.is_some() && c.nat != NatKind::None {
             let bit = c.nat.state_bit(reply);
-            let to = c.tuples[usize::from(!reply)].reverse();
+            let to = c.keys[usize::from(!reply)].tuple.reverse();
             nat::rewrite(key, &to, bit == ct_state::SNAT, related);
             state |= bit;
         }
@@ -379,8 +379,13 @@ impl Conntrack {
         let mut plan = action.nat.as_ref().and_then(|n| nat::Plan::new(t, n));
         let kind = plan.as_ref().map_or(NatKind::None, |p| p.kind);
         let mut conn = Arc::new(Conn {
-            tuples: [*t, t.reverse()],
-            hashes: [hash, 0],
+            keys: [
+                HKey { hash, tuple: *t },
+                HKey {
+                    hash: 0,
+                    tuple: t.reverse(),
+                },
+            ],
             nat: kind,
             state: Mutex::new(ConnState {
                 proto,
@@ -408,8 +413,10 @@ impl Conntrack {
                 self.table.unreserve();
                 return None;
             };
-            c.tuples[1] = rev;
-            c.hashes[1] = self.table.hash(&rev);
+            c.keys[1] = HKey {
+                hash: self.table.hash(&rev),
+                tuple: rev,
+            };
             match self.table.insert(&conn, now) {
                 Ok(()) => break,
                 Err(Clash::Orig) => {
@@ -427,7 +434,12 @@ impl Conntrack {
         bump(&stats.committed);
         let mut state = ct_state::NEW | ct_state::TRK;
         if kind != NatKind::None {
-            nat::rewrite(key, &conn.tuples[1].reverse(), kind == NatKind::Src, false);
+            nat::rewrite(
+                key,
+                &conn.keys[1].tuple.reverse(),
+                kind == NatKind::Src,
+                false,
+            );
             state |= kind.state_bit(false);
         }
         Some((state, mark, label))
@@ -466,8 +478,8 @@ impl Conntrack {
         let mut out = Vec::new();
         self.table.for_each(now_ns, |c, st| {
             out.push(CtEntry {
-                orig: c.tuples[0],
-                reply: c.tuples[1],
+                orig: c.keys[0].tuple,
+                reply: c.keys[1].tuple,
                 nat: c.nat,
                 mark: st.mark,
                 label: st.label,
@@ -483,8 +495,8 @@ impl Conntrack {
         let mut s = CtStats::default();
         for shard in self.table.shards() {
             let x = &shard.stats;
-            s.lookups += x.lookups.load(Relaxed);
             s.hits += x.hits.load(Relaxed);
+            s.lookups += x.hits.load(Relaxed) + x.misses.load(Relaxed);
             s.new += x.new.load(Relaxed);
             s.committed += x.committed.load(Relaxed);
             s.invalid += x.invalid.load(Relaxed);

@@ -16,7 +16,8 @@
 use super::nat::NatKind;
 use super::proto::ProtoState;
 use super::tuple::CtTuple;
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -80,16 +81,17 @@ impl Hasher for PassThrough {
     }
 }
 
-type Map = HashMap<HKey, Entry, BuildHasherDefault<PassThrough>>;
+type Map = HashSet<Ix, BuildHasherDefault<PassThrough>>;
 
-/// A connection.
+/// A connection. The state comes first so that a lookup touches the
+/// cache line it compares the tuple in and the one it updates, no more.
+#[repr(C)]
 pub(crate) struct Conn {
+    pub state: Mutex<ConnState>,
+    pub nat: NatKind,
     /// `[original, reply]`: the reply tuple is the translated one for a
     /// NATed connection.
-    pub tuples: [CtTuple; 2],
-    pub hashes: [u64; 2],
-    pub nat: NatKind,
-    pub state: Mutex<ConnState>,
+    pub keys: [HKey; 2],
 }
 
 /// What changes as a connection's packets pass.
@@ -118,17 +120,41 @@ impl Conn {
     }
 }
 
-/// An index entry: the connection and which of its tuples this is.
-#[derive(Clone)]
-pub(crate) struct Entry {
+/// An index entry: the connection and which of its tuples this is. The
+/// tuple is not copied into the map: a bucket is 16 bytes, and comparing
+/// reads the connection, which the lookup needs next anyway.
+pub(crate) struct Ix {
     pub conn: Arc<Conn>,
     pub reply: bool,
 }
 
+impl Borrow<HKey> for Ix {
+    #[inline]
+    fn borrow(&self) -> &HKey {
+        &self.conn.keys[usize::from(self.reply)]
+    }
+}
+
+impl Hash for Ix {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(Borrow::<HKey>::borrow(self).hash);
+    }
+}
+
+impl PartialEq for Ix {
+    #[inline]
+    fn eq(&self, other: &Ix) -> bool {
+        Borrow::<HKey>::borrow(self) == Borrow::<HKey>::borrow(other)
+    }
+}
+
+impl Eq for Ix {}
+
 /// Counters kept per shard so threads do not share one cache line.
 #[derive(Default)]
 pub(crate) struct ShardStats {
-    pub lookups: AtomicU64,
+    pub misses: AtomicU64,
     pub hits: AtomicU64,
     pub new: AtomicU64,
     pub committed: AtomicU64,
@@ -275,13 +301,10 @@ impl Table {
     /// Removes `conn`'s index entries (those that still point to it).
     fn unindex(&self, conn: &Arc<Conn>) {
         for i in 0..2 {
-            if i == 1 && conn.tuples[1] == conn.tuples[0] {
+            if i == 1 && conn.keys[1].tuple == conn.keys[0].tuple {
                 break;
             }
-            let key = HKey {
-                hash: conn.hashes[i],
-                tuple: conn.tuples[i],
-            };
+            let key = conn.keys[i];
             let mut map = self.shard(key.hash).write();
             if map.get(&key).is_some_and(|e| Arc::ptr_eq(&e.conn, conn)) {
                 map.remove(&key);
@@ -321,10 +344,7 @@ impl Table {
     /// Indexes a new connection by both tuples, unless a live connection
     /// holds either. The caller has reserved room with [`Table::reserve`].
     pub(crate) fn insert(&self, conn: &Arc<Conn>, now: u64) -> Result<(), Clash> {
-        let keys = [0, 1].map(|i| HKey {
-            hash: conn.hashes[i],
-            tuple: conn.tuples[i],
-        });
+        let keys = conn.keys;
         let same_tuple = keys[0].tuple == keys[1].tuple;
         let idx = keys.map(|k| (k.hash >> SHARD_SHIFT) as usize & self.mask);
         let mut evicted = Vec::new();
@@ -337,21 +357,15 @@ impl Table {
             {
                 Err(Clash::Reply)
             } else {
-                map.insert(
-                    keys[0],
-                    Entry {
-                        conn: conn.clone(),
-                        reply: false,
-                    },
-                );
+                map.insert(Ix {
+                    conn: conn.clone(),
+                    reply: false,
+                });
                 if !same_tuple {
-                    map.insert(
-                        keys[1],
-                        Entry {
-                            conn: conn.clone(),
-                            reply: true,
-                        },
-                    );
+                    map.insert(Ix {
+                        conn: conn.clone(),
+                        reply: true,
+                    });
                 }
                 Ok(())
             }
@@ -370,20 +384,14 @@ impl Table {
             } else if !self.free(&mut m1, &keys[1], now, &s1.stats, &mut evicted) {
                 Err(Clash::Reply)
             } else {
-                m0.insert(
-                    keys[0],
-                    Entry {
-                        conn: conn.clone(),
-                        reply: false,
-                    },
-                );
-                m1.insert(
-                    keys[1],
-                    Entry {
-                        conn: conn.clone(),
-                        reply: true,
-                    },
-                );
+                m0.insert(Ix {
+                    conn: conn.clone(),
+                    reply: false,
+                });
+                m1.insert(Ix {
+                    conn: conn.clone(),
+                    reply: true,
+                });
                 Ok(())
             }
         };
@@ -416,7 +424,7 @@ impl Table {
                 let map = shard.read();
                 seen += map.len();
                 victims.extend(
-                    map.values()
+                    map.iter()
                         .filter(|e| !e.conn.lock().live(now))
                         .map(|e| e.conn.clone()),
                 );
@@ -446,9 +454,9 @@ impl Table {
         let mut gone = Vec::new();
         for shard in self.shards.iter() {
             let mut map = shard.write();
-            map.retain(|k, e| {
+            map.retain(|e| {
                 let hit = match zone {
-                    Some(z) => k.tuple.zone == z,
+                    Some(z) => e.conn.keys[0].tuple.zone == z,
                     None => true,
                 };
                 if hit && !e.reply {
@@ -470,7 +478,7 @@ impl Table {
     pub(crate) fn for_each(&self, now: u64, mut f: impl FnMut(&Conn, &ConnState)) {
         for shard in self.shards.iter() {
             let map = shard.read();
-            for e in map.values().filter(|e| !e.reply) {
+            for e in map.iter().filter(|e| !e.reply) {
                 let st = e.conn.lock();
                 if st.live(now) {
                     f(&e.conn, &st);
