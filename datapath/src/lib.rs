@@ -13,3 +13,7 @@ pub mod packet;
 pub mod rewrite;
 pub mod cache;
 pub mod keymap;
+pub mod config;
+pub mod engine;
+pub mod exec;
+pub mod port;
