@@ -107,7 +107,9 @@ fn commit(c: &mut Criterion) {
     let mut g = c.benchmark_group("conntrack/commit_new");
     g.throughput(Throughput::Elements(1));
     let plain = action(true);
-    g.bench_function("plain", |b| b.iter_custom(|iters| commit_new(iters, &plain)));
+    g.bench_function("plain", |b| {
+        b.iter_custom(|iters| commit_new(iters, &plain))
+    });
     let backends: Vec<Backend> = (1..=8)
         .map(|i| Backend {
             ipv6: false,

@@ -13,6 +13,11 @@
 //! finds first is treated as absent and removed by whoever needs its
 //! place (an insert) or sees it (a sweep).
 
+// `Ix` holds an `Arc<Conn>`, whose state mutates behind a mutex, but it
+// hashes and compares only the connection's tuples, which never change
+// once it is indexed.
+#![allow(clippy::mutable_key_type)]
+
 use super::nat::NatKind;
 use super::proto::ProtoState;
 use super::tuple::CtTuple;

@@ -70,7 +70,7 @@ fn invalid_flags(f: u16) -> bool {
 /// flush), but never by a SYN|ACK: that is half of someone else's
 /// handshake.
 pub(crate) fn valid_new(f: u16) -> bool {
-    !invalid_flags(f) && !(f & SYN != 0 && f & ACK != 0)
+    !invalid_flags(f) && f & (SYN | ACK) != SYN | ACK
 }
 
 /// Both ends of a connection: `[original sender, replier]`.
