@@ -98,12 +98,23 @@ pub fn extract(frame: &[u8], in_port: u32) -> (FlowKey, Layers) {
 /// the rewrites and conntrack that follow).
 #[inline]
 pub fn extract_packet(pkt: &mut Packet, in_port: u32) -> (FlowKey, Status) {
-    let (key, layers) = extract(pkt.data(), in_port);
-    pkt.set_layers(layers.l3, layers.l4);
-    (key, layers.status)
+    let mut key = FlowKey::ZERO;
+    let status = extract_packet_into(pkt, in_port, &mut key);
+    (key, status)
 }
 
-/// [`extract`] into a key the caller owns (overwritten whole).
+/// [`extract_packet`] into a key the caller owns: the fast path's form
+/// (a worker keeps a key per packet of its batch). Returning a key by
+/// value costs a copy that can be as dear as the extraction.
+#[inline]
+pub fn extract_packet_into(pkt: &mut Packet, in_port: u32, key: &mut FlowKey) -> Status {
+    let layers = extract_into(pkt.data(), in_port, key);
+    pkt.set_layers(layers.l3, layers.l4);
+    layers.status
+}
+
+/// [`extract`] into a key the caller owns (overwritten whole): the fast
+/// path's form, see [`extract_packet_into`].
 #[inline]
 pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Layers {
     *key = FlowKey::ZERO;
@@ -174,6 +185,7 @@ pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Layers {
     layers
 }
 
+#[inline(always)]
 fn ipv4(frame: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) {
     let l3 = tail(frame, off);
     let Some(h) = l3.first_chunk::<20>() else {
@@ -212,6 +224,7 @@ fn ipv4(frame: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) {
     }
 }
 
+#[inline(always)]
 fn ipv6(frame: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) {
     let l3 = tail(frame, off);
     let Some(h) = l3.first_chunk::<40>() else {
@@ -286,7 +299,7 @@ fn ipv6(frame: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) {
 
 /// Fills the L4 fields from `l4` (header and payload, no padding). False
 /// if the header is truncated or invalid.
-#[inline]
+#[inline(always)]
 fn transport(l4: &[u8], proto: u8, v6: bool, key: &mut FlowKey) -> bool {
     match proto {
         IPPROTO_TCP => {
@@ -328,7 +341,14 @@ fn transport(l4: &[u8], proto: u8, v6: bool, key: &mut FlowKey) -> bool {
             };
             ports(key, u16::from(h[0]), u16::from(h[1]));
             if (h[0] == ND_NEIGHBOR_SOLICIT || h[0] == ND_NEIGHBOR_ADVERT) && h[1] == 0 {
-                return nd(l4, key);
+                // Out of line and returning values: a call that took the
+                // key would keep it out of registers for the whole walk.
+                let Some((target, sll, tll)) = nd(l4) else {
+                    return false;
+                };
+                put128(key, slots::ND_TARGET, target);
+                put(key, slots::ARP_SHA, sll);
+                put(key, slots::ARP_THA, tll);
             }
         }
         _ => {}
@@ -336,45 +356,34 @@ fn transport(l4: &[u8], proto: u8, v6: bool, key: &mut FlowKey) -> bool {
     true
 }
 
-/// An ND solicitation or advertisement: the target and the link-layer
-/// address options. Invalid options (zero length, running past the end, a
-/// repeated address) leave all three zero, as in OVS.
+/// An ND solicitation or advertisement: the target and the source and
+/// target link-layer address options. `None` for invalid options (zero
+/// length, running past the end, a repeated address): then all three stay
+/// zero, as in OVS.
 #[cold]
-fn nd(msg: &[u8], key: &mut FlowKey) -> bool {
-    let Some(target) = tail(msg, 8).first_chunk::<16>() else {
-        return false;
-    };
+fn nd(msg: &[u8]) -> Option<(u128, u64, u64)> {
+    let target = tail(msg, 8).first_chunk::<16>()?;
     let mut sll = 0u64;
     let mut tll = 0u64;
     let mut opts = tail(msg, 24);
     while let Some(o) = opts.first_chunk::<8>() {
         let len = usize::from(o[1]) * 8;
         if len == 0 || len > opts.len() {
-            return false;
+            return None;
         }
-        if len == 8 {
-            let addr = mac(&[o[2], o[3], o[4], o[5], o[6], o[7]]);
-            let slot = match o[0] {
-                1 => &mut sll,
-                2 => &mut tll,
-                _ => {
-                    opts = tail(opts, len);
-                    continue;
-                }
-            };
+        if len == 8 && (o[0] == 1 || o[0] == 2) {
+            let slot = if o[0] == 1 { &mut sll } else { &mut tll };
             if *slot != 0 {
-                return false;
+                return None;
             }
-            *slot = addr;
+            *slot = mac(&[o[2], o[3], o[4], o[5], o[6], o[7]]);
         }
         opts = tail(opts, len);
     }
-    put128(key, slots::ND_TARGET, u128::from_be_bytes(*target));
-    put(key, slots::ARP_SHA, sll);
-    put(key, slots::ARP_THA, tll);
-    true
+    Some((u128::from_be_bytes(*target), sll, tll))
 }
 
+#[inline(always)]
 fn arp(l3: &[u8], key: &mut FlowKey, layers: &mut Layers) {
     let Some(a) = l3.first_chunk::<28>() else {
         layers.status = Status::BadL3;
@@ -472,9 +481,16 @@ pub mod reference {
     /// Extracts `frame`'s key with etherparse.
     pub fn extract(frame: &[u8], in_port: u32) -> FlowKey {
         let mut key = FlowKey::ZERO;
+        extract_into(frame, in_port, &mut key);
+        key
+    }
+
+    /// [`extract`] into a key the caller owns (overwritten whole).
+    pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) {
+        *key = FlowKey::ZERO;
         key.set(slots::IN_PORT, u128::from(in_port));
         let Ok(p) = SlicedPacket::from_ethernet(frame) else {
-            return key;
+            return;
         };
         if let Some(etherparse::LinkSlice::Ethernet2(e)) = &p.link {
             key.set(slots::ETH_DST, mac_u128(e.destination()));
@@ -537,7 +553,7 @@ pub mod reference {
             None => {}
         }
         if later {
-            return key;
+            return;
         }
         match &p.transport {
             Some(TransportSlice::Tcp(t)) => {
@@ -561,7 +577,6 @@ pub mod reference {
             }
             None => {}
         }
-        key
     }
 
     fn mac_u128(m: [u8; 6]) -> u128 {
