@@ -23,8 +23,10 @@
 //! cheaper and obviously correct.
 
 use crate::flow::{FlowKey, WORDS};
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 
 /// Slots in the EMC (a power of two).
 pub const EMC_ENTRIES: usize = 8192;
@@ -32,16 +34,58 @@ pub const EMC_ENTRIES: usize = 8192;
 pub const DEFAULT_MEGAFLOWS: usize = 65536;
 
 const NONE: u32 = u32::MAX;
-const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Per-process hash keys: folded multiplication has inputs that zero a
+/// product, and keys an attacker cannot know keep them from aiming at it.
+fn hash_keys() -> &'static [u64; 4] {
+    static KEYS: OnceLock<[u64; 4]> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let s = RandomState::new();
+        let mut out = [0u64; 4];
+        for (i, k) in out.iter_mut().enumerate() {
+            let mut h = s.build_hasher();
+            h.write_usize(i);
+            *k = h.finish() | 1;
+        }
+        out
+    })
+}
+
+/// 64×64→128 multiply, halves folded: the mixing step of wyhash-style
+/// hashes. Independent words multiply in parallel, which a chained
+/// multiply-rotate over 18 words cannot.
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a).wrapping_mul(u128::from(b));
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+#[inline(always)]
+fn finish(acc: u64, k: &[u64; 4]) -> u64 {
+    fold_mul(acc ^ k[2], k[3])
+}
 
 /// The hash of a whole key, for the EMC.
 #[inline]
 pub fn key_hash(key: &FlowKey) -> u64 {
-    let mut h: u64 = 0;
-    for w in key.words {
-        h = (h.rotate_left(23) ^ w).wrapping_mul(MIX);
+    let k = hash_keys();
+    let w = &key.words;
+    let mut acc = 0u64;
+    for pair in w.chunks_exact(2) {
+        acc ^= fold_mul(pair[0] ^ k[0], pair[1] ^ k[1]);
+        acc = acc.rotate_left(7);
     }
-    h ^ (h >> 29)
+    finish(acc, k)
+}
+
+/// Whether two keys are equal, without a call to `memcmp`.
+#[inline(always)]
+fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
+    a.words
+        .iter()
+        .zip(&b.words)
+        .fold(0, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// A hasher for keys that are hashes already.
@@ -78,11 +122,21 @@ struct Subtable {
 impl Subtable {
     #[inline]
     fn hash(&self, key: &FlowKey) -> u64 {
-        let mut h: u64 = 0;
-        for &w in &self.words {
-            h = (h.rotate_left(23) ^ (key.words[w] & self.mask.words[w])).wrapping_mul(MIX);
+        let k = hash_keys();
+        let mut acc = 0u64;
+        let mut words = self.words.chunks_exact(2);
+        for pair in &mut words {
+            let (a, b) = (pair[0], pair[1]);
+            acc ^= fold_mul(
+                (key.words[a] & self.mask.words[a]) ^ k[0],
+                (key.words[b] & self.mask.words[b]) ^ k[1],
+            );
+            acc = acc.rotate_left(7);
         }
-        h ^ (h >> 29)
+        if let [w] = words.remainder() {
+            acc ^= fold_mul((key.words[*w] & self.mask.words[*w]) ^ k[0], k[1]);
+        }
+        finish(acc, k)
     }
 
     #[inline]
@@ -112,6 +166,7 @@ struct Slot<A> {
 
 #[derive(Clone, Copy)]
 struct EmcEntry {
+    hash: u64,
     key: FlowKey,
     flow: u32,
     version: u32,
@@ -158,6 +213,7 @@ impl<A> FlowCache<A> {
             clock: 0,
             emc: vec![
                 EmcEntry {
+                    hash: 0,
                     key: FlowKey::ZERO,
                     flow: NONE,
                     version: 0,
@@ -177,7 +233,7 @@ impl<A> FlowCache<A> {
         if !self.emc.is_empty() {
             for probe in [hash as usize, (hash >> 32) as usize] {
                 let e = &self.emc[probe & (EMC_ENTRIES - 1)];
-                if e.flow != NONE && e.key == *key {
+                if e.hash == hash && e.flow != NONE && same_key(&e.key, key) {
                     let slot = &mut self.slots[e.flow as usize];
                     if slot.version == e.version {
                         if let Some(f) = &mut slot.flow {
@@ -238,6 +294,7 @@ impl<A> FlowCache<A> {
             .find(|&p| !live(&self.emc[p], &self.slots))
             .unwrap_or(probes[0]);
         self.emc[at] = EmcEntry {
+            hash,
             key: *key,
             flow,
             version,
@@ -310,6 +367,10 @@ impl<A> FlowCache<A> {
     ) -> FlowRef {
         let r = self.insert(key, mask, actions);
         self.emc_insert(key, hash, r.0);
+        // The packet that made it counts, as in OVS.
+        if let Some(f) = &mut self.slots[r.0 as usize].flow {
+            f.hits = 1;
+        }
         r
     }
 

@@ -5,15 +5,18 @@
 //! (AF_XDP, AF_PACKET, TAP, in-memory) and the poll-mode workers. It never
 //! parses OVN text nor talks OVSDB: it runs what `ironflow-pipeline` compiled.
 
-pub mod checksum;
-pub mod conntrack;
-pub mod extract;
-pub mod flow;
-pub mod packet;
-pub mod rewrite;
 pub mod cache;
-pub mod keymap;
+pub mod checksum;
 pub mod config;
+pub mod conntrack;
+pub mod dump;
 pub mod engine;
 pub mod exec;
+pub mod extract;
+pub mod flow;
+pub mod keymap;
+pub mod packet;
 pub mod port;
+pub mod rewrite;
+pub mod tunnel;
+pub mod worker;

@@ -1,0 +1,434 @@
+//! A worker's fast path: flow key, caches, actions, recirculation; the
+//! slow path on a miss; tunnel decapsulation on the way in.
+//!
+//! Each packet runs to completion: extract its key, find its megaflow
+//! (EMC, then megaflow cache, then the interpreter), run the actions, and
+//! after a conntrack recirculation look it up again under the new id. A
+//! worker owns its caches and packet pool; it shares the [`Engine`]
+//! (config, conntrack) with the others.
+//!
+//! On a miss in a later pass, the slow path needs the packet as it
+//! entered the first pass and its key after each conntrack trip (see
+//! `ironflow_pipeline::interp::translate`); the worker keeps them while
+//! the packet is in flight, a few key copies per recirculation.
+
+use crate::cache::{key_hash, CacheStats, FlowCache, FlowRef, DEFAULT_MEGAFLOWS};
+use crate::config::{Config, TUNNEL_IN_PORT};
+use crate::engine::Engine;
+use crate::exec::{Encap, Exec, Flow};
+use crate::extract::{extract_packet, Status};
+use crate::flow::{slots, FlowKey};
+use crate::keymap::{to_flow_mask, to_logical};
+use crate::packet::{Packet, PacketBatch, PacketPool};
+use crate::port::PortId;
+use crate::rewrite;
+use ironflow_pipeline::classifier::Key;
+use ironflow_pipeline::interp::{translate, Entry};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Passes one packet may take (conntrack recirculations + 1); OVN's
+/// deepest pipelines need four.
+pub const MAX_PASSES: usize = 8;
+
+/// Counters of one worker, as plain numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub packets: u64,
+    pub passes: u64,
+    /// Slow-path translations (cache misses).
+    pub upcalls: u64,
+    pub outputs: u64,
+    pub tunnelled: u64,
+    pub decapsulated: u64,
+    pub to_controller: u64,
+    /// Packets extraction found malformed (processed as far as they parse).
+    pub malformed: u64,
+    /// Packets dropped, by reason.
+    pub drops: BTreeMap<Arc<str>, u64>,
+    pub cache: CacheStats,
+}
+
+/// A packet the controller must handle, with what the slow path needs to
+/// replay its pipelines.
+pub struct Punt {
+    pub packet: Packet,
+    /// The key as the packet entered its first pass.
+    pub first: FlowKey,
+    /// The key after each conntrack trip so far.
+    pub after_ct: Vec<FlowKey>,
+}
+
+/// What a packet carries between passes.
+struct InFlight {
+    first: FlowKey,
+    after_ct: [FlowKey; MAX_PASSES],
+    passes: usize,
+    /// The zone of the packet's last conntrack trip: conntrack state is
+    /// forgotten before a trip through another zone, as OVS does.
+    ct_zone: Option<u16>,
+}
+
+pub struct Worker {
+    engine: Arc<Engine>,
+    config: Arc<Config>,
+    cache: FlowCache<Flow>,
+    pub pool: PacketPool,
+    stats: WorkerStats,
+    /// Packets to send after the batch, with their port.
+    pub tx: Vec<(PortId, Packet)>,
+    /// Packets for the controller.
+    pub punted: Vec<Punt>,
+    flight: InFlight,
+}
+
+impl Worker {
+    pub fn new(engine: Arc<Engine>) -> Worker {
+        Worker::with_cache(engine, DEFAULT_MEGAFLOWS, true)
+    }
+
+    /// A worker with a megaflow cache of `megaflows`, EMC on or off.
+    pub fn with_cache(engine: Arc<Engine>, megaflows: usize, emc: bool) -> Worker {
+        let config = engine.config();
+        Worker {
+            engine,
+            config,
+            cache: FlowCache::new(megaflows, emc),
+            pool: PacketPool::new(1024),
+            stats: WorkerStats::default(),
+            tx: Vec::with_capacity(64),
+            punted: Vec::new(),
+            flight: InFlight {
+                first: FlowKey::ZERO,
+                after_ct: [FlowKey::ZERO; MAX_PASSES],
+                passes: 0,
+                ct_zone: None,
+            },
+        }
+    }
+
+    /// Picks up a newly published config, dropping what was cached.
+    fn refresh(&mut self) {
+        if self.engine.generation() != self.config.generation {
+            self.config = self.engine.config();
+            self.cache.flush();
+        }
+    }
+
+    pub fn stats(&self) -> WorkerStats {
+        let mut s = self.stats.clone();
+        s.cache = self.cache.stats;
+        s
+    }
+
+    /// Megaflows cached now, with their hits: `ironflow flows`.
+    pub fn megaflows(&self) -> impl Iterator<Item = (&FlowKey, &FlowKey, &Flow, u64)> {
+        self.cache
+            .megaflows()
+            .map(|m| (&m.key, &m.mask, &m.actions, m.hits))
+    }
+
+    /// Runs a batch that arrived on `in_port`; outputs go to [`Worker::tx`].
+    pub fn process_batch(&mut self, in_port: PortId, batch: &mut PacketBatch) {
+        self.refresh();
+        let now = self.engine.now_ns();
+        for pkt in batch.drain() {
+            self.process(in_port, pkt, now);
+        }
+    }
+
+    /// Runs one packet (the config must be current: see `process_batch`).
+    pub fn process(&mut self, in_port: PortId, pkt: Packet, now_ns: u64) {
+        let mut pkt = pkt;
+        self.stats.packets += 1;
+        let underlay = self.config.underlay.as_ref().map(|u| u.port);
+        let mut key = if underlay == Some(in_port) {
+            match self.decapsulate(&mut pkt) {
+                Some(key) => key,
+                None => {
+                    self.pool.free(pkt);
+                    return;
+                }
+            }
+        } else {
+            let (key, status) = extract_packet(&mut pkt, in_port);
+            if status != Status::Ok {
+                self.stats.malformed += 1;
+            }
+            key
+        };
+        // Kept in the worker: zeroing a fresh one per packet costs more
+        // than the rest of a cache hit.
+        let flight = &mut self.flight;
+        flight.first = key;
+        flight.passes = 0;
+        flight.ct_zone = None;
+        loop {
+            self.stats.passes += 1;
+            let hash = key_hash(&key);
+            let found = match self.cache.lookup(&key, hash) {
+                Some(r) => Some(r),
+                None => upcall(
+                    &self.config,
+                    &self.engine,
+                    &mut self.cache,
+                    &mut self.stats,
+                    &key,
+                    hash,
+                    &self.flight,
+                ),
+            };
+            let Some(r) = found else {
+                self.drop(pkt, "no logical port bound to the input port");
+                return;
+            };
+            let flow = &self.cache.get(r).actions;
+            match execute(
+                flow,
+                pkt,
+                &mut key,
+                &mut self.flight,
+                &self.engine,
+                now_ns,
+                &mut self.pool,
+                &mut self.tx,
+                &mut self.stats,
+            ) {
+                Outcome::Consumed => return,
+                Outcome::Left(p) => {
+                    let reason = flow.drop_reason.clone();
+                    match reason {
+                        Some(reason) => self.drop_counted(p, reason),
+                        // Sent copies; the original is done with.
+                        None => self.pool.free(p),
+                    }
+                    return;
+                }
+                Outcome::Controller(p) => {
+                    self.stats.to_controller += 1;
+                    self.punted.push(Punt {
+                        packet: p,
+                        first: self.flight.first,
+                        after_ct: self.flight.after_ct[..self.flight.passes].to_vec(),
+                    });
+                    return;
+                }
+                Outcome::Recirculate(id, p) => {
+                    let flight = &mut self.flight;
+                    if flight.passes >= MAX_PASSES {
+                        self.drop(p, "too many recirculations");
+                        return;
+                    }
+                    pkt = p;
+                    flight.after_ct[flight.passes] = key;
+                    flight.passes += 1;
+                    key.set(slots::RECIRC_ID, id.into());
+                }
+            }
+        }
+    }
+
+    fn drop(&mut self, pkt: Packet, reason: &str) {
+        self.drop_counted(pkt, reason.into());
+    }
+
+    fn drop_counted(&mut self, pkt: Packet, reason: Arc<str>) {
+        *self.stats.drops.entry(reason).or_default() += 1;
+        self.pool.free(pkt);
+    }
+
+    /// Strips the Geneve encapsulation of a packet from the underlay and
+    /// extracts the inner key with the tunnel metadata in it.
+    fn decapsulate(&mut self, pkt: &mut Packet) -> Option<FlowKey> {
+        let d = match crate::tunnel::decap(pkt.data(), &self.config) {
+            Ok(d) => d,
+            Err(reason) => {
+                *self.stats.drops.entry(reason.into()).or_default() += 1;
+                return None;
+            }
+        };
+        pkt.pull_front(d.inner_offset)?;
+        let (mut key, status) = extract_packet(pkt, TUNNEL_IN_PORT);
+        if status != Status::Ok {
+            self.stats.malformed += 1;
+        }
+        key.set(slots::TUN_SRC, u32::from(d.src).into());
+        key.set(slots::TUN_VNI, d.vni.into());
+        key.set(
+            slots::TUN_OPT,
+            ((d.inport_key << 16) | d.outport_key).into(),
+        );
+        self.stats.decapsulated += 1;
+        Some(key)
+    }
+
+    /// Sends what the batch produced, grouped by port.
+    pub fn take_tx(&mut self) -> Vec<(PortId, Packet)> {
+        std::mem::take(&mut self.tx)
+    }
+}
+
+/// The slow path: translate this pass and cache it.
+#[allow(clippy::too_many_arguments)]
+fn upcall(
+    config: &Config,
+    engine: &Engine,
+    cache: &mut FlowCache<Flow>,
+    stats: &mut WorkerStats,
+    key: &FlowKey,
+    hash: u64,
+    flight: &InFlight,
+) -> Option<FlowRef> {
+    stats.upcalls += 1;
+    let (entry, tunnel) = if key.in_port() == TUNNEL_IN_PORT {
+        let vni = key.get(slots::TUN_VNI) as u32;
+        let opt = key.get(slots::TUN_OPT) as u32;
+        let datapath = *config.datapaths_by_key.get(&vni)?;
+        (
+            Entry::Tunnel {
+                datapath,
+                inport: opt >> 16,
+                outport: opt & 0xffff,
+            },
+            true,
+        )
+    } else {
+        let b = config.bindings.get(&key.in_port())?;
+        (
+            Entry::Port {
+                datapath: b.datapath,
+                inport: b.port_key,
+            },
+            false,
+        )
+    };
+    let first = to_logical(&flight.first);
+    let recorded: Vec<Key> = flight.after_ct[..flight.passes]
+        .iter()
+        .map(to_logical)
+        .collect();
+    let t = translate(
+        &config.program,
+        &config.net,
+        &config.chassis,
+        entry,
+        &first,
+        &recorded,
+    );
+    let mut mask = to_flow_mask(&t.mask);
+    if tunnel {
+        mask.or(slots::TUN_VNI, u128::MAX);
+        mask.or(slots::TUN_OPT, u128::MAX);
+    }
+    let flow = Flow::install(t, config, engine);
+    Some(cache.insert_and_remember(key, hash, &mask, flow))
+}
+
+/// What a pass's actions did with the packet.
+enum Outcome {
+    /// Sent away (the last action took it).
+    Consumed,
+    /// Still here: copies went out, or nothing did (a drop).
+    Left(Packet),
+    /// Look it up again under this recirculation id.
+    Recirculate(u32, Packet),
+    /// The controller takes it.
+    Controller(Packet),
+}
+
+/// Runs one pass's actions on `pkt`. Outputs before the last action send
+/// copies; the last one takes the packet itself.
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    flow: &Flow,
+    mut pkt: Packet,
+    key: &mut FlowKey,
+    flight: &mut InFlight,
+    engine: &Engine,
+    now_ns: u64,
+    pool: &mut PacketPool,
+    tx: &mut Vec<(PortId, Packet)>,
+    stats: &mut WorkerStats,
+) -> Outcome {
+    let last = flow.actions.len().saturating_sub(1);
+    for (i, action) in flow.actions.iter().enumerate() {
+        let take = flow.last_consumes && i == last;
+        match action {
+            Exec::Set(field, value) => {
+                // A field the packet lacks stays as it is, as in OVS.
+                let _ = rewrite::set(&mut pkt, key, *field, *value);
+            }
+            Exec::DecTtl => {
+                let _ = rewrite::dec_ttl(&mut pkt, key);
+            }
+            Exec::Output(port) => {
+                stats.outputs += 1;
+                if take {
+                    tx.push((*port, pkt));
+                    return Outcome::Consumed;
+                }
+                tx.push((*port, copy(pool, &pkt)));
+            }
+            Exec::Tunnel(encap) => {
+                if take {
+                    tunnel(pkt, encap, key, pool, tx, stats);
+                    return Outcome::Consumed;
+                }
+                let out = copy(pool, &pkt);
+                tunnel(out, encap, key, pool, tx, stats);
+            }
+            Exec::Ct(ct) => {
+                if flight.ct_zone.is_some_and(|z| z != ct.zone) {
+                    clear_ct(key);
+                }
+                let before = *key;
+                let l3 = pkt.l3().unwrap_or(&[]);
+                engine.conntrack.execute(key, l3, ct, now_ns);
+                let _ = rewrite::rewrite_from_key_diff(&mut pkt, &before, key);
+                flight.ct_zone = Some(ct.zone);
+            }
+            Exec::CtClear => {
+                clear_ct(key);
+                flight.ct_zone = None;
+            }
+            Exec::Recirc(id) => return Outcome::Recirculate(*id, pkt),
+            Exec::Controller => return Outcome::Controller(pkt),
+        }
+    }
+    Outcome::Left(pkt)
+}
+
+/// Encapsulates `out` towards another chassis and queues it.
+fn tunnel(
+    mut out: Packet,
+    encap: &Encap,
+    key: &FlowKey,
+    pool: &mut PacketPool,
+    tx: &mut Vec<(PortId, Packet)>,
+    stats: &mut WorkerStats,
+) {
+    if crate::tunnel::encap(&mut out, encap, key) {
+        stats.tunnelled += 1;
+        tx.push((encap.port, out));
+    } else {
+        *stats
+            .drops
+            .entry("no headroom to encapsulate".into())
+            .or_default() += 1;
+        pool.free(out);
+    }
+}
+
+fn clear_ct(key: &mut FlowKey) {
+    key.set(slots::CT_STATE, 0);
+    key.set(slots::CT_MARK, 0);
+    key.set(slots::CT_LABEL, 0);
+}
+
+/// A copy of `pkt` in a frame from the pool, header offsets included.
+fn copy(pool: &mut PacketPool, pkt: &Packet) -> Packet {
+    let mut p = pool.alloc();
+    p.set_data(pkt.data());
+    p.set_layers(pkt.l3_offset(), pkt.l4_offset());
+    p
+}
