@@ -185,7 +185,8 @@ pub fn format_actions(flow: &Flow) -> String {
             Exec::Output(p) => {
                 let _ = write!(s, "{p}");
             }
-            Exec::Tunnel(e) => {
+            Exec::Tunnel(t) => {
+                let e = &t.encap;
                 let _ = write!(
                     s,
                     "tnl_push(tnl_port(genev_sys_6081),header(eth(dst={},src={}),ipv4(src={},dst={}),udp(dst=6081),geneve(vni={:#x},options({{class=0x102,type=0x80,len=4,{:#010x}}})))),{}",

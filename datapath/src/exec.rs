@@ -9,6 +9,7 @@ use crate::port::PortId;
 use ironflow_pipeline::dpaction::{CtAction, DpAction};
 use ironflow_pipeline::interp::Translation;
 use ironflow_pipeline::lflow::symbols::KeyField;
+use ironflow_tunnel::geneve::{EncapParams, HeaderTemplate, OvnMetadata};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -25,12 +26,19 @@ pub struct Encap {
     pub outport_key: u32,
 }
 
+/// A tunnel output: where to, and its outer headers built once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelOut {
+    pub encap: Encap,
+    pub template: HeaderTemplate,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exec {
     Set(KeyField, u128),
     DecTtl,
     Output(PortId),
-    Tunnel(Box<Encap>),
+    Tunnel(Box<TunnelOut>),
     Ct(Box<CtAction>),
     CtClear,
     Recirc(u32),
@@ -83,7 +91,20 @@ impl Flow {
                             e.vni = t.datapath_key;
                             e.inport_key = t.inport_key;
                             e.outport_key = t.outport_key;
-                            actions.push(Exec::Tunnel(Box::new(e)));
+                            let template = HeaderTemplate::new(&EncapParams {
+                                src_mac: e.src_mac,
+                                dst_mac: e.dst_mac,
+                                src_ip: e.src_ip,
+                                dst_ip: e.dst_ip,
+                                ttl: 64,
+                                src_port: 0,
+                                meta: OvnMetadata {
+                                    vni: e.vni,
+                                    inport_key: e.inport_key,
+                                    outport_key: e.outport_key,
+                                },
+                            });
+                            actions.push(Exec::Tunnel(Box::new(TunnelOut { encap: e, template })));
                         }
                         None => unresolved = Some(Unresolved::NoTunnel),
                     },

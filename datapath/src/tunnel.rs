@@ -3,10 +3,10 @@
 //! a datapath and ports that exist) before it reaches the pipelines.
 
 use crate::config::Config;
-use crate::exec::Encap;
+use crate::exec::TunnelOut;
 use crate::flow::{slots, FlowKey};
 use crate::packet::Packet;
-use ironflow_tunnel::geneve::{self, source_port, EncapParams, OvnMetadata, ENCAP_LEN};
+use ironflow_tunnel::geneve::{self, source_port, ENCAP_LEN};
 use std::net::Ipv4Addr;
 
 /// A Geneve packet this node accepts.
@@ -63,23 +63,10 @@ fn flow_hash(key: &FlowKey) -> u32 {
 }
 
 /// Pushes the outer headers in front of `pkt` (into its headroom).
-pub fn encap(pkt: &mut Packet, e: &Encap, key: &FlowKey) -> bool {
-    let params = EncapParams {
-        src_mac: e.src_mac,
-        dst_mac: e.dst_mac,
-        src_ip: e.src_ip,
-        dst_ip: e.dst_ip,
-        ttl: 64,
-        src_port: source_port(flow_hash(key)),
-        meta: OvnMetadata {
-            vni: e.vni,
-            inport_key: e.inport_key,
-            outport_key: e.outport_key,
-        },
-    };
+pub fn encap(pkt: &mut Packet, t: &TunnelOut, key: &FlowKey) -> bool {
     if pkt.push_front(ENCAP_LEN).is_none() {
         return false;
     }
     let (hdr, inner) = pkt.data_mut().split_at_mut(ENCAP_LEN);
-    geneve::write_headers(hdr, inner, &params)
+    t.template.write(hdr, inner, source_port(flow_hash(key)))
 }

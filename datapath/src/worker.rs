@@ -15,7 +15,7 @@
 use crate::cache::{key_hash, CacheStats, FlowCache, FlowRef, DEFAULT_MEGAFLOWS};
 use crate::config::{Config, TUNNEL_IN_PORT};
 use crate::engine::Engine;
-use crate::exec::{Encap, Exec, Flow};
+use crate::exec::{Exec, Flow, TunnelOut};
 use crate::extract::{extract_packet, Status};
 use crate::flow::{slots, FlowKey};
 use crate::keymap::{to_flow_mask, to_logical};
@@ -381,10 +381,18 @@ fn execute(
                 if flight.ct_zone.is_some_and(|z| z != ct.zone) {
                     clear_ct(key);
                 }
-                let before = *key;
+                // NAT changes only the address and port words; keep those
+                // rather than a whole key, and patch the packet only if
+                // they changed.
+                let mut saved = [0u64; NAT_WORDS.end - NAT_WORDS.start];
+                saved.copy_from_slice(&key.words[NAT_WORDS]);
                 let l3 = pkt.l3().unwrap_or(&[]);
                 engine.conntrack.execute(key, l3, ct, now_ns);
-                let _ = rewrite::rewrite_from_key_diff(&mut pkt, &before, key);
+                if key.words[NAT_WORDS] != saved {
+                    let mut before = *key;
+                    before.words[NAT_WORDS].copy_from_slice(&saved);
+                    let _ = rewrite::rewrite_from_key_diff(&mut pkt, &before, key);
+                }
                 flight.ct_zone = Some(ct.zone);
             }
             Exec::CtClear => {
@@ -401,15 +409,15 @@ fn execute(
 /// Encapsulates `out` towards another chassis and queues it.
 fn tunnel(
     mut out: Packet,
-    encap: &Encap,
+    t: &TunnelOut,
     key: &FlowKey,
     pool: &mut PacketPool,
     tx: &mut Vec<(PortId, Packet)>,
     stats: &mut WorkerStats,
 ) {
-    if crate::tunnel::encap(&mut out, encap, key) {
+    if crate::tunnel::encap(&mut out, t, key) {
         stats.tunnelled += 1;
-        tx.push((encap.port, out));
+        tx.push((t.encap.port, out));
     } else {
         *stats
             .drops
@@ -418,6 +426,9 @@ fn tunnel(
         pool.free(out);
     }
 }
+
+/// The flow-key words NAT can change: ports (word 3) and addresses.
+const NAT_WORDS: std::ops::Range<usize> = slots::TP_SRC.word..slots::IP_DST.word + 2;
 
 fn clear_ct(key: &mut FlowKey) {
     key.set(slots::CT_STATE, 0);

@@ -9,4 +9,6 @@
 
 pub mod geneve;
 
-pub use geneve::{decap, write_headers, DecapError, Decapped, EncapParams, OvnMetadata};
+pub use geneve::{
+    decap, write_headers, DecapError, Decapped, EncapParams, HeaderTemplate, OvnMetadata,
+};
