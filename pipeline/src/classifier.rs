@@ -12,7 +12,7 @@
 use crate::keyhash::BuildKeyHasher;
 use crate::lflow::normalize::Conjunction;
 use crate::lflow::symbols::KeyField;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A flow key: one value per [`KeyField`], by [`KeyField::index`].
 pub type Key = [u128; KeyField::COUNT];
@@ -26,6 +26,78 @@ struct Subtable<T> {
     max_priority: u16,
     /// Masked key values → rules, best priority first.
     rules: HashMap<Vec<u128>, Vec<(u16, T)>, BuildKeyHasher>,
+    /// Checks of the earlier stages' fields, in stage order (none when the
+    /// subtable's fields are all in one stage).
+    stages: Vec<Stage>,
+}
+
+/// OVS's staged lookup: a subtable's fields split into metadata, L2, L3
+/// and L4 stages, and each stage but the last keeps the hashes of its rules'
+/// values over that stage and the ones before. A packet whose values are
+/// not among them cannot match, so the lookup stops there and only the
+/// stages it read count as consulted: an IPv4 packet meeting a subtable of
+/// `udp.src == 68 && udp.dst == 67` rules consults the IP protocol, not
+/// the ports, and its megaflow does not pin them.
+struct Stage {
+    /// Fields of this stage and the earlier ones.
+    fields: Vec<(usize, u128)>,
+    /// Hashes of every rule's values over `fields`.
+    seen: HashSet<u64, BuildKeyHasher>,
+}
+
+/// The stage a key field is looked at in.
+fn stage_of(index: usize) -> u8 {
+    match KeyField::ALL[index] {
+        KeyField::EthSrc | KeyField::EthDst | KeyField::EthType | KeyField::VlanTci => 1,
+        KeyField::IpProto
+        | KeyField::IpTos
+        | KeyField::IpTtl
+        | KeyField::IpFrag
+        | KeyField::Nw4Src
+        | KeyField::Nw4Dst
+        | KeyField::Ip6Src
+        | KeyField::Ip6Dst
+        | KeyField::Ip6Label
+        | KeyField::ArpOp
+        | KeyField::ArpSha
+        | KeyField::ArpTha => 2,
+        KeyField::NdTarget | KeyField::TpSrc | KeyField::TpDst | KeyField::TcpFlags => 3,
+        // Metadata, conntrack state and the packet mark come first.
+        _ => 0,
+    }
+}
+
+/// The hash of `values` (masked already) for a stage check.
+fn stage_hash(values: impl Iterator<Item = u128>) -> u64 {
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    for v in values {
+        h = (h.rotate_left(5) ^ (v as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h = (h.rotate_left(5) ^ ((v >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    h
+}
+
+impl Stage {
+    fn admits(&self, key: &Key) -> bool {
+        let h = stage_hash(self.fields.iter().map(|&(i, m)| key[i] & m));
+        self.seen.contains(&h)
+    }
+}
+
+/// The stage checks for a subtable with these fields.
+fn stages_for(masks: &[(usize, u128)]) -> Vec<Stage> {
+    let last = masks.iter().map(|&(i, _)| stage_of(i)).max().unwrap_or(0);
+    (0..last)
+        .filter(|&s| masks.iter().any(|&(i, _)| stage_of(i) == s))
+        .map(|s| Stage {
+            fields: masks
+                .iter()
+                .copied()
+                .filter(|&(i, _)| stage_of(i) <= s)
+                .collect(),
+            seen: HashSet::default(),
+        })
+        .collect()
 }
 
 impl<T> Subtable<T> {
@@ -68,8 +140,10 @@ impl<T> Classifier<T> {
         {
             Some(pos) => pos,
             None => {
+                let masks: Vec<(usize, u128)> = masks().collect();
                 self.subtables.push(Subtable {
-                    masks: masks().collect(),
+                    stages: stages_for(&masks),
+                    masks,
                     max_priority: 0,
                     rules: HashMap::default(),
                 });
@@ -79,6 +153,15 @@ impl<T> Classifier<T> {
         let sub = &mut self.subtables[pos];
         sub.max_priority = sub.max_priority.max(priority);
         let values: Vec<u128> = matches.0.values().map(|m| m.value).collect();
+        for stage in &mut sub.stages {
+            let prefix = stage.fields.iter().map(|&(i, _)| {
+                sub.masks
+                    .iter()
+                    .position(|&(j, _)| j == i)
+                    .map_or(0, |at| values[at])
+            });
+            stage.seen.insert(stage_hash(prefix));
+        }
         let bucket = sub.rules.entry(values).or_default();
         // Stable: after every rule of higher or equal priority.
         let at = bucket
@@ -113,6 +196,14 @@ impl<T> Classifier<T> {
         for sub in &self.subtables {
             if best.is_some_and(|(p, _)| p >= sub.max_priority) {
                 break;
+            }
+            if !sub.stages.iter().all(|stage| {
+                for &(i, m) in &stage.fields {
+                    consulted[i] |= m;
+                }
+                stage.admits(key)
+            }) {
+                continue;
             }
             for &(i, m) in &sub.masks {
                 consulted[i] |= m;
@@ -186,6 +277,47 @@ mod tests {
             Some("default")
         );
         assert_eq!((c.len(), c.subtables()), (4, 4));
+    }
+
+    #[test]
+    fn staged_lookup_leaves_later_stages_unconsulted() {
+        let mut c = Classifier::default();
+        c.insert(
+            &conj(&[
+                (KeyField::EthType, 0x800, 0xffff),
+                (KeyField::IpProto, 17, 0xff),
+                (KeyField::TpSrc, 68, 0xffff),
+                (KeyField::TpDst, 67, 0xffff),
+            ]),
+            100,
+            "dhcp",
+        );
+        c.insert(&conj(&[]), 0, "default");
+        let mut key = ZERO_KEY;
+        key[KeyField::EthType.index()] = 0x800;
+        key[KeyField::IpProto.index()] = 6;
+        key[KeyField::TpSrc.index()] = 40000;
+        let mut consulted = ZERO_KEY;
+        assert_eq!(
+            c.lookup(&key, &mut consulted).map(|(_, v)| *v),
+            Some("default")
+        );
+        assert_eq!(consulted[KeyField::IpProto.index()], 0xff);
+        assert_eq!(
+            consulted[KeyField::TpSrc.index()],
+            0,
+            "TCP never reaches L4"
+        );
+        // UDP does reach the ports, and matches.
+        key[KeyField::IpProto.index()] = 17;
+        key[KeyField::TpSrc.index()] = 68;
+        key[KeyField::TpDst.index()] = 67;
+        let mut consulted = ZERO_KEY;
+        assert_eq!(
+            c.lookup(&key, &mut consulted).map(|(_, v)| *v),
+            Some("dhcp")
+        );
+        assert_eq!(consulted[KeyField::TpSrc.index()], 0xffff);
     }
 
     #[test]
