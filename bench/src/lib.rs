@@ -1,4 +1,6 @@
-//! ironflow benchmarks.
-//!
-//! Will hold the criterion micro-benchmarks, whole-engine throughput runs and
-//! side-by-side runs against OVS and the kernel. Never needed at run time.
+//! ironflow benchmarks: whole-engine runs (`engine`) and the frames they
+//! use; the criterion micro-benchmarks live in `benches/`. Never needed at
+//! run time.
+
+pub mod engine;
+pub mod frames;

@@ -115,6 +115,11 @@ impl Worker {
         }
     }
 
+    /// The engine this worker runs for.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     pub fn stats(&self) -> WorkerStats {
         let mut s = self.stats.clone();
         s.cache = self.cache.stats;

@@ -2,24 +2,34 @@
 //! samples do not suit (one big compile, peak memory). Micro-benchmarks are
 //! the criterion benches under `benches/`.
 
+use ironflow_bench::engine::{self, Scenario};
 use ironflow_pipeline::program::compile;
 use ironflow_pipeline::snapshot::Snapshot;
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str =
-    "usage: ironflow-bench compile --snapshot FILE   (make FILE with `ironflow sb dump`)";
+const USAGE: &str = "usage:
+  ironflow-bench compile --snapshot FILE   (make FILE with `ironflow sb dump`)
+  ironflow-bench engine --scenario NAME [--flows N] [--seconds S] [--json]
+      NAME: seed-cross-node, seed-same-switch, seed-decap, conntrack-new, mixed";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = match args.as_slice() {
-        [cmd, flag, path] if cmd == "compile" && flag == "--snapshot" => path,
+    let result = match args.as_slice() {
+        [cmd, flag, path] if cmd == "compile" && flag == "--snapshot" => compile_snapshot(path),
+        [cmd, rest @ ..] if cmd == "engine" => match engine_args(rest) {
+            Ok((scenario, flows, seconds, json)) => run_engine(scenario, flows, seconds, json),
+            Err(e) => {
+                eprintln!("ironflow-bench: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
-    match compile_snapshot(path) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ironflow-bench: {e}");
@@ -66,5 +76,63 @@ fn compile_snapshot(path: &str) -> Result<(), String> {
         "peak_rss_mib": rss,
     });
     println!("{out}");
+    Ok(())
+}
+
+/// `engine`'s flags: scenario, flows, seconds, JSON output.
+fn engine_args(args: &[String]) -> Result<(Scenario, usize, f64, bool), String> {
+    let mut scenario = None;
+    let mut flows = 1usize;
+    let mut seconds = 3.0f64;
+    let mut json = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--scenario" => {
+                let v = value("--scenario")?;
+                scenario =
+                    Some(Scenario::parse(&v).ok_or_else(|| format!("unknown scenario \"{v}\""))?);
+            }
+            "--flows" => {
+                flows = value("--flows")?
+                    .parse()
+                    .map_err(|_| "--flows takes a number of flows".to_string())?;
+            }
+            "--seconds" => {
+                seconds = value("--seconds")?
+                    .parse()
+                    .map_err(|_| "--seconds takes a number of seconds".to_string())?;
+            }
+            "--json" => json = true,
+            other => return Err(format!("unknown argument \"{other}\"")),
+        }
+    }
+    let scenario = scenario.ok_or("--scenario is required")?;
+    Ok((scenario, flows, seconds, json))
+}
+
+fn run_engine(scenario: Scenario, flows: usize, seconds: f64, json: bool) -> Result<(), String> {
+    let r = engine::run(scenario, flows, seconds)?;
+    println!(
+        "{}: {:.2} Mpps ({:.0} ns/packet) on 1 core, {} flows, {} packets in {:.2} s, {} upcalls, {} megaflows, {} dropped, {} conntrack entries",
+        r.scenario,
+        r.mpps,
+        r.ns_per_packet,
+        r.flows,
+        r.packets,
+        r.seconds,
+        r.upcalls,
+        r.megaflows,
+        r.dropped,
+        r.conntrack_entries
+    );
+    if json {
+        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+    }
     Ok(())
 }
