@@ -8,5 +8,6 @@
 
 pub mod central;
 pub mod differential;
+pub mod embedded;
 pub mod seed;
 pub mod topologies;
