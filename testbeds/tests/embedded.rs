@@ -292,3 +292,21 @@ fn runs_repeat_exactly() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_lab_from_a_live_southbound() {
+    use ironflow_testbeds::central::OvnCentral;
+    use ironflow_testbeds::seed::build_seed;
+    let central = OvnCentral::start().expect("start OVN central");
+    build_seed(&central).expect("build seed");
+    let mut lab = Lab::from_db(&central.sb_remote()).unwrap();
+    drop(central);
+    lab.node("kube-node1").unwrap();
+    lab.node("kube-node2").unwrap();
+    let sshd = lab.pod("kube-node1", "sshd-2").unwrap();
+    let web = lab.pod("kube-node2", "web-1").unwrap();
+    let client = tcp_exchange(&mut lab, web, sshd, 22);
+    assert_eq!(*client.ip(), WEB1_IP);
+    // Nobody answers at an address with no SB behind it.
+    assert!(Lab::from_db("unix:/nonexistent/sb.sock").is_err());
+}
