@@ -1,10 +1,11 @@
 //! Labs for ironflow and the integration tests that use them.
 //!
 //! Owns the real OVN central run from the Debian packages ([`central`]) and
-//! the seed topology built on it with `ovn-nbctl` ([`seed`]); later, the
-//! network-namespace labs with ironflow and stock OVN chassis, and the
-//! in-process labs of the embedded harness. Tests under `tests/` drive
-//! ironflow against these labs: no mock stands where a real component runs.
+//! the seed topology built on it with `ovn-nbctl` ([`seed`]), and the
+//! in-process labs of the embedded harness ([`embedded`]); later, the
+//! network-namespace labs with ironflow and stock OVN chassis. Tests under
+//! `tests/` drive ironflow against these labs: no mock stands where a real
+//! component runs.
 
 pub mod central;
 pub mod differential;
