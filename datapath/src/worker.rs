@@ -80,11 +80,21 @@ pub struct Worker {
     /// Packets for the controller.
     pub punted: Vec<Punt>,
     flight: InFlight,
+    /// False for [`Worker::uncached`].
+    caching: bool,
 }
 
 impl Worker {
     pub fn new(engine: Arc<Engine>) -> Worker {
         Worker::with_cache(engine, DEFAULT_MEGAFLOWS, true)
+    }
+
+    /// A worker that translates every pass afresh and caches nothing: the
+    /// slow path alone, to check the fast path against.
+    pub fn uncached(engine: Arc<Engine>) -> Worker {
+        let mut w = Worker::with_cache(engine, 1, false);
+        w.caching = false;
+        w
     }
 
     /// A worker with a megaflow cache of `megaflows`, EMC on or off.
@@ -98,6 +108,7 @@ impl Worker {
             stats: WorkerStats::default(),
             tx: Vec::with_capacity(64),
             punted: Vec::new(),
+            caching: true,
             flight: InFlight {
                 first: FlowKey::ZERO,
                 after_ct: [FlowKey::ZERO; MAX_PASSES],
@@ -171,6 +182,9 @@ impl Worker {
         loop {
             self.stats.passes += 1;
             let hash = key_hash(&key);
+            if !self.caching {
+                self.cache.flush();
+            }
             let found = match self.cache.lookup(&key, hash) {
                 Some(r) => Some(r),
                 None => upcall(

@@ -235,6 +235,8 @@ impl<'a> Interp<'a> {
             }
             rec.commit(&pkt.key, &pkt.prov);
             rec.emit(DpAction::Ct(op.datapath_action(zone)));
+            let stack_origins: Vec<Origin> = pkt.stack.iter().map(|(_, o)| *o).collect();
+            rec.pin_frozen(&pkt.prov, pkt.id, &stack_origins);
             let mut metadata = [0; METADATA.len()];
             for (m, f) in metadata.iter_mut().zip(METADATA) {
                 *m = pkt.key[f.index()];

@@ -439,6 +439,7 @@ impl<'a> Interp<'a> {
             index: index as u32,
             packet_id: pkt.id,
             key: pkt.key,
+            prov: pkt.prov.clone(),
         });
         true
     }

@@ -92,6 +92,7 @@ pub(super) struct Pending {
     pub index: u32,
     pub packet_id: u32,
     pub key: Key,
+    pub prov: Provenance,
 }
 
 /// Header slots the datapath can rewrite (conntrack slots change only
@@ -209,6 +210,45 @@ impl<'r> Recorder<'r> {
             }
             self.held[slot] = value;
             self.held_origin[slot] = origin;
+        }
+    }
+
+    /// Pins the input slots a value of `origin` in `slot`, read from a copy
+    /// with provenance `prov`, depends on: a value that goes into the
+    /// frozen state (and so into the recirculation id) must be the same
+    /// for every packet the megaflow covers.
+    pub(super) fn pin(&mut self, prov: &Provenance, slot: usize) {
+        if prov.pass == self.target {
+            unwildcard(prov.slots[slot].deps(slot), &mut self.out.mask);
+        }
+    }
+
+    /// Pins what a frozen state holds: the recirculating packet's metadata
+    /// and stack, and every slot of the other copies that work is pending
+    /// on.
+    pub(super) fn pin_frozen(&mut self, current: &Provenance, current_id: u32, stack: &[Origin]) {
+        for f in METADATA {
+            self.pin(current, f.index());
+        }
+        if current.pass == self.target {
+            // Pushed values were moved out of their slots: fixed, or
+            // derived from input slots.
+            for o in stack {
+                if let Origin::Derived(deps) = o {
+                    unwildcard(*deps, &mut self.out.mask);
+                }
+            }
+        }
+        let others: Vec<Provenance> = self
+            .pending
+            .iter()
+            .filter(|p| p.packet_id != current_id)
+            .map(|p| p.prov.clone())
+            .collect();
+        for prov in others {
+            for slot in 0..KeyField::COUNT {
+                self.pin(&prov, slot);
+            }
         }
     }
 
