@@ -5,11 +5,19 @@
 //! The lookup benches walk all connections of the table in turn, so the
 //! big table pays the cache misses a busy node would; `one_conn` repeats a
 //! single connection for the cost with everything in cache.
+//!
+//! `conntrack/fastpath` is what the fast path does for one packet of an
+//! established connection through an OVN pipeline with stateful ACLs:
+//! `ct(zone=Z,nat)` (the first pass's conntrack trip), then on the second
+//! pass `ct(commit,zone=Z,mark=0/1)` with the state the first call left
+//! in the key; `commit_same` is the commit alone; `lookup_2threads` times
+//! lookups while a second thread looks up in the same table.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ironflow_datapath::conntrack::{Conntrack, CtConfig};
 use ironflow_datapath::flow::{slots, FlowKey};
 use ironflow_pipeline::dpaction::{Backend, CtAction, CtNat};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const SYN: u16 = 0x02;
@@ -127,5 +135,77 @@ fn commit(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, commit);
+/// The fast path's two conntrack calls for one packet of an established
+/// connection (see the module doc).
+fn fastpath(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack/fastpath");
+    g.throughput(Throughput::Elements(1));
+    let ct = established(1);
+    let key = tcp(0, false, ACK);
+    let nat = CtAction {
+        nat: Some(CtNat::Existing),
+        ..action(false)
+    };
+    let mark = CtAction {
+        mark: Some((0, 1)),
+        ..action(true)
+    };
+    g.bench_function("nat_then_commit_mark", |b| {
+        b.iter(|| {
+            let mut k = key;
+            ct.execute(&mut k, &[], &nat, 1);
+            black_box(ct.execute(&mut k, &[], &mark, 1))
+        })
+    });
+    g.bench_function("nat_only", |b| {
+        b.iter(|| {
+            let mut k = key;
+            black_box(ct.execute(&mut k, &[], &nat, 1))
+        })
+    });
+    let mut est = key;
+    ct.execute(&mut est, &[], &nat, 1);
+    g.bench_function("commit_same", |b| {
+        b.iter(|| {
+            let mut k = est;
+            black_box(ct.execute(&mut k, &[], &mark, 1))
+        })
+    });
+    g.finish();
+}
+
+/// Lookups on one thread while another thread looks up other connections
+/// of the same table (the table is shared by workers): scaling must not
+/// suffer from shared cache lines.
+fn two_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack/lookup_2threads");
+    g.throughput(Throughput::Elements(1));
+    let n = 10_000u32;
+    let ct = established(n);
+    let next = action(false);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let mut k = tcp(n - 1 - i, false, ACK);
+                i = (i + 1) % (n / 2);
+                black_box(ct.execute(&mut k, &[], &next, 1));
+            }
+        });
+        let keys: Vec<FlowKey> = (0..n / 2).map(|i| tcp(i, false, ACK)).collect();
+        let mut i = 0;
+        g.bench_function("10000", |b| {
+            b.iter(|| {
+                let mut k = keys[i];
+                i = if i + 1 == keys.len() { 0 } else { i + 1 };
+                black_box(ct.execute(&mut k, &[], &next, 1))
+            })
+        });
+        stop.store(true, Ordering::Relaxed);
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lookup, commit, fastpath, two_threads);
 criterion_main!(benches);
