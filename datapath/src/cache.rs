@@ -35,47 +35,63 @@ pub const DEFAULT_MEGAFLOWS: usize = 65536;
 
 const NONE: u32 = u32::MAX;
 
-/// Per-process hash keys: folded multiplication has inputs that zero a
-/// product, and keys an attacker cannot know keep them from aiming at it.
-fn hash_keys() -> &'static [u64; 4] {
-    static KEYS: OnceLock<[u64; 4]> = OnceLock::new();
+/// Per-process hash keys, one odd multiplier per key word plus two for
+/// the final mix: keys an attacker cannot know keep colliding keys from
+/// being aimed at a hash chain.
+struct HashKeys {
+    words: [u64; WORDS],
+    mix: [u64; 2],
+}
+
+fn hash_keys() -> &'static HashKeys {
+    static KEYS: OnceLock<HashKeys> = OnceLock::new();
     KEYS.get_or_init(|| {
         let s = RandomState::new();
-        let mut out = [0u64; 4];
-        for (i, k) in out.iter_mut().enumerate() {
-            let mut h = s.build_hasher();
-            h.write_usize(i);
-            *k = h.finish() | 1;
+        let mut next = {
+            let mut i = 0usize;
+            move || {
+                let mut h = s.build_hasher();
+                h.write_usize(i);
+                i += 1;
+                h.finish() | 1
+            }
+        };
+        HashKeys {
+            words: std::array::from_fn(|_| next()),
+            mix: [next(), next()],
         }
-        out
     })
 }
 
-/// 64×64→128 multiply, halves folded: the mixing step of wyhash-style
-/// hashes. Independent words multiply in parallel, which a chained
-/// multiply-rotate over 18 words cannot.
+/// 64×64→128 multiply, halves folded (wyhash's mixing step).
 #[inline(always)]
 fn fold_mul(a: u64, b: u64) -> u64 {
     let p = u128::from(a).wrapping_mul(u128::from(b));
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// A multilinear hash: each word times its own random multiplier, summed
+/// in two independent lanes (the multiplies do not wait on each other),
+/// then mixed so that the high bits reach the low ones the tables index by.
 #[inline(always)]
-fn finish(acc: u64, k: &[u64; 4]) -> u64 {
-    fold_mul(acc ^ k[2], k[3])
+fn multilinear(words: impl Iterator<Item = (usize, u64)>) -> u64 {
+    let k = hash_keys();
+    let (mut a, mut b) = (0u64, 0u64);
+    for (i, w) in words {
+        let p = w.wrapping_mul(k.words[i]).rotate_left(32);
+        if i & 1 == 0 {
+            a = a.wrapping_add(p);
+        } else {
+            b = b.wrapping_add(p);
+        }
+    }
+    fold_mul(a ^ k.mix[0], b ^ k.mix[1])
 }
 
 /// The hash of a whole key, for the EMC.
 #[inline]
 pub fn key_hash(key: &FlowKey) -> u64 {
-    let k = hash_keys();
-    let w = &key.words;
-    let mut acc = 0u64;
-    for pair in w.chunks_exact(2) {
-        acc ^= fold_mul(pair[0] ^ k[0], pair[1] ^ k[1]);
-        acc = acc.rotate_left(7);
-    }
-    finish(acc, k)
+    multilinear(key.words.iter().copied().enumerate())
 }
 
 /// Whether two keys are equal, without a call to `memcmp`.
@@ -122,21 +138,11 @@ struct Subtable {
 impl Subtable {
     #[inline]
     fn hash(&self, key: &FlowKey) -> u64 {
-        let k = hash_keys();
-        let mut acc = 0u64;
-        let mut words = self.words.chunks_exact(2);
-        for pair in &mut words {
-            let (a, b) = (pair[0], pair[1]);
-            acc ^= fold_mul(
-                (key.words[a] & self.mask.words[a]) ^ k[0],
-                (key.words[b] & self.mask.words[b]) ^ k[1],
-            );
-            acc = acc.rotate_left(7);
-        }
-        if let [w] = words.remainder() {
-            acc ^= fold_mul((key.words[*w] & self.mask.words[*w]) ^ k[0], k[1]);
-        }
-        finish(acc, k)
+        multilinear(
+            self.words
+                .iter()
+                .map(|&w| (w, key.words[w] & self.mask.words[w])),
+        )
     }
 
     #[inline]
