@@ -61,6 +61,9 @@ pub struct Flow {
     /// When the last action sends the packet away, it can take it rather
     /// than a copy.
     pub last_consumes: bool,
+    /// The packet's key at the start of this pass must be kept: the pass
+    /// recirculates (a miss later replays it) or goes to the controller.
+    pub keeps_key: bool,
     /// Why the packet is dropped, when nothing sends it anywhere.
     pub drop_reason: Option<Arc<str>>,
     /// Actions left out because they could not be resolved.
@@ -141,9 +144,13 @@ impl Flow {
                     .unwrap_or_else(|| "no output".into()),
             )
         };
+        let keeps_key = actions
+            .iter()
+            .any(|a| matches!(a, Exec::Recirc(_) | Exec::Controller));
         Flow {
             actions: actions.into_boxed_slice(),
             last_consumes,
+            keeps_key,
             drop_reason,
             unresolved,
         }

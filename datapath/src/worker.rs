@@ -61,8 +61,11 @@ pub struct Punt {
 
 /// What a packet carries between passes.
 struct InFlight {
-    first: FlowKey,
-    after_ct: [FlowKey; MAX_PASSES],
+    /// The key each pass started with (the first pass's input, then the
+    /// key after each conntrack trip), kept only for passes that
+    /// recirculate or go to the controller: a later miss replays them.
+    starts: [FlowKey; MAX_PASSES],
+    /// Passes done.
     passes: usize,
     /// The zone of the packet's last conntrack trip: conntrack state is
     /// forgotten before a trip through another zone, as OVS does.
@@ -110,8 +113,7 @@ impl Worker {
             punted: Vec::new(),
             caching: true,
             flight: InFlight {
-                first: FlowKey::ZERO,
-                after_ct: [FlowKey::ZERO; MAX_PASSES],
+                starts: [FlowKey::ZERO; MAX_PASSES],
                 passes: 0,
                 ct_zone: None,
             },
@@ -176,7 +178,6 @@ impl Worker {
         // Kept in the worker: zeroing a fresh one per packet costs more
         // than the rest of a cache hit.
         let flight = &mut self.flight;
-        flight.first = key;
         flight.passes = 0;
         flight.ct_zone = None;
         loop {
@@ -202,6 +203,11 @@ impl Worker {
                 return;
             };
             let flow = &self.cache.get(r).actions;
+            if flow.keeps_key {
+                // Copied only when a later pass or the controller may need
+                // it: the last pass of most packets does not.
+                self.flight.starts[self.flight.passes] = key;
+            }
             match execute(
                 flow,
                 pkt,
@@ -225,21 +231,21 @@ impl Worker {
                 }
                 Outcome::Controller(p) => {
                     self.stats.to_controller += 1;
+                    let starts = &self.flight.starts[..=self.flight.passes];
                     self.punted.push(Punt {
                         packet: p,
-                        first: self.flight.first,
-                        after_ct: self.flight.after_ct[..self.flight.passes].to_vec(),
+                        first: starts[0],
+                        after_ct: starts[1..].to_vec(),
                     });
                     return;
                 }
                 Outcome::Recirculate(id, p) => {
                     let flight = &mut self.flight;
-                    if flight.passes >= MAX_PASSES {
+                    if flight.passes + 1 >= MAX_PASSES {
                         self.drop(p, "too many recirculations");
                         return;
                     }
                     pkt = p;
-                    flight.after_ct[flight.passes] = key;
                     flight.passes += 1;
                     key.set(slots::RECIRC_ID, id.into());
                 }
@@ -321,9 +327,16 @@ fn upcall(
             false,
         )
     };
-    let first = to_logical(&flight.first);
-    let recorded: Vec<Key> = flight.after_ct[..flight.passes]
+    // The first pass's input, and the key after each conntrack trip (the
+    // last of which is this pass's own key).
+    let first = if flight.passes == 0 {
+        to_logical(key)
+    } else {
+        to_logical(&flight.starts[0])
+    };
+    let recorded: Vec<Key> = flight.starts[1..flight.passes.max(1)]
         .iter()
+        .chain((flight.passes > 0).then_some(key))
         .map(to_logical)
         .collect();
     let t = translate(
