@@ -16,7 +16,7 @@ use crate::cache::{key_hash, CacheStats, FlowCache, FlowRef, DEFAULT_MEGAFLOWS};
 use crate::config::{Config, TUNNEL_IN_PORT};
 use crate::engine::Engine;
 use crate::exec::{Exec, Flow, TunnelOut};
-use crate::extract::{extract_packet, Status};
+use crate::extract::{extract_packet_into, Status};
 use crate::flow::{slots, FlowKey};
 use crate::keymap::{to_flow_mask, to_logical};
 use crate::packet::{Packet, PacketBatch, PacketPool};
@@ -160,21 +160,17 @@ impl Worker {
         let mut pkt = pkt;
         self.stats.packets += 1;
         let underlay = self.config.underlay.as_ref().map(|u| u.port);
-        let mut key = if underlay == Some(in_port) {
-            match self.decapsulate(&mut pkt) {
-                Some(key) => key,
-                None => {
-                    self.pool.free(pkt);
-                    return;
-                }
+        // Extracted in place: a key returned by value is copied with
+        // `memcpy`, whose wide stores the hash's loads then wait for.
+        let mut key = FlowKey::ZERO;
+        if underlay == Some(in_port) {
+            if !self.decapsulate(&mut pkt, &mut key) {
+                self.pool.free(pkt);
+                return;
             }
-        } else {
-            let (key, status) = extract_packet(&mut pkt, in_port);
-            if status != Status::Ok {
-                self.stats.malformed += 1;
-            }
-            key
-        };
+        } else if extract_packet_into(&mut pkt, in_port, &mut key) != Status::Ok {
+            self.stats.malformed += 1;
+        }
         // Kept in the worker: zeroing a fresh one per packet costs more
         // than the rest of a cache hit.
         let flight = &mut self.flight;
@@ -264,17 +260,18 @@ impl Worker {
 
     /// Strips the Geneve encapsulation of a packet from the underlay and
     /// extracts the inner key with the tunnel metadata in it.
-    fn decapsulate(&mut self, pkt: &mut Packet) -> Option<FlowKey> {
+    fn decapsulate(&mut self, pkt: &mut Packet, key: &mut FlowKey) -> bool {
         let d = match crate::tunnel::decap(pkt.data(), &self.config) {
             Ok(d) => d,
             Err(reason) => {
                 *self.stats.drops.entry(reason.into()).or_default() += 1;
-                return None;
+                return false;
             }
         };
-        pkt.pull_front(d.inner_offset)?;
-        let (mut key, status) = extract_packet(pkt, TUNNEL_IN_PORT);
-        if status != Status::Ok {
+        if pkt.pull_front(d.inner_offset).is_none() {
+            return false;
+        }
+        if extract_packet_into(pkt, TUNNEL_IN_PORT, key) != Status::Ok {
             self.stats.malformed += 1;
         }
         key.set(slots::TUN_SRC, u32::from(d.src).into());
@@ -284,7 +281,7 @@ impl Worker {
             ((d.inport_key << 16) | d.outport_key).into(),
         );
         self.stats.decapsulated += 1;
-        Some(key)
+        true
     }
 
     /// Sends what the batch produced, grouped by port.
