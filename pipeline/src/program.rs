@@ -25,7 +25,8 @@ pub struct CompiledFlow {
     pub uuid: Uuid,
     pub priority: u16,
     pub match_text: String,
-    pub actions: Actions,
+    /// Shared by every flow with the same action text.
+    pub actions: Arc<Actions>,
     /// Where in northd the flow comes from (`northd.c:5809`), if known.
     pub source: Option<String>,
 }
@@ -147,25 +148,61 @@ pub struct Program {
     pub rules: usize,
 }
 
-/// Compiles every logical flow of `net`.
+/// Compiles every logical flow of `net`, on as many threads as the
+/// machine has cores (at most 8): each compiles the flows of its share of
+/// the datapaths (and of the datapath groups), so nothing is shared while
+/// compiling and the parts are simply put together after.
 pub fn compile(net: &LogicalNetwork) -> Program {
+    let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    compile_in(net, parts)
+}
+
+/// [`compile`] split `parts` ways (1: on the calling thread).
+pub fn compile_in(net: &LogicalNetwork, parts: usize) -> Program {
+    let parts = parts.max(1);
+    let names = DatapathNames::for_all(net);
+    let compiled: Vec<Part> = if parts == 1 {
+        vec![compile_part(net, &names, 0, 1)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..parts)
+                .map(|i| {
+                    let names = &names;
+                    s.spawn(move || compile_part(net, names, i, parts))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
     let mut program = Program {
-        datapaths: net
-            .datapaths
-            .values()
-            .map(|dp| {
-                let p = DatapathProgram {
-                    uuid: dp.uuid,
-                    name: dp.name.clone(),
-                    tunnel_key: dp.tunnel_key,
-                    is_router: dp.kind == crate::network::DatapathKind::Router,
-                    ..Default::default()
-                };
-                (dp.uuid, p)
-            })
-            .collect(),
+        flows: net.logical_flows.len(),
         ..Default::default()
     };
+    for part in compiled {
+        program.datapaths.extend(part.datapaths);
+        program.dp_groups.extend(part.dp_groups);
+        program.failures.extend(part.failures);
+        program.never_match += part.never_match;
+        program.rules += part.rules;
+    }
+    // Which group tables each datapath consults.
+    let mut groups: Vec<&Uuid> = program.dp_groups.keys().collect();
+    groups.sort();
+    for group in groups {
+        for member in net
+            .datapath_groups
+            .get(group)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if let Some(dp) = program.datapaths.get_mut(member) {
+                dp.groups.push(*group);
+            }
+        }
+    }
     program.zones = Zones::allocate(net);
     program.ports = net
         .ports
@@ -187,13 +224,6 @@ pub fn compile(net: &LogicalNetwork) -> Program {
             ((g.datapath, g.tunnel_key), members)
         })
         .collect();
-    let names = DatapathNames::for_all(net);
-    for flow in net.logical_flows.values() {
-        program.flows += 1;
-        if let Err(failure) = compile_flow(net, flow, &names, &mut program) {
-            program.failures.push(*failure);
-        }
-    }
     program.failures.sort_by_key(|f| {
         (
             f.datapath.clone(),
@@ -203,6 +233,83 @@ pub fn compile(net: &LogicalNetwork) -> Program {
         )
     });
     program
+}
+
+/// Which part owns a datapath or a datapath group.
+fn part_of(uuid: &Uuid, parts: usize) -> usize {
+    let mut h = crate::keyhash::KeyHasher::default();
+    std::hash::Hash::hash(uuid, &mut h);
+    (std::hash::Hasher::finish(&h) % parts as u64) as usize
+}
+
+/// What one part compiled.
+#[derive(Default)]
+struct Part {
+    datapaths: HashMap<Uuid, DatapathProgram>,
+    dp_groups: HashMap<Uuid, DatapathProgram>,
+    failures: Vec<Failure>,
+    never_match: usize,
+    rules: usize,
+}
+
+/// Compiles, of every flow, what goes to part `part`'s datapaths and
+/// groups. A flow's failures and its never-matching are reported by the
+/// part owning its first datapath, so each is reported once.
+fn compile_part(
+    net: &LogicalNetwork,
+    names: &HashMap<Uuid, DatapathNames>,
+    part: usize,
+    parts: usize,
+) -> Part {
+    let mut out = Part {
+        datapaths: net
+            .datapaths
+            .values()
+            .filter(|dp| part_of(&dp.uuid, parts) == part)
+            .map(|dp| {
+                let p = DatapathProgram {
+                    uuid: dp.uuid,
+                    name: dp.name.clone(),
+                    tunnel_key: dp.tunnel_key,
+                    is_router: dp.kind == crate::network::DatapathKind::Router,
+                    ..Default::default()
+                };
+                (dp.uuid, p)
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut cache = TextCache::default();
+    for flow in net.logical_flows.values() {
+        let all = net.flow_datapaths(flow);
+        let owns_group = matches!(flow.scope, FlowScope::Group(g) if part_of(&g, parts) == part);
+        if !owns_group && !all.iter().any(|d| part_of(d, parts) == part) {
+            continue;
+        }
+        let reports = all.first().is_some_and(|d| part_of(d, parts) == part);
+        let ctx = PartCtx {
+            part,
+            parts,
+            owns_group,
+            reports,
+        };
+        if let Err(failure) = compile_flow(net, flow, names, &mut cache, &ctx, &mut out) {
+            if reports {
+                out.failures.push(*failure);
+            }
+        }
+    }
+    out
+}
+
+/// Where a part stands with one flow.
+struct PartCtx {
+    part: usize,
+    parts: usize,
+    /// The flow's group table is this part's to fill.
+    owns_group: bool,
+    /// This part reports the flow's failures.
+    reports: bool,
 }
 
 /// Whether a match names logical ports (directly or by port group), which
@@ -218,11 +325,22 @@ fn names_ports(e: &MatchExpr) -> bool {
     }
 }
 
-fn compile_flow(
-    net: &LogicalNetwork,
-    flow: &LogicalFlow,
+/// Parsed actions, kept for the next flow with the same text: northd
+/// repeats action texts (`next;`, `drop;`, …) far more than match texts,
+/// which mostly name a port (a 100k-flow SB: 58k distinct action texts,
+/// 101k distinct matches).
+#[derive(Default)]
+struct TextCache<'n> {
+    actions: HashMap<(&'n str, Pipeline), Result<Arc<Actions>, String>>,
+}
+
+fn compile_flow<'n>(
+    net: &'n LogicalNetwork,
+    flow: &'n LogicalFlow,
     names: &HashMap<Uuid, DatapathNames>,
-    program: &mut Program,
+    cache: &mut TextCache<'n>,
+    ctx: &PartCtx,
+    program: &mut Part,
 ) -> Result<(), Box<Failure>> {
     let datapaths = net.flow_datapaths(flow);
     let first_dp = datapaths
@@ -241,9 +359,15 @@ fn compile_flow(
             error,
         })
     };
-    let actions = parse_actions(&flow.actions)
-        .map_err(|e| failure(first_dp, "actions", &flow.actions, e.to_string()))?;
-    check_actions(&actions, flow.pipeline)
+    let actions = cache
+        .actions
+        .entry((flow.actions.as_str(), flow.pipeline))
+        .or_insert_with(|| {
+            let a = parse_actions(&flow.actions).map_err(|e| e.to_string())?;
+            check_actions(&a, flow.pipeline)?;
+            Ok(Arc::new(a))
+        })
+        .clone()
         .map_err(|e| failure(first_dp, "actions", &flow.actions, e))?;
     let expr = parse_match(&flow.match_)
         .map_err(|e| failure(first_dp, "match", &flow.match_, e.to_string()))?;
@@ -253,7 +377,15 @@ fn compile_flow(
     // enough (northd shares most flows among hundreds of switches).
     let shared = !names_ports(&expr);
     let mut per_dp: Vec<(Uuid, Rc<Normalized>)> = Vec::with_capacity(datapaths.len());
+    // The group's owner needs one normalisation even when none of the
+    // members is its own; the others only their own datapaths'.
+    let mine = |uuid: &Uuid| part_of(uuid, ctx.parts) == ctx.part;
+    let group_only = ctx.owns_group && !datapaths.iter().any(mine);
     for uuid in datapaths {
+        let take = mine(uuid) || (group_only && per_dp.is_empty());
+        if !take {
+            continue;
+        }
         let (Some(dp), Some(resolver)) = (net.datapaths.get(uuid), names.get(uuid)) else {
             continue;
         };
@@ -266,7 +398,7 @@ fn compile_flow(
         };
         per_dp.push((*uuid, normal));
     }
-    if per_dp.iter().all(|(_, n)| n.never_matches()) {
+    if ctx.reports && per_dp.iter().all(|(_, n)| n.never_matches()) {
         program.never_match += 1;
     }
     let compiled = Arc::new(CompiledFlow {
@@ -295,22 +427,18 @@ fn compile_flow(
     };
     match (flow.scope, per_dp.first()) {
         (FlowScope::Group(group), Some((_, normal))) if shared => {
-            let group_program = match program.dp_groups.entry(group) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    for (uuid, _) in &per_dp {
-                        if let Some(dp) = program.datapaths.get_mut(uuid) {
-                            dp.groups.push(group);
-                        }
-                    }
-                    e.insert(DatapathProgram {
-                        uuid: group,
-                        name: format!("group {}", group.short()),
-                        ..Default::default()
-                    })
-                }
-            };
-            program.rules += install(group_program, normal);
+            if ctx.owns_group {
+                let group_program =
+                    program
+                        .dp_groups
+                        .entry(group)
+                        .or_insert_with(|| DatapathProgram {
+                            uuid: group,
+                            name: format!("group {}", group.short()),
+                            ..Default::default()
+                        });
+                program.rules += install(group_program, normal);
+            }
         }
         _ => {
             for (uuid, normal) in per_dp {
@@ -321,4 +449,56 @@ fn compile_flow(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Snapshot;
+
+    /// Tables and rule counts, datapath by datapath.
+    fn shape(p: &Program) -> Vec<(String, Vec<usize>, Vec<usize>, Vec<Uuid>)> {
+        let mut out: Vec<_> = p
+            .datapaths
+            .values()
+            .chain(p.dp_groups.values())
+            .map(|d| {
+                let lens = |t: &[Table]| t.iter().map(|t| t.classifier.len()).collect();
+                let mut groups = d.groups.clone();
+                groups.sort();
+                (
+                    d.uuid.to_string(),
+                    lens(&d.ingress),
+                    lens(&d.egress),
+                    groups,
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn parts_compile_the_same_program() {
+        for text in [
+            include_str!("../../testdata/seed-snapshot.json"),
+            include_str!("../../testdata/acls-snapshot.json"),
+        ] {
+            let net = Snapshot::from_json(text).unwrap().network;
+            let one = compile_in(&net, 1);
+            for parts in [2, 3, 5] {
+                let many = compile_in(&net, parts);
+                assert_eq!(shape(&one), shape(&many), "{parts} parts");
+                assert_eq!(
+                    (one.rules, one.never_match, one.failures.len(), one.flows),
+                    (
+                        many.rules,
+                        many.never_match,
+                        many.failures.len(),
+                        many.flows
+                    )
+                );
+            }
+        }
+    }
 }

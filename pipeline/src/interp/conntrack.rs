@@ -254,6 +254,7 @@ impl<'a> Interp<'a> {
                     .iter()
                     .map(|p| PendingWork {
                         site: p.site,
+                        context: p.context,
                         index: p.index,
                         packet: (p.packet_id != pkt.id).then(|| Box::new(p.key)),
                     })

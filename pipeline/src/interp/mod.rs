@@ -417,7 +417,11 @@ impl<'a> Interp<'a> {
         for (i, a) in actions.0.iter().enumerate() {
             // The rest of this list is work a recirculation inside `a`
             // would have to come back to.
-            let pushed = i < last && self.push_pending(actions as *const _ as usize, i, pkt);
+            // Action lists are shared among flows with the same text: the table
+            // they run in tells the rest apart.
+            let context = (pipeline as u16) << 8 | u16::from(table);
+            let pushed =
+                i < last && self.push_pending(actions as *const _ as usize, context, i, pkt);
             let flow = self.action(a, pkt, pipeline, table, depth);
             if pushed {
                 self.pop_pending();
@@ -430,12 +434,13 @@ impl<'a> Interp<'a> {
     }
 
     /// Notes work left in a frame, when translating for the datapath.
-    fn push_pending(&mut self, site: usize, index: usize, pkt: &Packet) -> bool {
+    fn push_pending(&mut self, site: usize, context: u16, index: usize, pkt: &Packet) -> bool {
         let Some(rec) = &mut self.rec else {
             return false;
         };
         rec.pending.push(Pending {
             site,
+            context,
             index: index as u32,
             packet_id: pkt.id,
             key: pkt.key,

@@ -199,7 +199,7 @@ impl<'a> Interp<'a> {
             }
             match self.placement(pkt.dp, member) {
                 Placement::Local => {
-                    let pushed = self.push_pending(members.as_ptr() as usize, i, pkt);
+                    let pushed = self.push_pending(members.as_ptr() as usize, 0, i, pkt);
                     self.egress(pkt, member, depth);
                     if pushed {
                         self.pop_pending();
@@ -224,7 +224,7 @@ impl<'a> Interp<'a> {
             Some(members) => {
                 for (i, &member) in members.iter().enumerate() {
                     if matches!(self.placement(pkt.dp, member), Placement::Local) {
-                        let pushed = self.push_pending(members.as_ptr() as usize, i, pkt);
+                        let pushed = self.push_pending(members.as_ptr() as usize, 0, i, pkt);
                         self.egress(pkt, member, 0);
                         if pushed {
                             self.pop_pending();

@@ -80,6 +80,9 @@ pub struct FrozenState {
 pub struct PendingWork {
     /// Which action list or group (its address within the program).
     pub site: usize,
+    /// The pipeline and table an action list runs in (one list may serve
+    /// several flows).
+    pub context: u16,
     pub index: u32,
     /// The packet that work runs on, when it is another copy than the
     /// one that recirculated (its values are then part of the state).
@@ -89,6 +92,7 @@ pub struct PendingWork {
 /// A frame pushed while the interpreter is inside it.
 pub(super) struct Pending {
     pub site: usize,
+    pub context: u16,
     pub index: u32,
     pub packet_id: u32,
     pub key: Key,
