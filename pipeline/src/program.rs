@@ -456,8 +456,11 @@ mod tests {
     use super::*;
     use crate::snapshot::Snapshot;
 
+    /// A datapath's name, rules per ingress and egress table, and groups.
+    type Shape = (String, Vec<usize>, Vec<usize>, Vec<Uuid>);
+
     /// Tables and rule counts, datapath by datapath.
-    fn shape(p: &Program) -> Vec<(String, Vec<usize>, Vec<usize>, Vec<Uuid>)> {
+    fn shape(p: &Program) -> Vec<Shape> {
         let mut out: Vec<_> = p
             .datapaths
             .values()
