@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ironflow_testbeds::central::{stop_in, OvnCentral};
 use ironflow_testbeds::seed::build_seed;
-use ironflow_testbeds::topologies;
+use ironflow_testbeds::{synthetic, topologies};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -32,6 +32,17 @@ enum Command {
         /// List the topologies and exit.
         #[arg(long)]
         list: bool,
+    },
+    /// Build a synthetic SB (SWITCHES switches of PORTS ports, each with a
+    /// port group and ACLs, on one router) on a throwaway central and write
+    /// it as a snapshot: what `ironflow-bench compile` reads.
+    Synth {
+        #[arg(long, default_value_t = 850)]
+        switches: usize,
+        #[arg(long, default_value_t = 20)]
+        ports: usize,
+        #[arg(long, short)]
+        out: PathBuf,
     },
     /// Stop the central started in DIR.
     Stop {
@@ -73,6 +84,22 @@ fn run(cli: Cli) -> Result<()> {
             let central = OvnCentral::start_in(&dir, true)?;
             t.build(&central)?;
             announce(&central, &format!("topology {}", t.name));
+        }
+        Command::Synth {
+            switches,
+            ports,
+            out,
+        } => {
+            let central = OvnCentral::start()?;
+            let start = std::time::Instant::now();
+            synthetic::build(&central, synthetic::Size { switches, ports })?;
+            let flows = synthetic::dump(&central, &out)?;
+            println!(
+                "{} logical flows ({switches} switches × {ports} ports) in {} ({:.0} s)",
+                flows,
+                out.display(),
+                start.elapsed().as_secs_f64()
+            );
         }
         Command::Stop { dir } => {
             stop_in(&dir)?;
