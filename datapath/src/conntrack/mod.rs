@@ -79,8 +79,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
-use table::{bump, Clash, Conn, ConnState, HKey, Table};
+use table::{bump, Clash, ConnState, Handle, NewConn, Table};
 use tuple::Extracted;
 
 /// Conntrack settings.
@@ -192,7 +191,7 @@ impl fmt::Display for CtEntry {
 enum Found {
     Done(u32, u32, u128),
     /// The connection is over; the packet starts a new one.
-    Reopen(Arc<Conn>),
+    Reopen(Handle),
 }
 
 /// The connection tracker, shared by all worker threads.
@@ -209,7 +208,7 @@ impl Conntrack {
         // per-process random keys.
         let seed = RandomState::new().build_hasher().finish();
         Conntrack {
-            table: Table::new(cfg.shards, seed),
+            table: Table::new(cfg.shards, cfg.max_entries, seed),
             cfg,
         }
     }
@@ -230,34 +229,103 @@ impl Conntrack {
         state
     }
 
+    #[inline(always)]
     fn run(&self, key: &mut FlowKey, l3: &[u8], action: &CtAction, now: u64) -> (u32, u32, u128) {
+        match self.hit(key, action, now) {
+            Some(out) => out,
+            None => self.run_any(key, l3, action, now),
+        }
+    }
+
+    /// The common case on its own, small enough for the compiler to keep
+    /// in registers: a TCP/UDP/SCTP packet, not translated yet in this
+    /// zone, of a live connection that needs no translation. `None` (with
+    /// nothing changed) for anything else, which [`Conntrack::run_any`]
+    /// handles.
+    #[inline(always)]
+    fn hit(&self, key: &FlowKey, action: &CtAction, now: u64) -> Option<(u32, u32, u128)> {
         let prev = key.get(slots::CT_STATE) as u32;
-        let (t, related) = match tuple::extract(key, l3, action.zone) {
-            Extracted::Own(t) => (t, false),
-            Extracted::Related(t) => (t, true),
-            Extracted::Invalid => {
-                let spread = key.words[4] ^ key.words[5] ^ key.words[7];
-                bump(&self.table.shard(spread.rotate_left(40)).stats.invalid);
-                return (ct_state::INV | ct_state::TRK, 0, 0);
+        if prev & NAT_BITS != 0 {
+            return None;
+        }
+        let w = tuple::fast_words(key, action.zone)?;
+        let flags = key.get(slots::TCP_FLAGS) as u16;
+        let hash = self.table.hash_words(&w);
+        // `Some(None)`: leave this packet to the general path, with the
+        // state as it was (so nothing is written).
+        let out = self.table.with(&w, hash, now, |h, st| {
+            if action.nat.is_some() && h.nat != NatKind::None {
+                return Some(None);
             }
+            let rpl = if h.reply { ct_state::RPL } else { 0 };
+            let (proto, (u, tm)) = {
+                let mut p = st.proto;
+                let r = p.update(h.reply, flags);
+                (p, r)
+            };
+            let state = match u {
+                Update::Valid => ct_state::EST | rpl,
+                Update::ValidNew => ct_state::NEW,
+                // Rare: left to the general path, which counts it.
+                Update::Invalid | Update::Reopen => return Some(None),
+            };
+            st.proto = proto;
+            if let Some(tm) = tm {
+                st.expires = now.saturating_add(self.cfg.timeouts.get(tm));
+            }
+            if action.commit {
+                apply_masks(action, &mut st.mark, &mut st.label);
+            }
+            Some(Some((state | ct_state::TRK, st.mark, st.label)))
+        })??;
+        let stats = self.table.stats();
+        bump(&stats.hits);
+        if out.0 & ct_state::NEW != 0 {
+            bump(&stats.new);
+        }
+        Some(out)
+    }
+
+    /// Every packet [`Conntrack::hit`] leaves.
+    #[inline(never)]
+    fn run_any(
+        &self,
+        key: &mut FlowKey,
+        l3: &[u8],
+        action: &CtAction,
+        now: u64,
+    ) -> (u32, u32, u128) {
+        let prev = key.get(slots::CT_STATE) as u32;
+        // The tuple as the words the table hashes and compares; most
+        // packets' come straight from the key.
+        let (w, related) = match tuple::fast_words(key, action.zone) {
+            Some(w) => (w, false),
+            None => match tuple::extract(key, l3, action.zone) {
+                Extracted::Own(t) => (t.words(), false),
+                Extracted::Related(t) => (t.words(), true),
+                Extracted::Invalid => {
+                    bump(&self.table.stats().invalid);
+                    return (ct_state::INV | ct_state::TRK, 0, 0);
+                }
+            },
         };
         let flags = key.get(slots::TCP_FLAGS) as u16;
         let natted = !related && prev & ct_state::TRK != 0 && prev & NAT_BITS != 0;
-        let hash = self.table.hash(&t);
-        let stats = &self.table.shard(hash).stats;
+        let hash = self.table.hash_words(&w);
+        let stats = self.table.stats();
         // A commit can lose a race with another thread committing the same
         // connection; it then finds that one on the next round.
         for _ in 0..3 {
             let mut found = None;
             if natted {
-                let r = t.reverse();
+                let r = tuple::reverse_words(&w);
                 found = self
                     .table
-                    .with(&r, self.table.hash(&r), now, |c, reply, st| {
+                    .with(&r, self.table.hash_words(&r), now, |h, st| {
                         self.existing(
                             key,
-                            c,
-                            !reply,
+                            h,
+                            !h.reply,
                             st,
                             action,
                             flags,
@@ -268,8 +336,8 @@ impl Conntrack {
                     });
             }
             if found.is_none() {
-                found = self.table.with(&t, hash, now, |c, reply, st| {
-                    self.existing(key, c, reply, st, action, flags, now, None, related)
+                found = self.table.with(&w, hash, now, |h, st| {
+                    self.existing(key, h, h.reply, st, action, flags, now, None, related)
                 });
             }
             match found {
@@ -283,9 +351,9 @@ impl Conntrack {
                     }
                     return (state, mark, label);
                 }
-                Some(Found::Reopen(c)) => {
+                Some(Found::Reopen(h)) => {
                     bump(&stats.hits);
-                    self.table.end(&c);
+                    self.table.end(&h);
                 }
                 // Lookups are hits plus misses: one counter per packet.
                 None => bump(&stats.misses),
@@ -294,7 +362,7 @@ impl Conntrack {
                 bump(&stats.invalid);
                 return (ct_state::INV | ct_state::TRK, 0, 0);
             }
-            if let Some(out) = self.open(key, &t, hash, action, flags, now) {
+            if let Some(out) = self.open(key, &CtTuple::from_words(&w), hash, action, flags, now) {
                 if out.0 & ct_state::NEW != 0 {
                     bump(&stats.new);
                 } else {
@@ -307,14 +375,16 @@ impl Conntrack {
         (ct_state::NEW | ct_state::TRK, 0, 0)
     }
 
-    /// A packet of connection `c`, in the reply direction when `reply`.
-    /// `keep` holds the NAT bits of a packet already translated in this
-    /// zone.
+    /// A packet of connection `c`, in the reply direction when `reply`,
+    /// moving `st` (a copy of its state) on. `keep` holds the NAT bits of
+    /// a packet already translated in this zone. `None` when the
+    /// connection changed under it (the caller reads it again).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn existing(
         &self,
         key: &mut FlowKey,
-        c: &Arc<Conn>,
+        c: &Handle,
         reply: bool,
         st: &mut ConnState,
         action: &CtAction,
@@ -322,7 +392,7 @@ impl Conntrack {
         now: u64,
         keep: Option<u32>,
         related: bool,
-    ) -> Found {
+    ) -> Option<Found> {
         let rpl = if reply { ct_state::RPL } else { 0 };
         let mut state = if related {
             ct_state::REL | rpl
@@ -335,21 +405,23 @@ impl Conntrack {
                 Update::Valid => ct_state::EST | rpl,
                 Update::ValidNew => ct_state::NEW,
                 Update::Invalid => ct_state::INV,
-                Update::Reopen => return Found::Reopen(c.clone()),
+                Update::Reopen => return Some(Found::Reopen(*c)),
             }
         };
         if let Some(bits) = keep {
             state |= bits;
         } else if action.nat.is_some() && c.nat != NatKind::None {
             let bit = c.nat.state_bit(reply);
-            let to = c.keys[usize::from(!reply)].tuple.reverse();
+            // `c` was found by one of its tuples; the translation is the
+            // reverse of the other direction's.
+            let to = self.table.other_tuple(c)?.reverse();
             nat::rewrite(key, &to, bit == ct_state::SNAT, related);
             state |= bit;
         }
         if action.commit {
             apply_masks(action, &mut st.mark, &mut st.label);
         }
-        Found::Done(state | ct_state::TRK, st.mark, st.label)
+        Some(Found::Done(state | ct_state::TRK, st.mark, st.label))
     }
 
     /// A packet with no connection. `None` when a commit lost a race.
@@ -369,7 +441,7 @@ impl Conntrack {
         if !action.commit {
             return uncommitted;
         }
-        let stats = &self.table.shard(hash).stats;
+        let stats = self.table.stats();
         if !self.table.reserve(self.cfg.max_entries) {
             bump(&stats.limit_drops);
             return uncommitted;
@@ -378,23 +450,17 @@ impl Conntrack {
         apply_masks(action, &mut mark, &mut label);
         let mut plan = action.nat.as_ref().and_then(|n| nat::Plan::new(t, n));
         let kind = plan.as_ref().map_or(NatKind::None, |p| p.kind);
-        let mut conn = Arc::new(Conn {
-            keys: [
-                HKey { hash, tuple: *t },
-                HKey {
-                    hash: 0,
-                    tuple: t.reverse(),
-                },
-            ],
+        let mut conn = NewConn {
+            keys: [*t, t.reverse()],
             nat: kind,
-            state: Mutex::new(ConnState {
+            state: ConnState {
                 proto,
                 mark,
                 label,
                 expires: now.saturating_add(self.cfg.timeouts.get(tm)),
                 dead: false,
-            }),
-        });
+            },
+        };
         loop {
             let rev = match &mut plan {
                 None => t.reverse(),
@@ -408,16 +474,8 @@ impl Conntrack {
                     }
                 },
             };
-            // Nothing else holds the connection until it is indexed.
-            let Some(c) = Arc::get_mut(&mut conn) else {
-                self.table.unreserve();
-                return None;
-            };
-            c.keys[1] = HKey {
-                hash: self.table.hash(&rev),
-                tuple: rev,
-            };
-            match self.table.insert(&conn, now) {
+            conn.keys[1] = rev;
+            match self.table.insert(&conn, hash, now) {
                 Ok(()) => break,
                 Err(Clash::Orig) => {
                     self.table.unreserve();
@@ -429,17 +487,17 @@ impl Conntrack {
                     bump(&stats.insert_failed);
                     return uncommitted;
                 }
+                Err(Clash::Full) => {
+                    self.table.unreserve();
+                    bump(&stats.limit_drops);
+                    return uncommitted;
+                }
             }
         }
         bump(&stats.committed);
         let mut state = ct_state::NEW | ct_state::TRK;
         if kind != NatKind::None {
-            nat::rewrite(
-                key,
-                &conn.keys[1].tuple.reverse(),
-                kind == NatKind::Src,
-                false,
-            );
+            nat::rewrite(key, &conn.keys[1].reverse(), kind == NatKind::Src, false);
             state |= kind.state_bit(false);
         }
         Some((state, mark, label))
@@ -476,11 +534,11 @@ impl Conntrack {
     /// particular order.
     pub fn entries(&self, now_ns: u64) -> Vec<CtEntry> {
         let mut out = Vec::new();
-        self.table.for_each(now_ns, |c, st| {
+        self.table.for_each(now_ns, |keys, nat, st| {
             out.push(CtEntry {
-                orig: c.keys[0].tuple,
-                reply: c.keys[1].tuple,
-                nat: c.nat,
+                orig: keys[0],
+                reply: keys[1],
+                nat,
                 mark: st.mark,
                 label: st.label,
                 state: st.proto.name(),
@@ -493,8 +551,7 @@ impl Conntrack {
 
     pub fn stats(&self) -> CtStats {
         let mut s = CtStats::default();
-        for shard in self.table.shards() {
-            let x = &shard.stats;
+        for x in self.table.stripes() {
             s.hits += x.hits.load(Relaxed);
             s.lookups += x.hits.load(Relaxed) + x.misses.load(Relaxed);
             s.new += x.new.load(Relaxed);

@@ -87,6 +87,7 @@ impl Default for CtTimeouts {
 }
 
 impl CtTimeouts {
+    #[inline]
     pub(crate) fn get(&self, tm: Tm) -> u64 {
         match tm {
             Tm::TcpFirstPacket => self.tcp_first_packet,
@@ -142,6 +143,7 @@ impl ProtoState {
 
     /// Moves the state on for a packet in the original direction or a
     /// reply; the timeout class to rearm with, if any.
+    #[inline]
     pub(crate) fn update(&mut self, reply: bool, tcp_flags: u16) -> (Update, Option<Tm>) {
         match self {
             ProtoState::Tcp(c) => c.update(reply, tcp_flags),
@@ -164,6 +166,36 @@ impl ProtoState {
                     (Update::ValidNew, Some(Tm::IcmpFirst))
                 }
             }
+        }
+    }
+
+    /// The state in one byte, for the connection table's state word: kind
+    /// in bits 0–1, then the kind's own state (TCP: both peers, 3 bits
+    /// each).
+    #[inline]
+    pub(crate) fn pack(&self) -> u8 {
+        match *self {
+            ProtoState::Tcp(c) => (c.peer[0] as u8) << 2 | (c.peer[1] as u8) << 5,
+            ProtoState::Other(s) => 1 | (s as u8) << 2,
+            ProtoState::Icmp { replied } => 2 | u8::from(replied) << 2,
+        }
+    }
+
+    /// The state [`ProtoState::pack`] made `b` from.
+    #[inline]
+    pub(crate) fn unpack(b: u8) -> ProtoState {
+        match b & 3 {
+            0 => ProtoState::Tcp(TcpConn {
+                peer: [TcpState::from_bits(b >> 2), TcpState::from_bits(b >> 5)],
+            }),
+            1 => ProtoState::Other(match (b >> 2) & 3 {
+                0 => OtherState::First,
+                1 => OtherState::Multiple,
+                _ => OtherState::Bidir,
+            }),
+            _ => ProtoState::Icmp {
+                replied: b & 4 != 0,
+            },
         }
     }
 

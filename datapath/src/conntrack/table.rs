@@ -1,31 +1,44 @@
-//! The connection table: shards of hash maps that index every connection
-//! by both its original and its reply tuple.
+//! The connection table: connections in slots of a type-stable arena,
+//! indexed by both their original and their reply tuple in shards of
+//! open-addressing hash arrays that readers search without taking a lock.
 //!
-//! A connection lives in an `Arc` that both of its index entries point
-//! to; the two tuples usually hash to different shards. A lookup hashes
-//! the tuple once (that hash picks the shard and is the map's hash too),
-//! takes the shard's read lock and the connection's own mutex, and
-//! allocates nothing. Inserting takes the write locks of the (at most two)
-//! shards involved in index order, so two inserters never deadlock;
-//! removing takes one shard at a time. A connection is first marked dead
-//! under its mutex, which is what makes it gone for lookups, then its
-//! index entries are removed; a dead or expired entry that someone else
-//! finds first is treated as absent and removed by whoever needs its
-//! place (an insert) or sees it (a sweep).
-
-// `Ix` holds an `Arc<Conn>`, whose state mutates behind a mutex, but it
-// hashes and compares only the connection's tuples, which never change
-// once it is indexed.
-#![allow(clippy::mutable_key_type)]
+//! Why this shape: a packet of an established connection is the fast
+//! path's common case and must cost a few nanoseconds, so a lookup takes
+//! no lock and writes nothing shared unless the connection's state really
+//! changes (an `RwLock` read plus a mutex per packet were most of the
+//! cost, and made threads bounce each other's cache lines).
+//!
+//! - **Slots.** A connection lives in a [`Slot`] of an arena that only
+//!   grows (chunks are allocated on demand and freed with the table), so
+//!   a reader holding a slot number can always read it, even if the
+//!   connection is gone and the slot reused meanwhile. Every field is an
+//!   atomic word; a per-slot sequence number (`seq`, odd while a writer
+//!   changes several words) lets a reader check that what it read belongs
+//!   together, and a generation number (bumped on reuse) lets writers and
+//!   removers tell a slot's connections apart.
+//! - **Index.** Each shard has an array of `u64` entries (hash tag, slot
+//!   number, which tuple), probed linearly; readers compare the tuple in
+//!   the slot, so a stale entry never matches the wrong connection.
+//!   Writers (insert, remove, rebuild) hold the shard's mutex; an insert
+//!   or removal is one atomic store, and a rebuild (growth, or clearing
+//!   tombstones) bumps the shard's `version` around it so that readers
+//!   retry instead of missing a moved entry. Arrays replaced by bigger
+//!   ones stay allocated until the table is dropped (they total less than
+//!   the live ones), which is what lets readers go without epochs.
+//! - **Updates.** A packet whose connection's state does not change
+//!   writes nothing. A later expiry alone is one compare-and-swap; a
+//!   change of protocol state, mark or label takes the slot's sequence
+//!   lock. A connection is killed (marked dead) under that lock, which is
+//!   what makes it gone for lookups; its index entries are removed after,
+//!   and whoever removes the last one frees the slot.
+//! - **Counters** are per thread (striped by a small per-thread number),
+//!   bumped with a plain load and store.
 
 use super::nat::NatKind;
 use super::proto::ProtoState;
 use super::tuple::CtTuple;
-use std::borrow::Borrow;
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// A 64×64→128-bit multiply folded to 64 bits: the mixing step of the
 /// table's hash (as in foldhash/wyhash).
@@ -38,9 +51,8 @@ pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
 /// The table's hash of a tuple, keyed by a per-table random `seed`: the
 /// tuples come from the network, so their spread over buckets must not be
 /// something a sender can predict.
-#[inline]
-pub(crate) fn hash_tuple(t: &CtTuple, seed: u64) -> u64 {
-    let w = t.words();
+#[inline(always)]
+pub(crate) fn hash_words(w: &[u64; 6], seed: u64) -> u64 {
     let mut h = seed;
     let mut i = 0;
     while i < w.len() {
@@ -50,56 +62,9 @@ pub(crate) fn hash_tuple(t: &CtTuple, seed: u64) -> u64 {
     fold_mul(h, 0x2d35_8dcc_aa6c_78a5)
 }
 
-/// A tuple with its hash, so maps reuse the hash the shard was picked by.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HKey {
-    pub hash: u64,
-    pub tuple: CtTuple,
-}
-
-impl Hash for HKey {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Hands the precomputed hash through.
-#[derive(Default)]
-pub(crate) struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `HKey` is hashed here, through `write_u64`; this keeps the
-        // hasher total anyway.
-        for &b in bytes {
-            self.0 = fold_mul(self.0 ^ u64::from(b), 0x9e37_79b9_7f4a_7c15);
-        }
-    }
-}
-
-type Map = HashSet<Ix, BuildHasherDefault<PassThrough>>;
-
-/// A connection. The state comes first so that a lookup touches the
-/// cache line it compares the tuple in and the one it updates, no more.
-#[repr(C)]
-pub(crate) struct Conn {
-    pub state: Mutex<ConnState>,
-    pub nat: NatKind,
-    /// `[original, reply]`: the reply tuple is the translated one for a
-    /// NATed connection.
-    pub keys: [HKey; 2],
-}
-
-/// What changes as a connection's packets pass.
+/// What changes as a connection's packets pass: a copy read from a slot,
+/// changed by the caller and written back by [`Table::with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConnState {
     pub proto: ProtoState,
     pub mark: u32,
@@ -113,81 +78,203 @@ impl ConnState {
     pub(crate) fn live(&self, now: u64) -> bool {
         !self.dead && now < self.expires
     }
-}
 
-impl Conn {
-    /// The connection's state; a thread that panicked holding it cannot
-    /// leave it half-written in a way that matters to conntrack, so a
-    /// poisoned lock is used as it is.
+    /// The `state` word: protocol state, dead flag, mark.
     #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, ConnState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn word(&self) -> u64 {
+        u64::from(self.proto.pack()) | u64::from(self.dead) << 8 | u64::from(self.mark) << 32
     }
 }
 
-/// An index entry: the connection and which of its tuples this is. The
-/// tuple is not copied into the map: a bucket is 16 bytes, and comparing
-/// reads the connection, which the lookup needs next anyway.
-pub(crate) struct Ix {
-    pub conn: Arc<Conn>,
-    pub reply: bool,
+/// A connection's fixed parts, as given to [`Table::insert`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewConn {
+    /// `[original, reply]`: the reply tuple is the translated one for a
+    /// NATed connection.
+    pub keys: [CtTuple; 2],
+    pub nat: NatKind,
+    pub state: ConnState,
 }
 
-impl Borrow<HKey> for Ix {
-    #[inline]
-    fn borrow(&self) -> &HKey {
-        &self.conn.keys[usize::from(self.reply)]
-    }
-}
+/// `common` word layout: zone (16 bits), IPv6 (1), NAT kind (2), index
+/// entries left (2), generation (32, high half).
+const IDENT_MASK: u64 = 0x1_ffff;
+const NAT_SHIFT: u32 = 17;
+const REFS_SHIFT: u32 = 20;
+const REFS_ONE: u64 = 1 << REFS_SHIFT;
+const REFS_MASK: u64 = 3 << REFS_SHIFT;
+const DEAD_BIT: u64 = 1 << 8;
 
-impl Hash for Ix {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(Borrow::<HKey>::borrow(self).hash);
-    }
-}
-
-impl PartialEq for Ix {
-    #[inline]
-    fn eq(&self, other: &Ix) -> bool {
-        Borrow::<HKey>::borrow(self) == Borrow::<HKey>::borrow(other)
-    }
-}
-
-impl Eq for Ix {}
-
-/// Counters kept per shard so threads do not share one cache line.
+/// One connection's slot: two cache lines, the first holding what every
+/// lookup reads (sequence, state, expiry, zone, most of the original
+/// tuple).
+#[repr(C, align(64))]
 #[derive(Default)]
-pub(crate) struct ShardStats {
+pub(crate) struct Slot {
+    seq: AtomicU64,
+    state: AtomicU64,
+    expires: AtomicU64,
+    common: AtomicU64,
+    /// The tuples' first five words ([`CtTuple::words`]); the sixth
+    /// (zone, IP version) is in `common`.
+    keys: [[AtomicU64; 5]; 2],
+    label: [AtomicU64; 2],
+}
+
+/// A connection found by a lookup: which slot, which generation, which
+/// tuple it was found by, and the slot's sequence number when read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handle {
+    idx: u32,
+    gen: u32,
+    seq: u64,
+    pub reply: bool,
+    pub nat: NatKind,
+}
+
+const CHUNK: usize = 1024;
+
+/// An index entry: tag (high 32 bits of the hash), slot number + 1, and
+/// whether it is the reply tuple (lowest bit). 0 is empty.
+const EMPTY: u64 = 0;
+const TOMB: u64 = u64::MAX;
+
+#[inline]
+fn entry(hash: u64, idx: u32, reply: bool) -> u64 {
+    (hash & 0xffff_ffff_0000_0000) | u64::from(idx + 1) << 1 | u64::from(reply)
+}
+
+#[inline]
+fn entry_slot(e: u64) -> (u32, bool) {
+    (
+        (((e & 0xffff_ffff) >> 1) as u32).wrapping_sub(1),
+        e & 1 != 0,
+    )
+}
+
+/// Index arrays start with this many entries.
+const MIN_CAP: usize = 16;
+const LEVELS: usize = 32;
+
+/// Counters one thread bumps; each stripe on cache lines of its own.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Stripe {
     pub misses: AtomicU64,
     pub hits: AtomicU64,
     pub new: AtomicU64,
-    pub committed: AtomicU64,
     pub invalid: AtomicU64,
+    pub committed: AtomicU64,
     pub limit_drops: AtomicU64,
     pub insert_failed: AtomicU64,
     pub expired: AtomicU64,
 }
 
+/// One increment by the only thread that uses this stripe (two threads
+/// share one only when more than [`STRIPES`] run at once, and then a
+/// count may be lost): a plain load and store, no locked instruction.
 #[inline]
 pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Relaxed);
+    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
-/// One shard, on cache lines of its own.
+const STRIPES: usize = 64;
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+/// Numbers of threads that have ended, for reuse: numbers stay as small
+/// as the count of threads alive at once.
+static FREE_THREAD_NOS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// A thread's number, given back when the thread ends.
+struct ThreadNo(usize);
+
+impl ThreadNo {
+    fn claim() -> ThreadNo {
+        let reuse = FREE_THREAD_NOS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        ThreadNo(reuse.unwrap_or_else(|| NEXT_THREAD.fetch_add(1, Relaxed)))
+    }
+}
+
+impl Drop for ThreadNo {
+    fn drop(&mut self) {
+        FREE_THREAD_NOS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.0);
+    }
+}
+
+thread_local! {
+    static THREAD_NO: ThreadNo = ThreadNo::claim();
+}
+
+/// This thread's small number, for picking a counter stripe (0 while the
+/// thread is being torn down).
+#[inline]
+fn thread_no() -> usize {
+    THREAD_NO.try_with(|n| n.0).unwrap_or(0)
+}
+
+/// The writers' part of a shard.
+struct ShardW {
+    /// Entries in use in the current array, tombstones included.
+    used: usize,
+    /// Live entries in the current array.
+    live: usize,
+    /// Slots freed here, for reuse.
+    free: Vec<u32>,
+}
+
+/// One shard, on cache lines of its own: what readers read first.
 #[repr(align(128))]
-pub(crate) struct Shard {
-    map: RwLock<Map>,
-    pub stats: ShardStats,
+struct Shard {
+    /// Odd while a rebuild moves entries; readers retry when it changed.
+    version: AtomicU64,
+    /// Which of `levels` is the current array.
+    level: AtomicUsize,
+    levels: [OnceLock<Box<[AtomicU64]>>; LEVELS],
+    w: Mutex<ShardW>,
 }
 
 impl Shard {
-    fn read(&self) -> RwLockReadGuard<'_, Map> {
-        self.map.read().unwrap_or_else(|e| e.into_inner())
+    fn new() -> Shard {
+        let levels: [OnceLock<Box<[AtomicU64]>>; LEVELS] = std::array::from_fn(|_| OnceLock::new());
+        let _ = levels[0].set(new_array(MIN_CAP));
+        Shard {
+            version: AtomicU64::new(0),
+            level: AtomicUsize::new(0),
+            levels,
+            w: Mutex::new(ShardW {
+                used: 0,
+                live: 0,
+                free: Vec::new(),
+            }),
+        }
     }
-    fn write(&self) -> RwLockWriteGuard<'_, Map> {
-        self.map.write().unwrap_or_else(|e| e.into_inner())
+
+    /// The current array (level 0 is always there).
+    #[inline]
+    fn array(&self) -> &[AtomicU64] {
+        let l = self.level.load(Acquire);
+        match self.levels.get(l).and_then(|a| a.get()) {
+            Some(a) => a,
+            None => self.levels[0].get().map_or(&[], |a| a),
+        }
     }
+
+    /// The writers' lock; a thread that panicked holding it leaves the
+    /// index consistent (every change is one store), so a poisoned lock
+    /// is used as it is.
+    fn lock(&self) -> MutexGuard<'_, ShardW> {
+        self.w.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn new_array(cap: usize) -> Box<[AtomicU64]> {
+    (0..cap).map(|_| AtomicU64::new(EMPTY)).collect()
 }
 
 /// Why an insert did not happen.
@@ -198,35 +285,50 @@ pub(crate) enum Clash {
     Orig,
     /// A live connection already uses this reply tuple.
     Reply,
+    /// No slot is left (the arena is full of connections and of dead
+    /// ones not yet removed).
+    Full,
 }
 
 pub(crate) struct Table {
     shards: Box<[Shard]>,
     mask: usize,
     seed: u64,
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    /// Slots handed out so far (the arena's high-water mark).
+    next_slot: AtomicU32,
+    stripes: Box<[Stripe]>,
     /// Live connections (not yet marked dead).
     live: AtomicUsize,
     /// Where the next sweep starts.
     cursor: AtomicUsize,
 }
 
-/// Where in the hash the shard index comes from: bits that hashbrown uses
-/// neither for the bucket (low bits) nor for the tag (top 7 bits), so
-/// entries in one shard still spread over its buckets.
-const SHARD_SHIFT: u32 = 40;
+/// Where in the hash the shard index comes from: bits the index arrays
+/// use neither for the position (low bits) nor for the tag (high 32), so
+/// entries in one shard still spread over its array.
+const SHARD_SHIFT: u32 = 20;
+
+/// Why a slot read failed: the slot changed under the reader.
+struct Torn;
 
 impl Table {
-    pub(crate) fn new(shards: usize, seed: u64) -> Table {
-        let n = shards.clamp(1, 1 << 16).next_power_of_two();
+    /// A table of `shards` shards with room for `max_entries` connections
+    /// (plus some slack for dead ones not yet removed).
+    pub(crate) fn new(shards: usize, max_entries: usize, seed: u64) -> Table {
+        let n = shards.clamp(1, 1 << 12).next_power_of_two();
+        let slots = max_entries
+            .saturating_add(4 * CHUNK)
+            .min(u32::MAX as usize / 2);
         Table {
-            shards: (0..n)
-                .map(|_| Shard {
-                    map: RwLock::new(Map::default()),
-                    stats: ShardStats::default(),
-                })
-                .collect(),
+            shards: (0..n).map(|_| Shard::new()).collect(),
             mask: n - 1,
             seed,
+            chunks: (0..slots.div_ceil(CHUNK))
+                .map(|_| OnceLock::new())
+                .collect(),
+            next_slot: AtomicU32::new(0),
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             live: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
         }
@@ -234,39 +336,195 @@ impl Table {
 
     #[inline]
     pub(crate) fn hash(&self, t: &CtTuple) -> u64 {
-        hash_tuple(t, self.seed)
+        hash_words(&t.words(), self.seed)
+    }
+
+    /// The hash of the tuple with words `w` ([`CtTuple::words`]).
+    #[inline(always)]
+    pub(crate) fn hash_words(&self, w: &[u64; 6]) -> u64 {
+        hash_words(w, self.seed)
     }
 
     #[inline]
-    pub(crate) fn shard(&self, hash: u64) -> &Shard {
+    fn shard(&self, hash: u64) -> &Shard {
         &self.shards[(hash >> SHARD_SHIFT) as usize & self.mask]
     }
 
-    pub(crate) fn shards(&self) -> &[Shard] {
-        &self.shards
+    /// This thread's counters.
+    #[inline]
+    pub(crate) fn stats(&self) -> &Stripe {
+        &self.stripes[thread_no() % STRIPES]
+    }
+
+    pub(crate) fn stripes(&self) -> &[Stripe] {
+        &self.stripes
     }
 
     pub(crate) fn len(&self) -> usize {
         self.live.load(Relaxed)
     }
 
-    /// Runs `f` on the live connection that has tuple `t` (with `hash`),
-    /// with whether `t` is its reply tuple, under the connection's lock.
     #[inline]
+    fn slot(&self, idx: u32) -> Option<&Slot> {
+        let i = idx as usize;
+        self.chunks.get(i / CHUNK)?.get()?.get(i % CHUNK)
+    }
+
+    /// Reads slot `idx` if it holds tuple `t` (as its reply tuple when
+    /// `reply`): the handle and the state, or `None` when it holds
+    /// another tuple. `Torn` when a writer is at work on it.
+    #[inline(always)]
+    fn read(
+        &self,
+        idx: u32,
+        reply: bool,
+        t: &[u64; 6],
+    ) -> Result<Option<(Handle, ConnState)>, Torn> {
+        let Some(s) = self.slot(idx) else {
+            return Ok(None);
+        };
+        let seq = s.seq.load(Acquire);
+        if seq & 1 != 0 {
+            return Err(Torn);
+        }
+        let k = &s.keys[usize::from(reply)];
+        let common = s.common.load(Relaxed);
+        if common & IDENT_MASK != t[5] || (0..5).any(|i| k[i].load(Relaxed) != t[i]) {
+            return Ok(None);
+        }
+        let word = s.state.load(Relaxed);
+        let st = ConnState {
+            proto: ProtoState::unpack(word as u8),
+            dead: word & DEAD_BIT != 0,
+            mark: (word >> 32) as u32,
+            label: u128::from(s.label[1].load(Relaxed)) << 64
+                | u128::from(s.label[0].load(Relaxed)),
+            expires: s.expires.load(Relaxed),
+        };
+        fence(Acquire);
+        if s.seq.load(Relaxed) != seq {
+            return Err(Torn);
+        }
+        let h = Handle {
+            idx,
+            gen: (common >> 32) as u32,
+            seq,
+            reply,
+            nat: nat_from(common >> NAT_SHIFT),
+        };
+        Ok(Some((h, st)))
+    }
+
+    /// The connection with tuple `t` (hash `hash`), live or not, and its
+    /// state, without taking a lock.
+    #[inline(always)]
+    fn find(&self, w: &[u64; 6], hash: u64) -> Option<(Handle, ConnState)> {
+        let shard = self.shard(hash);
+        let tag = hash & 0xffff_ffff_0000_0000;
+        'retry: loop {
+            let v = shard.version.load(Acquire);
+            if v & 1 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let a = shard.array();
+            let m = a.len().wrapping_sub(1);
+            let mut p = hash as usize & m;
+            let mut found = None;
+            for _ in 0..a.len() {
+                let e = a[p].load(Acquire);
+                if e == EMPTY {
+                    break;
+                }
+                if e != TOMB && e & 0xffff_ffff_0000_0000 == tag {
+                    let (idx, reply) = entry_slot(e);
+                    match self.read(idx, reply, w) {
+                        Ok(Some(x)) => {
+                            found = Some(x);
+                            break;
+                        }
+                        Ok(None) => {}
+                        Err(Torn) => {
+                            std::hint::spin_loop();
+                            continue 'retry;
+                        }
+                    }
+                }
+                p = (p + 1) & m;
+            }
+            // A rebuild may have moved the entry past where this looked.
+            fence(Acquire);
+            if shard.version.load(Relaxed) != v {
+                continue;
+            }
+            return found;
+        }
+    }
+
+    /// Runs `f` on the live connection whose tuple has words `t` (with
+    /// `hash`),
+    /// on a copy of its state, then writes back what `f` changed (nothing
+    /// when nothing did). `f` may run more than once when another thread
+    /// changes the connection at the same time, or when it returns `None`
+    /// (it saw the connection change). `None` when there is no live
+    /// connection with that tuple.
+    #[inline(always)]
     pub(crate) fn with<R>(
         &self,
-        t: &CtTuple,
+        t: &[u64; 6],
         hash: u64,
         now: u64,
-        f: impl FnOnce(&Arc<Conn>, bool, &mut ConnState) -> R,
+        mut f: impl FnMut(&Handle, &mut ConnState) -> Option<R>,
     ) -> Option<R> {
-        let map = self.shard(hash).read();
-        let e = map.get(&HKey { hash, tuple: *t })?;
-        let mut st = e.conn.lock();
-        if !st.live(now) {
-            return None;
+        loop {
+            let (h, old) = self.find(t, hash)?;
+            if !old.live(now) {
+                return None;
+            }
+            let mut st = old;
+            let Some(r) = f(&h, &mut st) else {
+                continue;
+            };
+            if self.store(&h, &old, &st) {
+                return Some(r);
+            }
         }
-        Some(f(&e.conn, e.reply, &mut st))
+    }
+
+    /// Writes `new` over `old` in `h`'s slot; `false` when the slot
+    /// changed since `h` was read (the caller starts over).
+    #[inline(always)]
+    fn store(&self, h: &Handle, old: &ConnState, new: &ConnState) -> bool {
+        let Some(s) = self.slot(h.idx) else {
+            return false;
+        };
+        if new == old {
+            return true;
+        }
+        if new.expires > old.expires && new.word() == old.word() && new.label == old.label {
+            // A later expiry alone: one compare-and-swap. It fails when
+            // anyone changed the expiry since `old` was read; a slot
+            // reused meanwhile has a new expiry of its own, so this cannot
+            // touch another connection unless that expiry is the very same
+            // nanosecond.
+            return s
+                .expires
+                .compare_exchange(old.expires, new.expires, Relaxed, Relaxed)
+                .is_ok();
+        }
+        if s.seq
+            .compare_exchange(h.seq, h.seq + 1, Acquire, Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        fence(Release);
+        s.state.store(new.word(), Relaxed);
+        s.expires.store(new.expires, Relaxed);
+        s.label[0].store(new.label as u64, Relaxed);
+        s.label[1].store((new.label >> 64) as u64, Relaxed);
+        s.seq.store(h.seq + 2, Release);
+        true
     }
 
     /// Reserves room for one more connection under `limit`.
@@ -283,136 +541,462 @@ impl Table {
         self.live.fetch_sub(1, Relaxed);
     }
 
-    /// Marks `conn` dead (once: the first caller gets `true` and the live
-    /// count goes down).
-    fn kill(&self, st: &mut ConnState) -> bool {
-        if st.dead {
+    /// Marks the connection in slot `idx` of generation `gen` dead if
+    /// `why` says so of its state (under the slot's sequence lock). The
+    /// first to kill it gets `true` (and the live count goes down);
+    /// `false` too when it is another generation's now.
+    fn kill(&self, idx: u32, gen: u32, why: impl Fn(&ConnState) -> bool) -> bool {
+        let Some(s) = self.slot(idx) else {
             return false;
+        };
+        loop {
+            let seq = s.seq.load(Acquire);
+            if seq & 1 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if s.seq
+                .compare_exchange(seq, seq + 1, Acquire, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            fence(Release);
+            let word = s.state.load(Relaxed);
+            let st = ConnState {
+                proto: ProtoState::unpack(word as u8),
+                dead: word & DEAD_BIT != 0,
+                mark: (word >> 32) as u32,
+                label: 0,
+                expires: s.expires.load(Relaxed),
+            };
+            let killed = (s.common.load(Relaxed) >> 32) as u32 == gen && !st.dead && why(&st);
+            if killed {
+                s.state.store(word | DEAD_BIT, Relaxed);
+                self.live.fetch_sub(1, Relaxed);
+            }
+            s.seq.store(seq + 2, Release);
+            return killed;
         }
-        st.dead = true;
-        self.live.fetch_sub(1, Relaxed);
-        true
+    }
+
+    /// Whether slot `idx` (generation `gen`) is dead or gone.
+    fn is_dead(&self, idx: u32, gen: u32) -> bool {
+        self.slot(idx).is_none_or(|s| {
+            (s.common.load(Acquire) >> 32) as u32 != gen || s.state.load(Acquire) & DEAD_BIT != 0
+        })
     }
 
     /// Ends a connection now (a TCP connection reopened on its tuple).
-    pub(crate) fn end(&self, conn: &Arc<Conn>) {
-        {
-            let mut st = conn.lock();
-            self.kill(&mut st);
-        }
-        self.unindex(conn);
-    }
-
-    /// Removes `conn`'s index entries (those that still point to it).
-    fn unindex(&self, conn: &Arc<Conn>) {
-        for i in 0..2 {
-            if i == 1 && conn.keys[1].tuple == conn.keys[0].tuple {
-                break;
-            }
-            let key = conn.keys[i];
-            let mut map = self.shard(key.hash).write();
-            if map.get(&key).is_some_and(|e| Arc::ptr_eq(&e.conn, conn)) {
-                map.remove(&key);
-            }
+    pub(crate) fn end(&self, h: &Handle) {
+        self.kill(h.idx, h.gen, |_| true);
+        if self.is_dead(h.idx, h.gen) {
+            self.unindex(h.idx, h.gen);
         }
     }
 
-    /// Whether the entry at `key` in `map` is free to take: absent, or a
-    /// connection that is dead or expired (which is then killed, counted
-    /// and pushed on `evicted` for its other entry to be removed).
+    /// The tuple `which` (0 original, 1 reply) of slot `idx`, read under
+    /// its sequence number; `None` if it is another generation's now.
+    fn tuple_of(&self, idx: u32, gen: u32, which: usize) -> Option<CtTuple> {
+        let s = self.slot(idx)?;
+        loop {
+            let seq = s.seq.load(Acquire);
+            if seq & 1 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let common = s.common.load(Relaxed);
+            let mut w = [0; 6];
+            for (i, x) in s.keys[which].iter().enumerate() {
+                w[i] = x.load(Relaxed);
+            }
+            w[5] = common & IDENT_MASK;
+            fence(Acquire);
+            if s.seq.load(Relaxed) != seq {
+                continue;
+            }
+            return ((common >> 32) as u32 == gen).then(|| CtTuple::from_words(&w));
+        }
+    }
+
+    /// The other tuple of `h`'s connection (the original one when `h`
+    /// was found by its reply tuple); `None` when the slot changed.
+    pub(crate) fn other_tuple(&self, h: &Handle) -> Option<CtTuple> {
+        let t = self.tuple_of(h.idx, h.gen, usize::from(!h.reply))?;
+        let s = self.slot(h.idx)?;
+        (s.seq.load(Acquire) == h.seq).then_some(t)
+    }
+
+    /// Removes the index entries of slot `idx` (generation `gen`) that
+    /// are still there; whoever removes the last one frees the slot.
+    fn unindex(&self, idx: u32, gen: u32) {
+        for which in 0..2 {
+            let Some(t) = self.tuple_of(idx, gen, which) else {
+                return;
+            };
+            let hash = self.hash(&t);
+            let shard = self.shard(hash);
+            let mut w = shard.lock();
+            // Under the shard's lock the slot cannot be freed while this
+            // entry still points to it, so checking the generation here
+            // is enough.
+            if self
+                .slot(idx)
+                .is_none_or(|s| (s.common.load(Acquire) >> 32) as u32 != gen)
+            {
+                return;
+            }
+            let a = shard.array();
+            let want = entry(hash, idx, which == 1);
+            let m = a.len() - 1;
+            let mut p = hash as usize & m;
+            for _ in 0..a.len() {
+                let e = a[p].load(Relaxed);
+                if e == EMPTY {
+                    break;
+                }
+                if e == want {
+                    a[p].store(TOMB, Release);
+                    w.live -= 1;
+                    self.drop_ref(idx, &mut w);
+                    break;
+                }
+                p = (p + 1) & m;
+            }
+        }
+    }
+
+    /// One index entry of slot `idx` is gone; frees the slot (onto `w`'s
+    /// free list) when it was the last.
+    fn drop_ref(&self, idx: u32, w: &mut ShardW) {
+        if let Some(s) = self.slot(idx) {
+            let before = s.common.fetch_sub(REFS_ONE, AcqRel);
+            if before & REFS_MASK == REFS_ONE {
+                w.free.push(idx);
+            }
+        }
+    }
+
+    /// A slot for a new connection: from `w`'s free list, the arena, or
+    /// (when the arena is used up) another shard's free list.
+    fn alloc(&self, w: &mut ShardW, skip: &[usize]) -> Option<u32> {
+        if let Some(i) = w.free.pop() {
+            return Some(i);
+        }
+        let cap = (self.chunks.len() * CHUNK) as u32;
+        let mut n = self.next_slot.load(Relaxed);
+        while n < cap {
+            match self
+                .next_slot
+                .compare_exchange_weak(n, n + 1, Relaxed, Relaxed)
+            {
+                Ok(_) => {
+                    let c = &self.chunks[n as usize / CHUNK];
+                    c.get_or_init(|| (0..CHUNK).map(|_| Slot::default()).collect());
+                    return Some(n);
+                }
+                Err(x) => n = x,
+            }
+        }
+        for (i, s) in self.shards.iter().enumerate() {
+            if skip.contains(&i) {
+                continue;
+            }
+            if let Ok(mut o) = s.w.try_lock() {
+                if let Some(x) = o.free.pop() {
+                    return Some(x);
+                }
+            }
+        }
+        None
+    }
+
+    /// Where tuple `t` (hash `hash`) is in `a`: its entry's position and
+    /// slot, if indexed.
+    fn position(&self, a: &[AtomicU64], t: &CtTuple, hash: u64) -> Option<(usize, u32, bool)> {
+        let w = t.words();
+        let tag = hash & 0xffff_ffff_0000_0000;
+        let m = a.len() - 1;
+        let mut p = hash as usize & m;
+        for _ in 0..a.len() {
+            let e = a[p].load(Relaxed);
+            if e == EMPTY {
+                return None;
+            }
+            if e != TOMB && e & 0xffff_ffff_0000_0000 == tag {
+                let (idx, reply) = entry_slot(e);
+                let s = self.slot(idx)?;
+                // Writers of slot identities hold this shard's lock or
+                // have not indexed the slot yet: no need for `seq` here.
+                let k = &s.keys[usize::from(reply)];
+                if s.common.load(Acquire) & IDENT_MASK == w[5]
+                    && (0..5).all(|i| k[i].load(Relaxed) == w[i])
+                {
+                    return Some((p, idx, reply));
+                }
+            }
+            p = (p + 1) & m;
+        }
+        None
+    }
+
+    /// Whether `t`'s place in a locked shard is free to take: not indexed,
+    /// or indexed by a connection that is dead or has expired (which is
+    /// then killed, counted, and its entry removed; its other entry is
+    /// left for the caller to remove, through `evicted`).
     fn free(
         &self,
-        map: &mut Map,
-        key: &HKey,
+        shard: &Shard,
+        w: &mut ShardW,
+        t: &CtTuple,
+        hash: u64,
         now: u64,
-        stats: &ShardStats,
-        evicted: &mut Vec<Arc<Conn>>,
+        evicted: &mut Vec<(u32, u32)>,
     ) -> bool {
-        let Some(e) = map.get(key) else {
+        let a = shard.array();
+        let Some((p, idx, _)) = self.position(a, t, hash) else {
             return true;
         };
-        let conn = e.conn.clone();
-        {
-            let mut st = conn.lock();
-            if st.live(now) {
-                return false;
-            }
-            if self.kill(&mut st) {
-                bump(&stats.expired);
-            }
+        let Some(s) = self.slot(idx) else {
+            return true;
+        };
+        let gen = (s.common.load(Acquire) >> 32) as u32;
+        if self.kill(idx, gen, |st| !st.live(now)) {
+            bump(&self.stats().expired);
+        } else if !self.is_dead(idx, gen) {
+            return false;
         }
-        map.remove(key);
-        evicted.push(conn);
+        a[p].store(TOMB, Release);
+        w.live -= 1;
+        self.drop_ref(idx, w);
+        evicted.push((idx, gen));
         true
+    }
+
+    /// Puts an entry for slot `idx` into a locked shard, growing or
+    /// rebuilding its array first when it is getting full.
+    fn put(&self, shard: &Shard, w: &mut ShardW, hash: u64, idx: u32, reply: bool) {
+        let cap = shard.array().len();
+        if (w.used + 1) * 4 > cap * 3 {
+            self.rebuild(shard, w);
+        }
+        let a = shard.array();
+        let m = a.len() - 1;
+        let mut p = hash as usize & m;
+        loop {
+            let e = a[p].load(Relaxed);
+            if e == EMPTY || e == TOMB {
+                if e == EMPTY {
+                    w.used += 1;
+                }
+                w.live += 1;
+                a[p].store(entry(hash, idx, reply), Release);
+                return;
+            }
+            p = (p + 1) & m;
+        }
+    }
+
+    /// Rehashes a locked shard's live entries: into an array twice the
+    /// size when more than a third full of live ones, else into the same
+    /// one (to clear tombstones). Readers retry while it runs.
+    fn rebuild(&self, shard: &Shard, w: &mut ShardW) {
+        let old = shard.array();
+        let live: Vec<u64> = old
+            .iter()
+            .map(|e| e.load(Relaxed))
+            .filter(|&e| e != EMPTY && e != TOMB)
+            .collect();
+        let level = shard.level.load(Relaxed);
+        let grow = live.len() * 3 >= old.len() && level + 1 < shard.levels.len();
+        shard.version.fetch_add(1, AcqRel);
+        fence(Release);
+        let a: &[AtomicU64] = if grow {
+            let a = shard.levels[level + 1].get_or_init(|| new_array(old.len() * 2));
+            shard.level.store(level + 1, Release);
+            a
+        } else {
+            for e in old {
+                e.store(EMPTY, Relaxed);
+            }
+            old
+        };
+        let m = a.len() - 1;
+        for &e in &live {
+            let (idx, reply) = entry_slot(e);
+            let Some(t) = self.slot(idx).map(|s| {
+                let mut k = [0; 6];
+                for (i, x) in s.keys[usize::from(reply)].iter().enumerate() {
+                    k[i] = x.load(Relaxed);
+                }
+                k[5] = s.common.load(Relaxed) & IDENT_MASK;
+                CtTuple::from_words(&k)
+            }) else {
+                continue;
+            };
+            let mut p = self.hash(&t) as usize & m;
+            while a[p].load(Relaxed) != EMPTY {
+                p = (p + 1) & m;
+            }
+            a[p].store(e, Relaxed);
+        }
+        w.used = live.len();
+        w.live = live.len();
+        shard.version.fetch_add(1, Release);
     }
 
     /// Indexes a new connection by both tuples, unless a live connection
     /// holds either. The caller has reserved room with [`Table::reserve`].
-    pub(crate) fn insert(&self, conn: &Arc<Conn>, now: u64) -> Result<(), Clash> {
-        let keys = conn.keys;
-        let same_tuple = keys[0].tuple == keys[1].tuple;
-        let idx = keys.map(|k| (k.hash >> SHARD_SHIFT) as usize & self.mask);
+    /// `hash` is the original tuple's.
+    pub(crate) fn insert(&self, c: &NewConn, hash: u64, now: u64) -> Result<(), Clash> {
+        let same_tuple = c.keys[0] == c.keys[1];
+        let hashes = [hash, self.hash(&c.keys[1])];
+        let idx = hashes.map(|h| (h >> SHARD_SHIFT) as usize & self.mask);
         let mut evicted = Vec::new();
         let result = if idx[0] == idx[1] {
             let shard = &self.shards[idx[0]];
-            let mut map = shard.write();
-            if !self.free(&mut map, &keys[0], now, &shard.stats, &mut evicted) {
+            let mut w = shard.lock();
+            if !self.free(shard, &mut w, &c.keys[0], hashes[0], now, &mut evicted) {
                 Err(Clash::Orig)
-            } else if !same_tuple && !self.free(&mut map, &keys[1], now, &shard.stats, &mut evicted)
+            } else if !same_tuple
+                && !self.free(shard, &mut w, &c.keys[1], hashes[1], now, &mut evicted)
             {
                 Err(Clash::Reply)
-            } else {
-                map.insert(Ix {
-                    conn: conn.clone(),
-                    reply: false,
-                });
+            } else if let Some(i) = self.alloc(&mut w, &idx) {
+                self.fill(i, c, same_tuple);
+                self.put(shard, &mut w, hashes[0], i, false);
                 if !same_tuple {
-                    map.insert(Ix {
-                        conn: conn.clone(),
-                        reply: true,
-                    });
+                    self.put(shard, &mut w, hashes[1], i, true);
                 }
                 Ok(())
+            } else {
+                Err(Clash::Full)
             }
         } else {
             let (s0, s1) = (&self.shards[idx[0]], &self.shards[idx[1]]);
             // Lower index first: every two-shard holder agrees on the order.
-            let (mut m0, mut m1) = if idx[0] < idx[1] {
-                let a = s0.write();
-                (a, s1.write())
+            let (mut w0, mut w1) = if idx[0] < idx[1] {
+                let a = s0.lock();
+                (a, s1.lock())
             } else {
-                let b = s1.write();
-                (s0.write(), b)
+                let b = s1.lock();
+                (s0.lock(), b)
             };
-            if !self.free(&mut m0, &keys[0], now, &s0.stats, &mut evicted) {
+            if !self.free(s0, &mut w0, &c.keys[0], hashes[0], now, &mut evicted) {
                 Err(Clash::Orig)
-            } else if !self.free(&mut m1, &keys[1], now, &s1.stats, &mut evicted) {
+            } else if !self.free(s1, &mut w1, &c.keys[1], hashes[1], now, &mut evicted) {
                 Err(Clash::Reply)
-            } else {
-                m0.insert(Ix {
-                    conn: conn.clone(),
-                    reply: false,
-                });
-                m1.insert(Ix {
-                    conn: conn.clone(),
-                    reply: true,
-                });
+            } else if let Some(i) = self.alloc(&mut w0, &idx) {
+                self.fill(i, c, false);
+                self.put(s0, &mut w0, hashes[0], i, false);
+                self.put(s1, &mut w1, hashes[1], i, true);
                 Ok(())
+            } else {
+                Err(Clash::Full)
             }
         };
-        for c in &evicted {
-            self.unindex(c);
+        for (i, gen) in evicted {
+            self.unindex(i, gen);
         }
         result
+    }
+
+    /// Writes a new connection into free slot `i` (no reader can match it
+    /// until it is indexed; a reader that still has an entry of its last
+    /// connection sees the sequence move).
+    fn fill(&self, i: u32, c: &NewConn, same_tuple: bool) {
+        let Some(s) = self.slot(i) else {
+            return;
+        };
+        let seq = s.seq.load(Relaxed);
+        s.seq.store(seq | 1, Relaxed);
+        fence(Release);
+        let gen = (s.common.load(Relaxed) >> 32).wrapping_add(1);
+        let refs = if same_tuple { 1 } else { 2 };
+        let w0 = c.keys[0].words();
+        s.common.store(
+            gen << 32 | refs << REFS_SHIFT | nat_bits(c.nat) << NAT_SHIFT | w0[5],
+            Relaxed,
+        );
+        for (k, t) in s.keys.iter().zip(&c.keys) {
+            for (x, v) in k.iter().zip(t.words()) {
+                x.store(v, Relaxed);
+            }
+        }
+        s.state.store(c.state.word(), Relaxed);
+        s.expires.store(c.state.expires, Relaxed);
+        s.label[0].store(c.state.label as u64, Relaxed);
+        s.label[1].store((c.state.label >> 64) as u64, Relaxed);
+        s.seq.store((seq | 1) + 1, Release);
     }
 
     /// Whether a live connection has tuple `t` (NAT's uniqueness test for
     /// a candidate reply tuple).
     pub(crate) fn taken(&self, t: &CtTuple, now: u64) -> bool {
-        let hash = self.hash(t);
-        let map = self.shard(hash).read();
-        map.get(&HKey { hash, tuple: *t })
-            .is_some_and(|e| e.conn.lock().live(now))
+        self.find(&t.words(), self.hash(t))
+            .is_some_and(|(_, st)| st.live(now))
+    }
+
+    /// Calls `f` with every connection indexed in shard `i` whose entry
+    /// `pick` accepts: slot, generation, tuples, NAT kind and state.
+    fn scan(
+        &self,
+        i: usize,
+        pick: impl Fn(bool) -> bool,
+        mut f: impl FnMut(u32, u32, [CtTuple; 2], NatKind, &ConnState),
+    ) {
+        let shard = &self.shards[i];
+        let _w = shard.lock();
+        for e in shard.array() {
+            let e = e.load(Relaxed);
+            if e == EMPTY || e == TOMB {
+                continue;
+            }
+            let (idx, reply) = entry_slot(e);
+            if !pick(reply) {
+                continue;
+            }
+            let Some(s) = self.slot(idx) else {
+                continue;
+            };
+            loop {
+                let seq = s.seq.load(Acquire);
+                if seq & 1 != 0 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let common = s.common.load(Relaxed);
+                let mut k = [[0; 6]; 2];
+                for (w, x) in k.iter_mut().zip(&s.keys) {
+                    for (a, b) in w.iter_mut().zip(x) {
+                        *a = b.load(Relaxed);
+                    }
+                    w[5] = common & IDENT_MASK;
+                }
+                let word = s.state.load(Relaxed);
+                let st = ConnState {
+                    proto: ProtoState::unpack(word as u8),
+                    dead: word & DEAD_BIT != 0,
+                    mark: (word >> 32) as u32,
+                    label: u128::from(s.label[1].load(Relaxed)) << 64
+                        | u128::from(s.label[0].load(Relaxed)),
+                    expires: s.expires.load(Relaxed),
+                };
+                fence(Acquire);
+                if s.seq.load(Relaxed) != seq {
+                    continue;
+                }
+                let tuples = k.map(|w| CtTuple::from_words(&w));
+                f(
+                    idx,
+                    (common >> 32) as u32,
+                    tuples,
+                    nat_from(common >> NAT_SHIFT),
+                    &st,
+                );
+                break;
+            }
+        }
     }
 
     /// Removes expired connections, visiting whole shards from where the
@@ -424,27 +1008,23 @@ impl Table {
         let mut victims = Vec::new();
         for _ in 0..self.shards.len() {
             let i = self.cursor.fetch_add(1, Relaxed) & self.mask;
-            let shard = &self.shards[i];
-            {
-                let map = shard.read();
-                seen += map.len();
-                victims.extend(
-                    map.iter()
-                        .filter(|e| !e.conn.lock().live(now))
-                        .map(|e| e.conn.clone()),
-                );
-            }
-            for c in victims.drain(..) {
-                let dead = {
-                    let mut st = c.lock();
-                    if !st.dead && now >= st.expires && self.kill(&mut st) {
-                        expired += 1;
-                        bump(&shard.stats.expired);
+            self.scan(
+                i,
+                |_| true,
+                |idx, gen, _, _, st| {
+                    seen += 1;
+                    if !st.live(now) {
+                        victims.push((idx, gen));
                     }
-                    st.dead
-                };
-                if dead {
-                    self.unindex(&c);
+                },
+            );
+            for (idx, gen) in victims.drain(..) {
+                if self.kill(idx, gen, |st| now >= st.expires) {
+                    expired += 1;
+                    bump(&self.stats().expired);
+                }
+                if self.is_dead(idx, gen) {
+                    self.unindex(idx, gen);
                 }
             }
             if seen >= budget {
@@ -457,38 +1037,55 @@ impl Table {
     /// Removes every connection (of `zone`, when given).
     pub(crate) fn flush(&self, zone: Option<u16>) {
         let mut gone = Vec::new();
-        for shard in self.shards.iter() {
-            let mut map = shard.write();
-            map.retain(|e| {
-                let hit = match zone {
-                    Some(z) => e.conn.keys[0].tuple.zone == z,
-                    None => true,
-                };
-                if hit && !e.reply {
-                    gone.push(e.conn.clone());
-                }
-                !hit
-            });
+        for i in 0..self.shards.len() {
+            self.scan(
+                i,
+                |reply| !reply,
+                |idx, gen, keys, _, _| {
+                    if zone.is_none_or(|z| keys[0].zone == z) {
+                        gone.push((idx, gen));
+                    }
+                },
+            );
         }
-        for c in &gone {
-            {
-                let mut st = c.lock();
-                self.kill(&mut st);
+        for (idx, gen) in gone {
+            self.kill(idx, gen, |_| true);
+            if self.is_dead(idx, gen) {
+                self.unindex(idx, gen);
             }
-            self.unindex(c);
         }
     }
 
-    /// Calls `f` on every live connection, one shard at a time.
-    pub(crate) fn for_each(&self, now: u64, mut f: impl FnMut(&Conn, &ConnState)) {
-        for shard in self.shards.iter() {
-            let map = shard.read();
-            for e in map.iter().filter(|e| !e.reply) {
-                let st = e.conn.lock();
-                if st.live(now) {
-                    f(&e.conn, &st);
-                }
-            }
+    /// Calls `f` on every live connection (tuples, NAT kind, state), one
+    /// shard at a time.
+    pub(crate) fn for_each(&self, now: u64, mut f: impl FnMut(&[CtTuple; 2], NatKind, &ConnState)) {
+        for i in 0..self.shards.len() {
+            self.scan(
+                i,
+                |reply| !reply,
+                |_, _, keys, nat, st| {
+                    if st.live(now) {
+                        f(&keys, nat, st);
+                    }
+                },
+            );
         }
+    }
+}
+
+fn nat_bits(n: NatKind) -> u64 {
+    match n {
+        NatKind::None => 0,
+        NatKind::Src => 1,
+        NatKind::Dst => 2,
+    }
+}
+
+#[inline]
+fn nat_from(bits: u64) -> NatKind {
+    match bits & 3 {
+        1 => NatKind::Src,
+        2 => NatKind::Dst,
+        _ => NatKind::None,
     }
 }

@@ -37,6 +37,20 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    /// The state numbered `b & 7` in declaration order (what `as u8`
+    /// gives); numbers past the last are the last.
+    #[inline]
+    pub(crate) fn from_bits(b: u8) -> TcpState {
+        match b & 7 {
+            0 => TcpState::Closed,
+            1 => TcpState::SynSent,
+            2 => TcpState::Established,
+            3 => TcpState::Closing,
+            4 => TcpState::FinWait2,
+            _ => TcpState::TimeWait,
+        }
+    }
+
     /// The name `ovs-appctl dpctl/dump-conntrack` uses.
     pub fn name(self) -> &'static str {
         match self {
@@ -53,6 +67,7 @@ impl TcpState {
 /// Flag combinations no TCP stack sends (OVS's `tcp_invalid_flags`, from
 /// pf): SYN with RST or FIN; neither SYN, ACK nor RST; FIN, PSH or URG
 /// without ACK.
+#[inline]
 fn invalid_flags(f: u16) -> bool {
     if f & SYN != 0 {
         if f & (RST | FIN) != 0 {
@@ -93,6 +108,7 @@ impl TcpConn {
     /// Moves the peers on for a packet with flags `f` from the original
     /// sender (`reply` false) or the replier; the timeout class to rearm
     /// with, if any.
+    #[inline]
     pub(crate) fn update(&mut self, reply: bool, f: u16) -> (Update, Option<Tm>) {
         if invalid_flags(f) {
             return (Update::Invalid, None);
@@ -130,6 +146,7 @@ impl TcpConn {
         (Update::Valid, Some(self.timeout_class()))
     }
 
+    #[inline]
     fn timeout_class(&self) -> Tm {
         let [a, b] = self.peer;
         let (lo, hi) = (a.min(b), a.max(b));

@@ -6,6 +6,7 @@ use super::tcp::flags::*;
 use super::*;
 use ironflow_pipeline::dpaction::{Backend, CtNat, NatRange};
 use ironflow_pipeline::interp::ct_state::*;
+use std::sync::Arc;
 
 const SEC: u64 = 1_000_000_000;
 const C: u32 = 0x0a00_0001; // 10.0.0.1, a client

@@ -71,7 +71,7 @@ impl CtTuple {
     }
 
     /// The words the table hashes: everything that tells tuples apart.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn words(&self) -> [u64; 6] {
         [
             self.src as u64,
@@ -85,6 +85,21 @@ impl CtTuple {
                 | u64::from(self.proto) << 48,
             u64::from(self.zone) | u64::from(self.ipv6) << 16,
         ]
+    }
+
+    /// The tuple [`CtTuple::words`] made `w` from.
+    pub(crate) fn from_words(w: &[u64; 6]) -> CtTuple {
+        CtTuple {
+            src: u128::from(w[1]) << 64 | u128::from(w[0]),
+            dst: u128::from(w[3]) << 64 | u128::from(w[2]),
+            sport: w[4] as u16,
+            dport: (w[4] >> 16) as u16,
+            icmp_type: (w[4] >> 32) as u8,
+            icmp_rtype: (w[4] >> 40) as u8,
+            proto: (w[4] >> 48) as u8,
+            zone: w[5] as u16,
+            ipv6: w[5] >> 16 & 1 != 0,
+        }
     }
 }
 
@@ -229,9 +244,74 @@ fn parse_ipv6(b: &[u8]) -> Option<L3> {
     })
 }
 
+/// The tuple words ([`CtTuple::words`]) of a TCP, UDP, SCTP or UDP-Lite
+/// packet in `zone`, straight from its flow key's words (the key keeps
+/// both ports in one word's high half, as a tuple's fifth word has them);
+/// `None` for any other packet, which [`extract`] reads. This is the
+/// common packet's whole extraction: a few loads and masks.
+#[inline(always)]
+pub(crate) fn fast_words(key: &FlowKey, zone: u16) -> Option<[u64; 6]> {
+    const _: () = assert!(
+        slots::TP_SRC.word == slots::IP_PROTO.word
+            && slots::TP_SRC.shift == 32
+            && slots::TP_DST.shift == 48
+            && slots::IP_FRAG.word == slots::IP_PROTO.word
+    );
+    let w = &key.words;
+    let ipv6 = match key.eth_type() {
+        ETH_TYPE_IP => false,
+        ETH_TYPE_IPV6 => true,
+        _ => return None,
+    };
+    let l4 = w[slots::IP_PROTO.word];
+    let proto = key.ip_proto();
+    if !matches!(
+        proto,
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE
+    ) || key.get(slots::IP_FRAG) & 2 != 0
+    {
+        return None;
+    }
+    // 128-bit slots hold the high word first; IPv4 sits in the low 32 bits.
+    let (lo, hi) = if ipv6 {
+        (u64::MAX, u64::MAX)
+    } else {
+        (u64::from(u32::MAX), 0)
+    };
+    let (s, d) = (slots::IP_SRC.word, slots::IP_DST.word);
+    Some([
+        w[s + 1] & lo,
+        w[s] & hi,
+        w[d + 1] & lo,
+        w[d] & hi,
+        l4 >> 32 | u64::from(proto) << 48,
+        u64::from(zone) | u64::from(ipv6) << 16,
+    ])
+}
+
+/// The words of the reverse of the tuple with words `w`
+/// ([`CtTuple::reverse`] on words).
+#[inline(always)]
+pub(crate) fn reverse_words(w: &[u64; 6]) -> [u64; 6] {
+    let p = w[4];
+    let ports = (p & 0xffff) << 16 | (p >> 16) & 0xffff;
+    let types = (p >> 32 & 0xff) << 40 | (p >> 40 & 0xff) << 32;
+    [
+        w[2],
+        w[3],
+        w[0],
+        w[1],
+        ports | types | (p & 0xff << 48),
+        w[5],
+    ]
+}
+
 /// The tuple of the packet with flow key `key` and IP header bytes `l3`
-/// in `zone`. TCP, UDP and other protocols are read from the key alone;
-/// ICMP needs `l3` for the echo identifier and an error's embedded header.
+/// in `zone`. TCP, UDP and other protocols are read from the key alone
+/// (inline: this is on every packet's path, and a tuple returned through
+/// memory cost more than building it); ICMP needs `l3` for the echo
+/// identifier and an error's embedded header, and is read out of line.
+#[inline(always)]
 pub(crate) fn extract(key: &FlowKey, l3: &[u8], zone: u16) -> Extracted {
     let ipv6 = match key.eth_type() {
         ETH_TYPE_IP => false,
@@ -256,20 +336,24 @@ pub(crate) fn extract(key: &FlowKey, l3: &[u8], zone: u16) -> Extracted {
         zone,
         ..CtTuple::default()
     };
-    let tp_src = key.get(slots::TP_SRC) as u16;
-    let tp_dst = key.get(slots::TP_DST) as u16;
     match (t.proto, ipv6) {
+        (IPPROTO_ICMP, false) | (IPPROTO_ICMPV6, true) => icmp_extract(t, key, l3),
         (IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE, _) => {
-            t.sport = tp_src;
-            t.dport = tp_dst;
+            t.sport = key.get(slots::TP_SRC) as u16;
+            t.dport = key.get(slots::TP_DST) as u16;
             Extracted::Own(t)
-        }
-        (IPPROTO_ICMP, false) | (IPPROTO_ICMPV6, true) => {
-            icmp(t, tp_src as u8, tp_dst as u8, l3).unwrap_or(Extracted::Invalid)
         }
         // Other protocols are tracked by addresses alone (OVS's "other").
         _ => Extracted::Own(t),
     }
+}
+
+/// [`extract`]'s ICMP part, out of the common path.
+#[inline(never)]
+fn icmp_extract(t: CtTuple, key: &FlowKey, l3: &[u8]) -> Extracted {
+    let ty = key.get(slots::TP_SRC) as u8;
+    let code = key.get(slots::TP_DST) as u8;
+    icmp(t, ty, code, l3).unwrap_or(Extracted::Invalid)
 }
 
 fn icmp(mut t: CtTuple, ty: u8, code: u8, l3: &[u8]) -> Option<Extracted> {
