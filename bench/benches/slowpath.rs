@@ -3,7 +3,7 @@
 //! to sshd-2 on kube-node1) through the compiled pipelines.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use ironflow_pipeline::interp::{run, SimulatedConntrack};
+use ironflow_pipeline::interp::{run, translate, Entry, SimulatedConntrack};
 use ironflow_pipeline::program::compile;
 use ironflow_pipeline::snapshot::Snapshot;
 use ironflow_pipeline::trace::microflow_key;
@@ -39,6 +39,26 @@ fn slowpath(c: &mut Criterion) {
             let out = run(&program, &net, dp.uuid, key, &mut ct, None);
             assert_eq!(out.outputs.len(), 1);
             black_box(out)
+        })
+    });
+    // The datapath's slow path: the first pass of the same packet on
+    // kube-node2 (a cache miss costs this, then one per later pass).
+    let mut bound = net.clone();
+    for (port, chassis) in [("sshd-2", "kube-node1"), ("web-1", "kube-node2")] {
+        if let Some(p) = bound.ports.get_mut(port) {
+            p.chassis = Some(chassis.into());
+        }
+    }
+    let bound_program = compile(&bound);
+    let entry = Entry::Port {
+        datapath: dp.uuid,
+        inport: bound.ports["web-1"].tunnel_key,
+    };
+    group.bench_function("translate_first_pass", |b| {
+        b.iter(|| {
+            let t = translate(&bound_program, &bound, "kube-node2", entry, &key, &[]);
+            assert!(t.freeze.is_some());
+            black_box(t)
         })
     });
     group.finish();
