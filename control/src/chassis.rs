@@ -155,3 +155,52 @@ pub async fn unregister(client: &Client, name: &str) -> Result<(), ClientError> 
         .await
         .map(drop)
 }
+
+/// Claims logical port `port` for chassis `chassis`: the Port_Binding
+/// names the chassis and says the port is up, so northd marks the NB
+/// port up (`ovn-nbctl lsp-get-up`), as ovn-controller does once the
+/// port's flows are in place.
+pub async fn claim(client: &Client, port: &str, chassis: &str) -> Result<(), ClientError> {
+    let found = client
+        .transact(
+            "OVN_Southbound",
+            vec![select("Chassis", json!([["name", "==", chassis]]))],
+        )
+        .await?;
+    let Some(uuid) = found.first().and_then(first_uuid) else {
+        return Err(ClientError::Protocol(format!(
+            "chassis {chassis} is not registered; register it before claiming ports"
+        )));
+    };
+    let updated = client
+        .transact(
+            "OVN_Southbound",
+            vec![json!({"op": "update", "table": "Port_Binding",
+                "where": [["logical_port", "==", port]],
+                "row": {"chassis": ["uuid", uuid], "up": true}})],
+        )
+        .await?;
+    match updated
+        .first()
+        .and_then(|r| r.get("count"))
+        .and_then(Value::as_u64)
+    {
+        Some(0) => Err(ClientError::Protocol(format!(
+            "no logical port \"{port}\" in the Southbound (check the iface-id)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Releases a port this chassis claimed: no chassis, not up.
+pub async fn release(client: &Client, port: &str) -> Result<(), ClientError> {
+    client
+        .transact(
+            "OVN_Southbound",
+            vec![json!({"op": "update", "table": "Port_Binding",
+                "where": [["logical_port", "==", port]],
+                "row": {"chassis": ["set", []], "up": false}})],
+        )
+        .await
+        .map(drop)
+}

@@ -2,7 +2,7 @@
 //! writes are what `ovn-sbctl show` lists for a stock chassis, writing them
 //! again after a restart changes nothing, and a clean exit removes them.
 
-use ironflow_control::chassis::{register, unregister, ChassisConfig};
+use ironflow_control::chassis::{claim, register, release, unregister, ChassisConfig};
 use ironflow_control::ovsdb::{parse_remotes, Client, ClientOptions};
 use ironflow_testbeds::central::OvnCentral;
 use ironflow_testbeds::seed::build_seed;
