@@ -61,14 +61,29 @@ async fn registers_like_a_stock_chassis_and_leaves_cleanly() {
         (count("Chassis"), count("Encap"), count("Chassis_Private")),
         (1, 1, 1)
     );
-    // A port bound to it shows under it, as ovn-controller's claim would.
-    central
-        .sbctl(&["lsp-bind", "sshd-2", "ironflow-a"])
-        .unwrap();
+    // Claiming a port: it shows under the chassis, and northd marks the
+    // NB port up, as with ovn-controller.
+    claim(&client, "sshd-2", "ironflow-a").await.unwrap();
     assert!(central
         .sbctl(&["show"])
         .unwrap()
         .contains("Port_Binding sshd-2"));
+    central.sync().unwrap();
+    assert_eq!(
+        central.nbctl(&["lsp-get-up", "sshd-2"]).unwrap().trim(),
+        "up"
+    );
+    let e = claim(&client, "no-such-port", "ironflow-a")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("iface-id"), "{e}");
+    release(&client, "sshd-2").await.unwrap();
+    central.sync().unwrap();
+    assert_eq!(
+        central.nbctl(&["lsp-get-up", "sshd-2"]).unwrap().trim(),
+        "down"
+    );
+    claim(&client, "sshd-2", "ironflow-a").await.unwrap();
 
     // Northd still runs and answers.
     central.sync().unwrap();
