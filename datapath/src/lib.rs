@@ -19,4 +19,5 @@ pub mod packet;
 pub mod port;
 pub mod rewrite;
 pub mod tunnel;
+pub mod udp_underlay;
 pub mod worker;

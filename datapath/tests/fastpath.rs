@@ -427,3 +427,77 @@ fn fix_ipv4_checksum(frame: &mut [u8]) {
     }
     frame[14 + 10..14 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
+
+#[test]
+fn geneve_through_kernel_udp_sockets() {
+    use ironflow_datapath::config::Underlay;
+    use ironflow_datapath::packet::{PacketBatch, PacketPool};
+    use ironflow_datapath::port::Port;
+    use ironflow_datapath::udp_underlay::UdpUnderlay;
+    use std::collections::HashMap;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    // Two chassis on loopback addresses, Geneve's port on each.
+    let ips = [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2)];
+    let mut net = seed();
+    net.ports.get_mut("sshd-2").unwrap().chassis = Some("kube-node1".into());
+    net.ports.get_mut("web-1").unwrap().chassis = Some("kube-node2".into());
+    let node = |me: usize, chassis: &str, port: PortId, lsp: &str| {
+        let other = 1 - me;
+        let mut config = Config::new(net.clone(), chassis);
+        config.bind(port, lsp).unwrap();
+        config.underlay = Some(Underlay {
+            port: UNDERLAY,
+            local_ip: ips[me],
+            local_mac: [0; 6],
+            next_hop_macs: HashMap::from([(ips[other], [0; 6])]),
+            chassis_ips: HashMap::from([(
+                ["kube-node1", "kube-node2"][other].to_string(),
+                ips[other],
+            )]),
+        });
+        Worker::new(Engine::new(config, CtConfig::default()))
+    };
+    let mut node1 = node(0, "kube-node1", SSHD2, "sshd-2");
+    let mut node2 = node(1, "kube-node2", WEB1, "web-1");
+    let mut u1 = UdpUnderlay::bind(SocketAddrV4::new(ips[0], 6081), 6081).unwrap();
+    let mut u2 = UdpUnderlay::bind(SocketAddrV4::new(ips[1], 6081), 6081).unwrap();
+
+    let syn = tcp(
+        WEB1_MAC,
+        RTOS_NODE2_MAC,
+        WEB1_IP,
+        SSHD2_IP,
+        64,
+        40000,
+        22,
+        true,
+        false,
+    );
+    let mut pool = PacketPool::new(8);
+    let mut out = PacketBatch::new();
+    let mut batch = PacketBatch::new();
+    batch.push(Packet::from_slice(&syn).unwrap()).ok();
+    node2.process_batch(WEB1, &mut batch);
+    for (port, p) in node2.take_tx() {
+        assert_eq!(port, UNDERLAY);
+        out.push(p).ok();
+    }
+    assert_eq!(u2.send(&mut pool, &mut out).unwrap(), 1);
+    let mut got = PacketBatch::new();
+    for _ in 0..1000 {
+        if u1.recv(&mut pool, &mut got).unwrap() > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(got.len(), 1, "the Geneve datagram arrived");
+    node1.process_batch(UNDERLAY, &mut got);
+    let delivered: Vec<_> = node1.take_tx();
+    assert_eq!(delivered.len(), 1, "{:?}", node1.stats());
+    assert_eq!(delivered[0].0, SSHD2);
+    let h = parse_checked(delivered[0].1.data());
+    let Some(NetHeaders::Ipv4(ip, _)) = &h.net else {
+        unreachable!()
+    };
+    assert_eq!(ip.time_to_live, 63);
+}
