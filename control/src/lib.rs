@@ -9,5 +9,6 @@
 
 pub mod chassis;
 pub mod cli;
+pub mod daemon;
 pub mod ovsdb;
 pub mod sb;

@@ -1,0 +1,137 @@
+//! Two ironflow nodes as daemons against a real OVN central with the seed
+//! topology: each registers its chassis, claims its pod's port (the NB
+//! says it is up), follows the SB, and a packet from web-1 on one node
+//! reaches sshd-2 on the other in Geneve over kernel UDP sockets
+//! (loopback addresses). On shutdown the chassis are gone from the SB.
+
+use ironflow_control::chassis::ChassisConfig;
+use ironflow_control::daemon::{run_with, DaemonConfig, PortSpec};
+use ironflow_control::ovsdb::parse_remotes;
+use ironflow_datapath::port::{MemPeer, MemPort};
+use ironflow_datapath::udp_underlay::UdpUnderlay;
+use ironflow_testbeds::central::OvnCentral;
+use ironflow_testbeds::seed::build_seed;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A TCP SYN from web-1 to sshd-2:22, addressed to web-1's router port.
+fn syn() -> Vec<u8> {
+    let mut f = vec![0u8; 64];
+    f[0..6].copy_from_slice(&[0, 0, 0, 0xd3, 0x4b, 0xaa]);
+    f[6..12].copy_from_slice(&[0x0a, 0, 0, 0, 0, 2]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = [
+        0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 6, 0, 0, 192, 168, 3, 3, 192, 168, 2, 3,
+    ];
+    f[14..34].copy_from_slice(&ip);
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|p| u32::from(u16::from_be_bytes([p[0], p[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&22u16.to_be_bytes());
+    f[46] = 5 << 4;
+    f[47] = 0x02;
+    f
+}
+
+fn node(central: &OvnCentral, name: &str, ip: Ipv4Addr, iface_id: &str) -> (DaemonConfig, MemPeer) {
+    let (port, peer) = MemPort::pair(iface_id, 256);
+    let cfg = DaemonConfig {
+        chassis: ChassisConfig {
+            name: name.into(),
+            hostname: name.into(),
+            encap_type: "geneve".into(),
+            encap_ip: ip,
+            bridge_mappings: String::new(),
+        },
+        remotes: parse_remotes(&central.sb_remote()).unwrap(),
+        ports: vec![PortSpec {
+            iface_id: iface_id.into(),
+            port: Box::new(port),
+        }],
+        underlay: Box::new(UdpUnderlay::bind(SocketAddrV4::new(ip, 6081), 6081).unwrap()),
+    };
+    (cfg, peer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_carry_the_seed_cross_node_packet() {
+    let central = OvnCentral::start().expect("start OVN central");
+    build_seed(&central).expect("seed");
+    let (cfg1, sshd) = node(
+        &central,
+        "kube-node1",
+        Ipv4Addr::new(127, 0, 0, 1),
+        "sshd-2",
+    );
+    let (cfg2, web) = node(&central, "kube-node2", Ipv4Addr::new(127, 0, 0, 2), "web-1");
+    let (stop1, wait1) = oneshot::channel::<()>();
+    let (stop2, wait2) = oneshot::channel::<()>();
+    let d1 = tokio::spawn(run_with(
+        cfg1,
+        async {
+            wait1.await.ok();
+        },
+        |_| {},
+    ));
+    let d2 = tokio::spawn(run_with(
+        cfg2,
+        async {
+            wait2.await.ok();
+        },
+        |_| {},
+    ));
+
+    // Both registered and both pods claimed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let show = central.sbctl(&["show"]).unwrap();
+        let up = |p: &str| central.nbctl(&["lsp-get-up", p]).unwrap().trim() == "up";
+        if show.contains("Chassis kube-node1")
+            && show.contains("Chassis kube-node2")
+            && up("sshd-2")
+            && up("web-1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not registered: {show}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The SYN crosses: routed on kube-node2, tunnelled, delivered on
+    // kube-node1. Each node's view of the other's claim arrives on its
+    // own time, so send until it gets through.
+    let mut got = None;
+    while got.is_none() {
+        assert!(Instant::now() < deadline, "the SYN never reached sshd-2");
+        assert!(web.inject(&syn()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got = sshd.receive();
+    }
+    let frame = got.unwrap();
+    assert_eq!(&frame[0..6], &[0x0a, 0, 0, 0, 0, 1], "to sshd-2's MAC");
+    assert_eq!(
+        &frame[6..12],
+        &[0, 0, 0, 0xc0, 0x2e, 0xc7],
+        "from the router"
+    );
+    assert_eq!(frame[22], 63, "TTL decremented once");
+
+    stop1.send(()).unwrap();
+    stop2.send(()).unwrap();
+    d1.await.unwrap().unwrap();
+    d2.await.unwrap().unwrap();
+    let show = central.sbctl(&["show"]).unwrap();
+    assert!(!show.contains("Chassis"), "{show}");
+    central.sync().unwrap();
+    assert_eq!(
+        central.nbctl(&["lsp-get-up", "web-1"]).unwrap().trim(),
+        "down"
+    );
+}
