@@ -3,6 +3,7 @@
 //! Each subcommand maps user input to the library and turns failures into
 //! one line that says what to fix; nothing here is needed by the library.
 
+pub mod settings;
 pub mod show;
 pub mod trace;
 
