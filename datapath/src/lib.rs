@@ -5,6 +5,8 @@
 //! (AF_XDP, AF_PACKET, TAP, in-memory) and the poll-mode workers. It never
 //! parses OVN text nor talks OVSDB: it runs what `ironflow-pipeline` compiled.
 
+#[cfg(feature = "afxdp")]
+pub mod afxdp;
 pub mod cache;
 pub mod checksum;
 pub mod config;
