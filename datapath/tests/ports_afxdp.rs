@@ -3,9 +3,10 @@
 //! with raw AF_PACKET sockets (python3) in the namespace.
 //!
 //! Needs root (namespaces, XDP): as another user every test says why it is
-//! skipped and passes. CI runs as root, so they run there. Build with
-//! `cargo test -p ironflow-datapath --features afxdp --test ports_afxdp`;
-//! `-- --ignored --nocapture throughput` measures packets/s on one veth.
+//! skipped and passes. CI runs as root, so they run there. The `afxdp`
+//! feature is on by default: `cargo test -p ironflow-datapath --test
+//! ports_afxdp`; `-- --ignored --nocapture throughput` measures packets/s
+//! on one veth.
 #![cfg(feature = "afxdp")]
 
 use ironflow_datapath::afxdp::{AfXdpOptions, AfXdpPort, Error, XdpMode};
@@ -449,8 +450,9 @@ fn missing_interface_and_queue_are_named() {
 
 /// Packets/s through one veth: one port sends as fast as it can on one
 /// end, another receives on the other (both ends in this namespace, no
-/// addresses). `cargo test --release -p ironflow-datapath --features afxdp
-/// --test ports_afxdp -- --ignored --nocapture throughput`
+/// addresses). `cargo test --release -p ironflow-datapath --test
+/// ports_afxdp -- --ignored --nocapture throughput`; IRONFLOW_AFXDP_SECS
+/// sets the length (3 s).
 #[test]
 #[ignore]
 fn throughput() {
@@ -459,10 +461,19 @@ fn throughput() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0);
-    let Some(mut tx) = open(&veth.host, &AfXdpOptions::default()) else {
+    // IRONFLOW_AFXDP_MODE=generic measures generic (SKB) mode instead.
+    let opts = AfXdpOptions {
+        mode: match std::env::var("IRONFLOW_AFXDP_MODE").as_deref() {
+            Ok("generic") => Some(XdpMode::GenericCopy),
+            Ok("native") => Some(XdpMode::NativeCopy),
+            _ => None,
+        },
+        ..AfXdpOptions::default()
+    };
+    let Some(mut tx) = open(&veth.host, &opts) else {
         return;
     };
-    let Some(mut rx) = open(&veth.peer, &AfXdpOptions::default()) else {
+    let Some(mut rx) = open(&veth.peer, &opts) else {
         return;
     };
     let frame = test_frame(&[0x02, 0, 0, 0, 0, 1], &[0x02, 0, 0, 0, 0, 2], 0, 64);
