@@ -424,7 +424,7 @@ impl AfXdpPort {
             .map_err(|e| setup(format!("UMEM settings: {e}")))?;
         let (umem, mut descs) = Umem::new(umem_config, frames, false).map_err(|e| {
             let cause = os_cause(&e);
-            let detail = format!("UMEM of {frames} frames: {e}: {cause}");
+            let detail = format!("creating the UMEM ({frames} frames): {cause}");
             // Registering a UMEM is the first thing that needs privileges.
             match cause.raw_os_error() {
                 Some(errno::EPERM) | Some(errno::EACCES) => Attempt::Fatal(Error::NotPermitted {
@@ -575,6 +575,12 @@ impl Port for AfXdpPort {
     }
 
     fn recv(&mut self, pool: &mut PacketPool, batch: &mut PacketBatch) -> io::Result<usize> {
+        if self.tx_in_flight > 0 {
+            // Frames an earlier `send` left on the TX ring (the device
+            // queue was full) go out now rather than at the next send.
+            self.kick()?;
+            self.reclaim();
+        }
         let room = (BATCH_SIZE - batch.len()).min(self.scratch.len());
         if room == 0 {
             return Ok(0);

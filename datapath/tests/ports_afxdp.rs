@@ -430,6 +430,63 @@ fn sockets_on_two_queues_share_one_program() {
     assert!(!mq.xdp_attached(), "detached with the last socket");
 }
 
+/// Run as nobody (the test binary runs itself under setpriv), opening a
+/// port says which privileges it needs.
+#[test]
+fn without_privileges_the_error_names_them() {
+    const CHILD: &str = "IRONFLOW_AFXDP_UNPRIVILEGED";
+    if std::env::var_os(CHILD).is_some() {
+        let e = AfXdpPort::open("lo", 0)
+            .err()
+            .expect("refused without privileges");
+        println!("error: {e}");
+        assert!(matches!(e, Error::NotPermitted { .. }), "{e}");
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: needs root to run itself as nobody");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all"])
+        .arg(&exe)
+        .args(["--exact", "without_privileges_the_error_names_them"])
+        .args(["--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipped: cannot run setpriv: {e}");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() && text.is_empty() {
+        // Not our test failing: nobody cannot run the binary (a private
+        // target directory).
+        eprintln!(
+            "skipped: nobody cannot run {}: {}",
+            exe.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return;
+    }
+    assert!(out.status.success(), "{text}");
+    // libtest prints the test's name on the same line, before it.
+    let line = text
+        .lines()
+        .find_map(|l| l.find("error: ").map(|at| &l[at..]))
+        .unwrap_or_else(|| panic!("no error line from the child: {text}"));
+    eprintln!("{line}");
+    assert!(
+        line.contains("afxdp lo") && line.contains("CAP_NET_ADMIN"),
+        "{line}"
+    );
+}
+
 #[test]
 fn missing_interface_and_queue_are_named() {
     // No root needed: these are checked before any socket is made.
