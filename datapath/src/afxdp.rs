@@ -31,7 +31,7 @@
 //!
 //! libbpf and libxdp print to stderr by default, a few lines at every
 //! open ("skipping unrecognized data section", "no bpffs found"). The
-//! first open routes their output through [`quiet_print`]: informational
+//! first open routes their output through `quiet_print`: informational
 //! lines are dropped, and each distinct warning is printed once per
 //! process (on x86_64; elsewhere their own printing stays).
 //!
