@@ -3,6 +3,7 @@
 //! Each subcommand maps user input to the library and turns failures into
 //! one line that says what to fix; nothing here is needed by the library.
 
+pub mod run;
 pub mod settings;
 pub mod show;
 pub mod trace;
@@ -40,6 +41,9 @@ pub enum Command {
     Lflows(LflowsCommand),
     /// Trace a packet through the logical pipelines, as ovn-trace does.
     Trace(TraceArgs),
+    /// Run this node: register the chassis, follow the SB, forward the
+    /// attached ports' traffic (in the foreground, until SIGINT/SIGTERM).
+    Run(run::RunArgs),
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +167,9 @@ pub async fn run(cli: Cli) -> Result<bool> {
                 schema_version: loaded.schema_version.as_deref(),
             };
             print!("{}", show::render(&loaded.network, &origin));
+        }
+        Command::Run(args) => {
+            run::run_node(args).await?;
         }
         Command::Trace(args) => {
             let loaded = args.source.load().await?;
