@@ -8,11 +8,13 @@
 //! atomic pointer, so a recompile never stops forwarding.
 
 use crate::chassis::{claim, register, release, unregister, ChassisConfig};
+use crate::mgmt::{serve, MgmtState, PortInfo};
 use crate::ovsdb::{Client, Remote};
 use crate::sb::{FollowOptions, SbFollower};
 use anyhow::{Context, Result};
 use ironflow_datapath::config::{Config, Underlay};
 use ironflow_datapath::conntrack::CtConfig;
+use ironflow_datapath::dump::format_megaflow;
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::packet::PacketBatch;
 use ironflow_datapath::port::{Port, PortId};
@@ -43,6 +45,8 @@ pub struct DaemonConfig {
     pub ports: Vec<PortSpec>,
     /// The port Geneve packets leave and arrive by.
     pub underlay: Box<dyn Port>,
+    /// Where to serve the management socket, if anywhere.
+    pub mgmt_socket: Option<std::path::PathBuf>,
 }
 
 /// The datapath config for `net` as `chassis` runs it.
@@ -83,23 +87,24 @@ fn datapath_config(
 /// it produced, until `stop`.
 fn worker_loop(
     engine: Arc<Engine>,
-    mut ports: Vec<(PortId, Box<dyn Port>)>,
+    mut ports: Vec<(PortId, String, Box<dyn Port>)>,
     stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<WorkerStats>>,
+    mgmt: Arc<MgmtState>,
 ) {
     let mut w = Worker::new(engine);
     let mut batch = PacketBatch::new();
     let mut outgoing: HashMap<PortId, PacketBatch> = HashMap::new();
     let mut idle_rounds = 0u32;
+    let mut rounds = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let mut busy = false;
         for i in 0..ports.len() {
             let id = ports[i].0;
-            match ports[i].1.recv(&mut w.pool, &mut batch) {
+            match ports[i].2.recv(&mut w.pool, &mut batch) {
                 Ok(0) => continue,
                 Ok(_) => busy = true,
                 Err(e) => {
-                    warn!("port {}: {e}", ports[i].1.name());
+                    warn!("port {}: {e}", ports[i].2.name());
                     continue;
                 }
             }
@@ -118,6 +123,8 @@ fn worker_loop(
                     send(&mut ports, *out, b, &mut w);
                 }
             }
+            // The controller side (pinctrl) is not there yet: punted
+            // packets are counted and dropped.
             w.punted.clear();
         }
         if busy {
@@ -132,15 +139,48 @@ fn worker_loop(
                 std::thread::yield_now();
             }
         }
-        if let Ok(mut s) = stats.try_lock() {
-            *s = w.stats();
+        rounds += 1;
+        if rounds & 255 == 0 || !busy {
+            report(&w, &ports, &mgmt);
         }
     }
 }
 
-fn send(ports: &mut [(PortId, Box<dyn Port>)], to: PortId, b: &mut PacketBatch, w: &mut Worker) {
-    match ports.iter_mut().find(|(id, _)| *id == to) {
-        Some((_, port)) => {
+/// Shares counters (and megaflows, when asked) with the management socket.
+fn report(w: &Worker, ports: &[(PortId, String, Box<dyn Port>)], mgmt: &MgmtState) {
+    if let Ok(mut s) = mgmt.worker.try_lock() {
+        *s = w.stats();
+    }
+    if let Ok(mut p) = mgmt.ports.try_lock() {
+        *p = ports
+            .iter()
+            .map(|(id, iface_id, port)| PortInfo {
+                id: *id,
+                name: port.name().to_string(),
+                iface_id: iface_id.clone(),
+                stats: port.stats(),
+            })
+            .collect();
+    }
+    if mgmt.flows_wanted.load(Ordering::Acquire) {
+        if let Ok(mut f) = mgmt.flows.lock() {
+            *f = w
+                .megaflows()
+                .map(|(k, m, flow, hits)| format_megaflow(k, m, flow, hits))
+                .collect();
+        }
+        mgmt.flows_wanted.store(false, Ordering::Release);
+    }
+}
+
+fn send(
+    ports: &mut [(PortId, String, Box<dyn Port>)],
+    to: PortId,
+    b: &mut PacketBatch,
+    w: &mut Worker,
+) {
+    match ports.iter_mut().find(|(id, _, _)| *id == to) {
+        Some((_, _, port)) => {
             if let Err(e) = port.send(&mut w.pool, b) {
                 warn!("port {}: {e}", port.name());
             }
@@ -149,11 +189,8 @@ fn send(ports: &mut [(PortId, Box<dyn Port>)], to: PortId, b: &mut PacketBatch, 
     }
 }
 
-/// A running daemon.
-pub struct Daemon {
-    pub engine: Arc<Engine>,
-    pub stats: Arc<Mutex<WorkerStats>>,
-}
+/// A running daemon: what its management socket serves.
+pub type Daemon = MgmtState;
 
 /// Runs the node until `shutdown` completes, then unclaims its ports and
 /// unregisters its chassis.
@@ -204,27 +241,43 @@ pub async fn run_with(
     };
     let engine = Engine::new(config, CtConfig::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(Mutex::new(WorkerStats::default()));
-    let mut ports: Vec<(PortId, Box<dyn Port>)> = vec![(UNDERLAY_PORT, cfg.underlay)];
+    let mgmt = Arc::new(MgmtState {
+        chassis: chassis.clone(),
+        engine: engine.clone(),
+        worker: Mutex::new(WorkerStats::default()),
+        ports: Mutex::new(Vec::new()),
+        flows: Mutex::new(Vec::new()),
+        flows_wanted: AtomicBool::new(false),
+    });
+    let mut ports: Vec<(PortId, String, Box<dyn Port>)> =
+        vec![(UNDERLAY_PORT, "(underlay)".to_string(), cfg.underlay)];
     for (i, p) in cfg.ports.into_iter().enumerate() {
-        ports.push((i as PortId + 1, p.port));
+        ports.push((i as PortId + 1, p.iface_id, p.port));
     }
     let worker = {
-        let (engine, stop, stats) = (engine.clone(), stop.clone(), stats.clone());
+        let (engine, stop, mgmt) = (engine.clone(), stop.clone(), mgmt.clone());
         std::thread::Builder::new()
             .name("ironflow-worker".into())
-            .spawn(move || worker_loop(engine, ports, stop, stats))
+            .spawn(move || worker_loop(engine, ports, stop, mgmt))
             .context("cannot start the worker thread")?
+    };
+    let server = match &cfg.mgmt_socket {
+        Some(path) => {
+            let (path, mgmt) = (path.clone(), mgmt.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = serve(&path, mgmt).await {
+                    warn!("management socket: {e:#}");
+                }
+            }))
+        }
+        None => None,
     };
     for (_, iface_id) in &bindings {
         if let Err(e) = claim(&client, iface_id, &chassis.name).await {
             warn!("cannot claim {iface_id}: {e}");
         }
     }
-    started(&Daemon {
-        engine: engine.clone(),
-        stats: stats.clone(),
-    });
+    started(&mgmt);
 
     tokio::pin!(shutdown);
     let mut last = first.generation;
@@ -252,6 +305,12 @@ pub async fn run_with(
 
     stop.store(true, Ordering::Relaxed);
     let _ = worker.join();
+    if let Some(server) = server {
+        server.abort();
+        if let Some(path) = &cfg.mgmt_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     for (_, iface_id) in &bindings {
         let _ = release(&client, iface_id).await;
     }

@@ -10,5 +10,6 @@
 pub mod chassis;
 pub mod cli;
 pub mod daemon;
+pub mod mgmt;
 pub mod ovsdb;
 pub mod sb;

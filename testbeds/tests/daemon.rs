@@ -56,6 +56,9 @@ fn node(central: &OvnCentral, name: &str, ip: Ipv4Addr, iface_id: &str) -> (Daem
             port: Box::new(port),
         }],
         underlay: Box::new(UdpUnderlay::bind(SocketAddrV4::new(ip, 6081), 6081).unwrap()),
+        mgmt_socket: Some(
+            std::env::temp_dir().join(format!("ironflow-test-{}-{name}.sock", std::process::id())),
+        ),
     };
     (cfg, peer)
 }
@@ -122,6 +125,42 @@ async fn two_daemons_carry_the_seed_cross_node_packet() {
         "from the router"
     );
     assert_eq!(frame[22], 63, "TTL decremented once");
+
+    // The management socket answers, owner-only.
+    let sock = std::env::temp_dir().join(format!(
+        "ironflow-test-{}-kube-node2.sock",
+        std::process::id()
+    ));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let show = ironflow_control::mgmt::request(&sock, "show")
+        .await
+        .unwrap();
+    assert_eq!(show["chassis"], "kube-node2");
+    assert_eq!(show["tunnels"][0]["chassis"], "kube-node1");
+    let stats = ironflow_control::mgmt::request(&sock, "stats")
+        .await
+        .unwrap();
+    assert!(
+        stats["worker"]["tunnelled"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    let flows = ironflow_control::mgmt::request(&sock, "flows")
+        .await
+        .unwrap();
+    let flows: Vec<&str> = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(flows.iter().any(|f| f.contains("tnl_push")), "{flows:?}");
+    assert!(ironflow_control::mgmt::request(&sock, "nonsense")
+        .await
+        .is_err());
 
     stop1.send(()).unwrap();
     stop2.send(()).unwrap();

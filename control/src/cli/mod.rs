@@ -44,6 +44,24 @@ pub enum Command {
     /// Run this node: register the chassis, follow the SB, forward the
     /// attached ports' traffic (in the foreground, until SIGINT/SIGTERM).
     Run(run::RunArgs),
+    /// What a running node is: chassis, tunnels, ports, bindings (the role
+    /// of `ovs-vsctl show`).
+    Show(MgmtArgs),
+    /// A running node's counters: packets, drops by reason, cache hits,
+    /// conntrack.
+    Stats(MgmtArgs),
+    /// A running node's megaflows, as `ovs-appctl dpctl/dump-flows`.
+    Flows(MgmtArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MgmtArgs {
+    /// The running node's management socket.
+    #[arg(long, value_name = "PATH", default_value = run::DEFAULT_MGMT_SOCKET)]
+    pub mgmt_socket: PathBuf,
+    /// Print the JSON answer as it is.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -171,6 +189,18 @@ pub async fn run(cli: Cli) -> Result<bool> {
         Command::Run(args) => {
             run::run_node(args).await?;
         }
+        Command::Show(a) => print_mgmt(&a, "show").await?,
+        Command::Stats(a) => print_mgmt(&a, "stats").await?,
+        Command::Flows(a) => {
+            let reply = crate::mgmt::request(&a.mgmt_socket, "flows").await?;
+            if a.json {
+                println!("{reply}");
+            } else {
+                for f in reply["flows"].as_array().into_iter().flatten() {
+                    println!("{}", f.as_str().unwrap_or_default());
+                }
+            }
+        }
         Command::Trace(args) => {
             let loaded = args.source.load().await?;
             let ct = args
@@ -254,4 +284,15 @@ pub async fn run(cli: Cli) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// Asks a running node and prints the answer (pretty JSON: it nests).
+async fn print_mgmt(a: &MgmtArgs, command: &str) -> Result<()> {
+    let reply = crate::mgmt::request(&a.mgmt_socket, command).await?;
+    if a.json {
+        println!("{reply}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    }
+    Ok(())
 }

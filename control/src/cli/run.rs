@@ -41,7 +41,13 @@ pub struct RunArgs {
     /// How ports are attached: auto (the best that works) or afxdp.
     #[arg(long, default_value = "auto")]
     pub backend: String,
+    /// The management socket (`ironflow show|stats|flows` talk to it).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_MGMT_SOCKET)]
+    pub mgmt_socket: PathBuf,
 }
+
+/// Where the management socket is unless told otherwise.
+pub const DEFAULT_MGMT_SOCKET: &str = "/run/ironflow/ironflow.sock";
 
 /// Opens `ifname` with the backend asked for.
 fn open_port(ifname: &str, backend: &str) -> Result<Box<dyn Port>> {
@@ -85,11 +91,17 @@ pub async fn run_node(args: RunArgs) -> Result<()> {
         });
     }
     let underlay = UdpUnderlay::bind(SocketAddrV4::new(settings.chassis.encap_ip, 6081), 6081)?;
+    if let Some(dir) = args.mgmt_socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!("cannot create {} for the management socket", dir.display())
+        })?;
+    }
     let cfg = DaemonConfig {
         chassis: settings.chassis,
         remotes,
         ports,
         underlay: Box::new(underlay),
+        mgmt_socket: Some(args.mgmt_socket),
     };
     run(cfg, shutdown_signal()).await
 }

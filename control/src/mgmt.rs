@@ -1,0 +1,187 @@
+//! The management socket (the role of `ovs-appctl`): a unix socket, mode
+//! 0600, that answers one JSON request per line — `{"command": "show"}`,
+//! `"stats"` or `"flows"` — with one JSON line, and the client side the
+//! `ironflow show|stats|flows --mgmt-socket PATH` commands use.
+
+use crate::chassis::ChassisConfig;
+use anyhow::{bail, Context, Result};
+use ironflow_datapath::engine::Engine;
+use ironflow_datapath::port::{PortId, PortStats};
+use ironflow_datapath::worker::WorkerStats;
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// One attached port, as `show` lists it.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub id: PortId,
+    pub name: String,
+    pub iface_id: String,
+    pub stats: PortStats,
+}
+
+/// What the worker thread shares with the management socket.
+pub struct MgmtState {
+    pub chassis: ChassisConfig,
+    pub engine: Arc<Engine>,
+    pub worker: Mutex<WorkerStats>,
+    pub ports: Mutex<Vec<PortInfo>>,
+    /// Megaflows as `dpctl/dump-flows` prints them, filled by the worker
+    /// when asked (it owns its caches).
+    pub flows: Mutex<Vec<String>>,
+    pub flows_wanted: AtomicBool,
+}
+
+fn port_json(p: &PortInfo) -> Value {
+    json!({
+        "port": p.id, "name": p.name, "iface_id": p.iface_id,
+        "rx_packets": p.stats.rx_packets, "rx_bytes": p.stats.rx_bytes,
+        "tx_packets": p.stats.tx_packets, "tx_bytes": p.stats.tx_bytes,
+        "tx_dropped": p.stats.tx_dropped,
+    })
+}
+
+impl MgmtState {
+    fn show(&self) -> Value {
+        let config = self.engine.config();
+        let tunnels: Vec<Value> = config
+            .underlay
+            .as_ref()
+            .map(|u| {
+                u.chassis_ips
+                    .iter()
+                    .map(|(c, ip)| json!({"chassis": c, "ip": ip.to_string(), "type": "geneve"}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ports: Vec<Value> = self
+            .ports
+            .lock()
+            .map(|p| p.iter().map(port_json).collect())
+            .unwrap_or_default();
+        let bound: Vec<Value> = config
+            .bindings
+            .iter()
+            .map(|(port, b)| json!({"port": port, "logical_port": b.logical_port, "datapath_key": b.datapath_key, "port_key": b.port_key}))
+            .collect();
+        json!({
+            "chassis": self.chassis.name,
+            "hostname": self.chassis.hostname,
+            "encap": {"type": self.chassis.encap_type, "ip": self.chassis.encap_ip.to_string()},
+            "generation": config.generation,
+            "tunnels": tunnels,
+            "ports": ports,
+            "bindings": bound,
+        })
+    }
+
+    fn stats(&self) -> Value {
+        let w = self.worker.lock().map(|w| w.clone()).unwrap_or_default();
+        let ct = self.engine.conntrack.stats();
+        let drops: serde_json::Map<String, Value> = w
+            .drops
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        json!({
+            "worker": {
+                "packets": w.packets, "passes": w.passes, "upcalls": w.upcalls,
+                "outputs": w.outputs, "tunnelled": w.tunnelled,
+                "decapsulated": w.decapsulated, "to_controller": w.to_controller,
+                "malformed": w.malformed, "drops": drops,
+                "emc_hits": w.cache.emc_hits, "megaflow_hits": w.cache.megaflow_hits,
+                "misses": w.cache.misses, "flushes": w.cache.flushes,
+            },
+            "conntrack": {
+                "entries": ct.entries, "lookups": ct.lookups, "hits": ct.hits,
+                "new": ct.new, "committed": ct.committed, "invalid": ct.invalid,
+                "limit_drops": ct.limit_drops, "expired": ct.expired,
+            },
+            "ports": self.ports.lock().map(|p| p.iter().map(port_json).collect::<Vec<_>>()).unwrap_or_default(),
+        })
+    }
+
+    async fn flows(&self) -> Value {
+        self.flows_wanted.store(true, Ordering::Release);
+        // The worker answers within a poll round; give it a moment.
+        for _ in 0..200 {
+            if !self.flows_wanted.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let flows = self.flows.lock().map(|f| f.clone()).unwrap_or_default();
+        json!({ "flows": flows })
+    }
+
+    async fn answer(&self, line: &str) -> Value {
+        let request: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => return json!({"error": format!("not JSON: {e}")}),
+        };
+        match request.get("command").and_then(Value::as_str) {
+            Some("show") => self.show(),
+            Some("stats") => self.stats(),
+            Some("flows") => self.flows().await,
+            Some(other) => {
+                json!({"error": format!("unknown command \"{other}\": show, stats or flows")})
+            }
+            None => json!({"error": "give {\"command\": …}"}),
+        }
+    }
+}
+
+/// Serves `state` on a unix socket at `path` (replacing a stale one),
+/// readable and writable by its owner only.
+pub async fn serve(path: &Path, state: Arc<MgmtState>) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot create the management socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let state = state.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let reply = state.answer(&line).await;
+                if write
+                    .write_all(format!("{reply}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// Sends one command to a running daemon and returns its answer.
+pub async fn request(path: &Path, command: &str) -> Result<Value> {
+    let stream = UnixStream::connect(path).await.with_context(|| {
+        format!(
+            "cannot reach ironflow at {} (is `ironflow run` running with this --mgmt-socket?)",
+            path.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(format!("{}\n", json!({"command": command})).as_bytes())
+        .await?;
+    let mut lines = BufReader::new(read).lines();
+    let Some(line) = lines.next_line().await? else {
+        bail!("ironflow closed the management socket without answering");
+    };
+    let reply: Value = serde_json::from_str(&line).context("ironflow answered with bad JSON")?;
+    if let Some(e) = reply.get("error").and_then(Value::as_str) {
+        bail!("{e}");
+    }
+    Ok(reply)
+}
