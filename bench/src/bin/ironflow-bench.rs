@@ -3,20 +3,28 @@
 //! the criterion benches under `benches/`.
 
 use ironflow_bench::engine::{self, Scenario};
-use ironflow_pipeline::program::compile;
+use ironflow_pipeline::program::{compile, compile_in};
 use ironflow_pipeline::snapshot::Snapshot;
 use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage:
-  ironflow-bench compile --snapshot FILE   (make FILE with `ironflow sb dump`)
+  ironflow-bench compile --snapshot FILE [--threads N]   (FILE from `ironflow sb dump` or `ironflow-lab synth`)
   ironflow-bench engine --scenario NAME [--flows N] [--seconds S] [--json]
       NAME: seed-cross-node, seed-same-switch, seed-decap, conntrack-new, mixed";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
-        [cmd, flag, path] if cmd == "compile" && flag == "--snapshot" => compile_snapshot(path),
+        [cmd, flag, path] if cmd == "compile" && flag == "--snapshot" => {
+            compile_snapshot(path, None)
+        }
+        [cmd, flag, path, t, n] if cmd == "compile" && flag == "--snapshot" && t == "--threads" => {
+            match n.parse() {
+                Ok(n) => compile_snapshot(path, Some(n)),
+                Err(_) => Err("--threads takes a number".to_string()),
+            }
+        }
         [cmd, rest @ ..] if cmd == "engine" => match engine_args(rest) {
             Ok((scenario, flows, seconds, json)) => run_engine(scenario, flows, seconds, json),
             Err(e) => {
@@ -52,7 +60,7 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn compile_snapshot(path: &str) -> Result<(), String> {
+fn compile_snapshot(path: &str, threads: Option<usize>) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let start = Instant::now();
     let net = Snapshot::from_json(&text)
@@ -62,7 +70,10 @@ fn compile_snapshot(path: &str) -> Result<(), String> {
     let load = start.elapsed();
     let rss_loaded = peak_rss_mib().unwrap_or(0.0);
     let start = Instant::now();
-    let program = compile(&net);
+    let program = match threads {
+        Some(n) => compile_in(&net, n),
+        None => compile(&net),
+    };
     let compile_time = start.elapsed();
     let rss = peak_rss_mib().unwrap_or(0.0);
     let out = serde_json::json!({
