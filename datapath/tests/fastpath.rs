@@ -65,6 +65,36 @@ fn tcp(
     out
 }
 
+/// web-1's TCP segment to sshd-2:22 from port 40000, sent to its router.
+fn web1_to_sshd2(syn: bool, ack: bool) -> Vec<u8> {
+    tcp(
+        WEB1_MAC,
+        RTOS_NODE2_MAC,
+        WEB1_IP,
+        SSHD2_IP,
+        64,
+        40000,
+        22,
+        syn,
+        ack,
+    )
+}
+
+/// sshd-2's answer to it.
+fn sshd2_to_web1(syn: bool, ack: bool) -> Vec<u8> {
+    tcp(
+        SSHD2_MAC,
+        RTOS_NODE1_MAC,
+        SSHD2_IP,
+        WEB1_IP,
+        64,
+        22,
+        40000,
+        syn,
+        ack,
+    )
+}
+
 fn run(worker: &mut Worker, port: PortId, frame: &[u8]) -> Vec<(PortId, Vec<u8>)> {
     let mut batch = ironflow_datapath::packet::PacketBatch::new();
     batch.push(Packet::from_slice(frame).unwrap()).ok();
@@ -117,17 +147,7 @@ fn same_switch_delivers_unchanged() {
 #[test]
 fn routed_across_the_router_with_ttl_and_macs_rewritten() {
     let (_e, mut w) = one_node();
-    let syn = tcp(
-        WEB1_MAC,
-        RTOS_NODE2_MAC,
-        WEB1_IP,
-        SSHD2_IP,
-        64,
-        40000,
-        22,
-        true,
-        false,
-    );
+    let syn = web1_to_sshd2(true, false);
     let out = run(&mut w, WEB1, &syn);
     assert_eq!(out.len(), 1, "{:?}", w.stats());
     let (port, frame) = &out[0];
@@ -143,17 +163,7 @@ fn routed_across_the_router_with_ttl_and_macs_rewritten() {
     assert_eq!((ip.source, ip.destination), (WEB1_IP, SSHD2_IP));
 
     // The answer goes back the same way.
-    let synack = tcp(
-        SSHD2_MAC,
-        RTOS_NODE1_MAC,
-        SSHD2_IP,
-        WEB1_IP,
-        64,
-        22,
-        40000,
-        true,
-        true,
-    );
+    let synack = sshd2_to_web1(true, true);
     let out = run(&mut w, SSHD2, &synack);
     assert_eq!(out.len(), 1, "{:?}", w.stats());
     assert_eq!(out[0].0, WEB1);
@@ -246,17 +256,7 @@ fn garbage_is_counted_not_fatal() {
 #[test]
 fn megaflows_read_like_dpctl_dump_flows() {
     let (_e, mut w) = one_node();
-    let syn = tcp(
-        WEB1_MAC,
-        RTOS_NODE2_MAC,
-        WEB1_IP,
-        SSHD2_IP,
-        64,
-        40000,
-        22,
-        true,
-        false,
-    );
+    let syn = web1_to_sshd2(true, false);
     assert_eq!(run(&mut w, WEB1, &syn).len(), 1);
     let lines: Vec<String> = w
         .megaflows()
@@ -310,17 +310,7 @@ const UNDERLAY: PortId = 100;
 #[test]
 fn cross_node_traffic_goes_in_geneve_with_ovn_metadata() {
     let ((_e1, mut node1), (_e2, mut node2)) = two_nodes();
-    let syn = tcp(
-        WEB1_MAC,
-        RTOS_NODE2_MAC,
-        WEB1_IP,
-        SSHD2_IP,
-        64,
-        40000,
-        22,
-        true,
-        false,
-    );
+    let syn = web1_to_sshd2(true, false);
     let out = run(&mut node2, WEB1, &syn);
     assert_eq!(out.len(), 1, "{:?}", node2.stats());
     let (port, geneve) = &out[0];
@@ -358,17 +348,7 @@ fn cross_node_traffic_goes_in_geneve_with_ovn_metadata() {
     assert_eq!(ip.time_to_live, 63, "routed on the sending node");
 
     // And back.
-    let synack = tcp(
-        SSHD2_MAC,
-        RTOS_NODE1_MAC,
-        SSHD2_IP,
-        WEB1_IP,
-        64,
-        22,
-        40000,
-        true,
-        true,
-    );
+    let synack = sshd2_to_web1(true, true);
     let out = run(&mut node1, SSHD2, &synack);
     assert_eq!(out.len(), 1, "{:?}", node1.stats());
     let back = run(&mut node2, UNDERLAY, &out[0].1);
@@ -379,17 +359,7 @@ fn cross_node_traffic_goes_in_geneve_with_ovn_metadata() {
 #[test]
 fn decapsulation_refuses_what_it_cannot_vouch_for() {
     let ((_e1, mut node1), (_e2, mut node2)) = two_nodes();
-    let syn = tcp(
-        WEB1_MAC,
-        RTOS_NODE2_MAC,
-        WEB1_IP,
-        SSHD2_IP,
-        64,
-        40000,
-        22,
-        true,
-        false,
-    );
+    let syn = web1_to_sshd2(true, false);
     let geneve = run(&mut node2, WEB1, &syn).remove(0).1;
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     // From an address that is no chassis's encap IP.
@@ -462,17 +432,7 @@ fn geneve_through_kernel_udp_sockets() {
     let mut u1 = UdpUnderlay::bind(SocketAddrV4::new(ips[0], 6081), 6081).unwrap();
     let mut u2 = UdpUnderlay::bind(SocketAddrV4::new(ips[1], 6081), 6081).unwrap();
 
-    let syn = tcp(
-        WEB1_MAC,
-        RTOS_NODE2_MAC,
-        WEB1_IP,
-        SSHD2_IP,
-        64,
-        40000,
-        22,
-        true,
-        false,
-    );
+    let syn = web1_to_sshd2(true, false);
     let mut pool = PacketPool::new(8);
     let mut out = PacketBatch::new();
     let mut batch = PacketBatch::new();
