@@ -48,10 +48,20 @@ fn main() -> ExitCode {
 
 /// Peak resident memory of this process so far, in MiB (Linux).
 fn peak_rss_mib() -> Option<f64> {
+    status_mib("VmHWM:")
+}
+
+/// Resident memory now, in MiB (Linux).
+fn rss_mib() -> Option<f64> {
+    status_mib("VmRSS:")
+}
+
+/// A memory line of `/proc/self/status`, in MiB.
+fn status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -60,6 +70,8 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Compiles a snapshot once, on `threads` threads (default: as
+/// [`compile`] chooses), and prints times and memory as JSON.
 fn compile_snapshot(path: &str, threads: Option<usize>) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let start = Instant::now();
@@ -69,6 +81,8 @@ fn compile_snapshot(path: &str, threads: Option<usize>) -> Result<(), String> {
     drop(text);
     let load = start.elapsed();
     let rss_loaded = peak_rss_mib().unwrap_or(0.0);
+    // The snapshot's text is gone by now: this is what the network holds.
+    let rss_network = rss_mib().unwrap_or(0.0);
     let start = Instant::now();
     let program = match threads {
         Some(n) => compile_in(&net, n),
@@ -84,6 +98,7 @@ fn compile_snapshot(path: &str, threads: Option<usize>) -> Result<(), String> {
         "load_s": load.as_secs_f64(),
         "compile_s": compile_time.as_secs_f64(),
         "peak_rss_after_load_mib": rss_loaded,
+        "rss_network_mib": rss_network,
         "peak_rss_mib": rss,
     });
     println!("{out}");
