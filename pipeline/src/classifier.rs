@@ -114,6 +114,20 @@ impl<T> Subtable<T> {
     }
 }
 
+/// One rule as [`Classifier::rules`] shows it.
+pub struct RuleRef<'a, T> {
+    /// Position of its subtable in lookup order.
+    pub subtable: usize,
+    /// (key index, mask) pairs it matches on.
+    pub masks: &'a [(usize, u128)],
+    /// The masked values, one per mask.
+    pub values: &'a [u128],
+    /// Place among the rules with the same values (0: looked at first).
+    pub rank: usize,
+    pub priority: u16,
+    pub value: &'a T,
+}
+
 pub struct Classifier<T> {
     subtables: Vec<Subtable<T>>,
     rules: usize,
@@ -152,7 +166,7 @@ impl<T> Classifier<T> {
         };
         let sub = &mut self.subtables[pos];
         sub.max_priority = sub.max_priority.max(priority);
-        let values: Vec<u128> = matches.0.values().map(|m| m.value).collect();
+        let values: Vec<u128> = matches.0.iter().map(|(_, m)| m.value).collect();
         for stage in &mut sub.stages {
             let prefix = stage.fields.iter().map(|&(i, _)| {
                 sub.masks
@@ -190,6 +204,29 @@ impl<T> Classifier<T> {
         self.subtables.len()
     }
 
+    /// Every rule, subtable by subtable (in lookup order), for dumps and
+    /// for checking that two classifiers hold the same rules.
+    pub fn rules(&self) -> impl Iterator<Item = RuleRef<'_, T>> {
+        self.subtables
+            .iter()
+            .enumerate()
+            .flat_map(|(subtable, sub)| {
+                sub.rules.iter().flat_map(move |(values, bucket)| {
+                    bucket
+                        .iter()
+                        .enumerate()
+                        .map(move |(rank, (priority, value))| RuleRef {
+                            subtable,
+                            masks: &sub.masks,
+                            values,
+                            rank,
+                            priority: *priority,
+                            value,
+                        })
+                })
+            })
+    }
+
     /// The best rule for `key`, ORing into `consulted` every mask visited.
     pub fn lookup(&self, key: &Key, consulted: &mut Key) -> Option<(u16, &T)> {
         let mut best: Option<(u16, &T)> = None;
@@ -224,12 +261,12 @@ mod tests {
     use crate::lflow::normalize::Masked;
 
     fn conj(fields: &[(KeyField, u128, u128)]) -> Conjunction {
-        Conjunction(
+        Conjunction::of(
             fields
                 .iter()
-                .map(|&(k, value, mask)| (k, Masked { value, mask }))
-                .collect(),
+                .map(|&(k, value, mask)| (k, Masked { value, mask })),
         )
+        .expect("no contradiction")
     }
 
     #[test]

@@ -3,28 +3,28 @@
 //! the criterion benches under `benches/`.
 
 use ironflow_bench::engine::{self, Scenario};
-use ironflow_pipeline::program::{compile, compile_in};
+use ironflow_pipeline::program::{compile, compile_in, Program};
 use ironflow_pipeline::snapshot::Snapshot;
 use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage:
-  ironflow-bench compile --snapshot FILE [--threads N]   (FILE from `ironflow sb dump` or `ironflow-lab synth`)
+  ironflow-bench compile --snapshot FILE [--threads N] [--digest]
+      (FILE from `ironflow sb dump` or `ironflow-lab synth`; --digest adds a
+      hash of the compiled tables, to check that a change keeps them)
   ironflow-bench engine --scenario NAME [--flows N] [--seconds S] [--json]
       NAME: seed-cross-node, seed-same-switch, seed-decap, conntrack-new, mixed";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
-        [cmd, flag, path] if cmd == "compile" && flag == "--snapshot" => {
-            compile_snapshot(path, None)
-        }
-        [cmd, flag, path, t, n] if cmd == "compile" && flag == "--snapshot" && t == "--threads" => {
-            match n.parse() {
-                Ok(n) => compile_snapshot(path, Some(n)),
-                Err(_) => Err("--threads takes a number".to_string()),
+        [cmd, rest @ ..] if cmd == "compile" => match compile_args(rest) {
+            Ok((path, threads, digest)) => compile_snapshot(&path, threads, digest),
+            Err(e) => {
+                eprintln!("ironflow-bench: {e}\n{USAGE}");
+                return ExitCode::from(2);
             }
-        }
+        },
         [cmd, rest @ ..] if cmd == "engine" => match engine_args(rest) {
             Ok((scenario, flows, seconds, json)) => run_engine(scenario, flows, seconds, json),
             Err(e) => {
@@ -72,7 +72,7 @@ fn status_mib(field: &str) -> Option<f64> {
 
 /// Compiles a snapshot once, on `threads` threads (default: as
 /// [`compile`] chooses), and prints times and memory as JSON.
-fn compile_snapshot(path: &str, threads: Option<usize>) -> Result<(), String> {
+fn compile_snapshot(path: &str, threads: Option<usize>, digest: bool) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let start = Instant::now();
     let net = Snapshot::from_json(&text)
@@ -101,8 +101,81 @@ fn compile_snapshot(path: &str, threads: Option<usize>) -> Result<(), String> {
         "rss_network_mib": rss_network,
         "peak_rss_mib": rss,
     });
+    let mut out = out;
+    if digest {
+        out["digest"] = format!("{:016x}", program_digest(&program)).into();
+    }
     println!("{out}");
     Ok(())
+}
+
+/// `compile`'s flags: snapshot, threads, digest.
+fn compile_args(args: &[String]) -> Result<(String, Option<usize>, bool), String> {
+    let (mut path, mut threads, mut digest) = (None, None, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--snapshot" => path = Some(it.next().ok_or("--snapshot needs a file")?.clone()),
+            "--threads" => {
+                threads = Some(
+                    it.next()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|&n| n > 0)
+                        .ok_or("--threads takes a positive number")?,
+                )
+            }
+            "--digest" => digest = true,
+            other => return Err(format!("unknown argument \"{other}\"")),
+        }
+    }
+    Ok((path.ok_or("--snapshot is required")?, threads, digest))
+}
+
+/// A hash of everything a compiled program decides packets by: each
+/// datapath's and group's tables, each rule's subtable position, masks,
+/// values, priority, place among equal keys, flow and parsed actions.
+/// Rules are sorted first, so the classifier's internal layout (hash
+/// table order) does not count, only what lookups would see.
+fn program_digest(program: &Program) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut dps: Vec<_> = program
+        .datapaths
+        .values()
+        .chain(program.dp_groups.values())
+        .collect();
+    dps.sort_by_key(|d| d.uuid);
+    for dp in dps {
+        (dp.uuid, &dp.name, dp.tunnel_key, dp.is_router).hash(&mut h);
+        let mut groups = dp.groups.clone();
+        groups.sort();
+        groups.hash(&mut h);
+        for tables in [&dp.ingress, &dp.egress] {
+            tables.len().hash(&mut h);
+            for table in tables {
+                table.stage_name.hash(&mut h);
+                let mut rules: Vec<_> = table
+                    .classifier
+                    .rules()
+                    .map(|r| {
+                        (
+                            r.subtable,
+                            r.masks.to_vec(),
+                            r.values.to_vec(),
+                            r.rank,
+                            r.priority,
+                            r.value.uuid,
+                            &r.value.match_text,
+                            format!("{:?}", r.value.actions),
+                        )
+                    })
+                    .collect();
+                rules.sort();
+                rules.hash(&mut h);
+            }
+        }
+    }
+    h.finish()
 }
 
 /// `engine`'s flags: scenario, flows, seconds, JSON output.

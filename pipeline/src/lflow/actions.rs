@@ -261,14 +261,18 @@ fn parse_list(c: &mut Cursor, depth: usize, end: &Token) -> Result<Actions, Synt
         list.push(parse_action(c, depth)?);
         c.expect(&Token::Semicolon)?;
     }
+    // Parsed actions live as long as the program: a big SB has tens of
+    // thousands of distinct lists, and growth's spare room would be a
+    // third of their memory.
+    list.shrink_to_fit();
     Ok(Actions(list))
 }
 
 fn parse_action(c: &mut Cursor, depth: usize) -> Result<Action, SyntaxError> {
     let start = c.pos();
-    let Token::Id(name) = c.peek().clone() else {
+    if !matches!(c.peek(), Token::Id(_)) {
         return c.error("expecting an action");
-    };
+    }
     // An assignment, exchange or decrement starts with a field.
     if matches!(
         c.peek2(),
@@ -276,8 +280,10 @@ fn parse_action(c: &mut Cursor, depth: usize) -> Result<Action, SyntaxError> {
     ) {
         return parse_field_action(c);
     }
+    let Token::Id(name) = c.advance() else {
+        return c.error("expecting an action");
+    };
     if let Some(kind) = Block::from_name(&name) {
-        c.advance();
         if kind == Block::CtCommit && c.peek() == &Token::LParen {
             return parse_ct_commit_args(c);
         }
@@ -293,7 +299,6 @@ fn parse_action(c: &mut Cursor, depth: usize) -> Result<Action, SyntaxError> {
         c.expect(&Token::RCurly)?;
         return Ok(Action::Block { kind, body });
     }
-    c.advance();
     if let Some(bare) = Bare::from_name(&name) {
         return Ok(Action::Bare(bare));
     }
@@ -379,22 +384,16 @@ fn parse_field_action(c: &mut Cursor) -> Result<Action, SyntaxError> {
         return Ok(Action::Exchange(dst, c.field_ref()?));
     }
     c.expect(&Token::Equals)?;
-    match c.peek().clone() {
-        Token::Int(k) => {
-            c.advance();
-            Ok(Action::Assign {
-                dst,
-                src: Source::Const(k),
-            })
+    match c.peek() {
+        Token::Int(_) | Token::Str(_) => {
+            let src = match c.advance() {
+                Token::Int(k) => Source::Const(k),
+                Token::Str(s) => Source::Str(s),
+                _ => return c.error("expecting a constant, string or field to assign"),
+            };
+            Ok(Action::Assign { dst, src })
         }
-        Token::Str(s) => {
-            c.advance();
-            Ok(Action::Assign {
-                dst,
-                src: Source::Str(s),
-            })
-        }
-        Token::Id(name) => match Func::from_name(&name) {
+        Token::Id(name) => match Func::from_name(name) {
             Some(func) if c.peek2() == &Token::LParen => {
                 c.advance();
                 parse_call(c, Some(dst), func)

@@ -30,12 +30,18 @@ impl Cursor {
         self.tokens[self.at].pos
     }
 
+    /// Consumes the next token and returns it. The cursor never moves
+    /// back, so a consumed token is moved out rather than copied (names
+    /// and strings are most of a flow's allocations); the final `End`
+    /// stays, as every peek past the input sees it.
     pub fn advance(&mut self) -> Token {
-        let token = self.tokens[self.at].token.clone();
         if self.at + 1 < self.tokens.len() {
+            let token = std::mem::replace(&mut self.tokens[self.at].token, Token::End);
             self.at += 1;
+            token
+        } else {
+            self.tokens[self.at].token.clone()
         }
-        token
     }
 
     /// Consumes the next token if it is `token`.
@@ -67,27 +73,27 @@ impl Cursor {
     }
 
     pub fn expect_id(&mut self) -> Result<String, SyntaxError> {
-        match self.peek().clone() {
-            Token::Id(s) => {
-                self.advance();
-                Ok(s)
-            }
+        match self.peek() {
+            Token::Id(_) => match self.advance() {
+                Token::Id(s) => Ok(s),
+                _ => self.error("expecting a name"),
+            },
             _ => self.error("expecting a name"),
         }
     }
 
     pub fn expect_string(&mut self) -> Result<String, SyntaxError> {
-        match self.peek().clone() {
-            Token::Str(s) => {
-                self.advance();
-                Ok(s)
-            }
+        match self.peek() {
+            Token::Str(_) => match self.advance() {
+                Token::Str(s) => Ok(s),
+                _ => self.error("expecting a quoted string"),
+            },
             _ => self.error("expecting a quoted string"),
         }
     }
 
     pub fn expect_int(&mut self) -> Result<Constant, SyntaxError> {
-        match self.peek().clone() {
+        match *self.peek() {
             Token::Int(c) => {
                 self.advance();
                 Ok(c)
