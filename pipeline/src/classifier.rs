@@ -24,11 +24,53 @@ struct Subtable<T> {
     /// (key index, mask) pairs, in key order.
     masks: Vec<(usize, u128)>,
     max_priority: u16,
-    /// Masked key values → rules, best priority first.
-    rules: HashMap<Vec<u128>, Vec<(u16, T)>, BuildKeyHasher>,
+    /// Masked key values → rules, best priority first. A boxed slice: the
+    /// values never grow, and the capacity word is 8 bytes a rule.
+    rules: HashMap<Box<[u128]>, Bucket<T>, BuildKeyHasher>,
     /// Checks of the earlier stages' fields, in stage order (none when the
     /// subtable's fields are all in one stage).
     stages: Vec<Stage>,
+}
+
+/// The rules with one masked key value, best priority first. Northd almost
+/// never repeats a match at one priority, so one rule is kept inline and
+/// costs no allocation of its own.
+enum Bucket<T> {
+    One((u16, T)),
+    Many(Vec<(u16, T)>),
+}
+
+impl<T> Bucket<T> {
+    fn as_slice(&self) -> &[(u16, T)] {
+        match self {
+            Bucket::One(rule) => std::slice::from_ref(rule),
+            Bucket::Many(rules) => rules,
+        }
+    }
+
+    /// Adds a rule after every rule of higher or equal priority (stable).
+    fn insert(&mut self, priority: u16, value: T) {
+        let many = match self {
+            Bucket::Many(rules) => rules,
+            Bucket::One(_) => {
+                let Bucket::One(first) =
+                    std::mem::replace(self, Bucket::Many(Vec::with_capacity(2)))
+                else {
+                    return;
+                };
+                let Bucket::Many(rules) = self else {
+                    return;
+                };
+                rules.push(first);
+                rules
+            }
+        };
+        let at = many
+            .iter()
+            .position(|(p, _)| *p < priority)
+            .unwrap_or(many.len());
+        many.insert(at, (priority, value));
+    }
 }
 
 /// OVS's staged lookup: a subtable's fields split into metadata, L2, L3
@@ -110,7 +152,7 @@ impl<T> Subtable<T> {
         }
         self.rules
             .get(&buf[..self.masks.len()])
-            .and_then(|b| b.first())
+            .and_then(|b| b.as_slice().first())
     }
 }
 
@@ -166,7 +208,7 @@ impl<T> Classifier<T> {
         };
         let sub = &mut self.subtables[pos];
         sub.max_priority = sub.max_priority.max(priority);
-        let values: Vec<u128> = matches.0.iter().map(|(_, m)| m.value).collect();
+        let values: Box<[u128]> = matches.0.iter().map(|(_, m)| m.value).collect();
         for stage in &mut sub.stages {
             let prefix = stage.fields.iter().map(|&(i, _)| {
                 sub.masks
@@ -176,13 +218,14 @@ impl<T> Classifier<T> {
             });
             stage.seen.insert(stage_hash(prefix));
         }
-        let bucket = sub.rules.entry(values).or_default();
-        // Stable: after every rule of higher or equal priority.
-        let at = bucket
-            .iter()
-            .position(|(p, _)| *p < priority)
-            .unwrap_or(bucket.len());
-        bucket.insert(at, (priority, value));
+        match sub.rules.entry(values) {
+            std::collections::hash_map::Entry::Occupied(mut bucket) => {
+                bucket.get_mut().insert(priority, value)
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Bucket::One((priority, value)));
+            }
+        }
         // Keep subtables best-first: only this one can have moved up.
         let mut i = pos;
         while i > 0 && self.subtables[i - 1].max_priority < self.subtables[i].max_priority {
@@ -213,6 +256,7 @@ impl<T> Classifier<T> {
             .flat_map(|(subtable, sub)| {
                 sub.rules.iter().flat_map(move |(values, bucket)| {
                     bucket
+                        .as_slice()
                         .iter()
                         .enumerate()
                         .map(move |(rank, (priority, value))| RuleRef {

@@ -8,6 +8,7 @@
 //! a new program, published whole.
 
 use crate::classifier::Classifier;
+use crate::keyhash::BuildKeyHasher;
 use crate::lflow::action_check::check_actions;
 use crate::lflow::actions::{parse_actions, Actions};
 use crate::lflow::expr::{parse_match, MatchExpr, Value};
@@ -242,11 +243,15 @@ fn part_of(uuid: &Uuid, parts: usize) -> usize {
     (std::hash::Hasher::finish(&h) % parts as u64) as usize
 }
 
-/// What one part compiled.
+/// Names of every datapath, by datapath.
+type Names<'n> = HashMap<Uuid, DatapathNames<'n>, BuildKeyHasher>;
+
+/// What one part compiled. Its maps are looked up once per rule and keyed
+/// by the Southbound's own UUIDs: a cheap hash serves.
 #[derive(Default)]
 struct Part {
-    datapaths: HashMap<Uuid, DatapathProgram>,
-    dp_groups: HashMap<Uuid, DatapathProgram>,
+    datapaths: HashMap<Uuid, DatapathProgram, BuildKeyHasher>,
+    dp_groups: HashMap<Uuid, DatapathProgram, BuildKeyHasher>,
     failures: Vec<Failure>,
     never_match: usize,
     rules: usize,
@@ -255,12 +260,7 @@ struct Part {
 /// Compiles, of every flow, what goes to part `part`'s datapaths and
 /// groups. A flow's failures and its never-matching are reported by the
 /// part owning its first datapath, so each is reported once.
-fn compile_part(
-    net: &LogicalNetwork,
-    names: &HashMap<Uuid, DatapathNames>,
-    part: usize,
-    parts: usize,
-) -> Part {
+fn compile_part(net: &LogicalNetwork, names: &Names, part: usize, parts: usize) -> Part {
     let mut out = Part {
         datapaths: net
             .datapaths
@@ -331,13 +331,13 @@ fn names_ports(e: &MatchExpr) -> bool {
 /// 101k distinct matches).
 #[derive(Default)]
 struct TextCache<'n> {
-    actions: HashMap<(&'n str, Pipeline), Result<Arc<Actions>, String>>,
+    actions: HashMap<(&'n str, Pipeline), Result<Arc<Actions>, String>, BuildKeyHasher>,
 }
 
 fn compile_flow<'n>(
     net: &'n LogicalNetwork,
     flow: &'n LogicalFlow,
-    names: &HashMap<Uuid, DatapathNames>,
+    names: &Names,
     cache: &mut TextCache<'n>,
     ctx: &PartCtx,
     program: &mut Part,

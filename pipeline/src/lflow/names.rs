@@ -3,6 +3,7 @@
 //! (northd writes them per datapath as `<tunnel key>_<name>`).
 
 use super::normalize::Resolver;
+use crate::keyhash::BuildKeyHasher;
 use crate::network::{Datapath, LogicalNetwork};
 use crate::Uuid;
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ pub struct DatapathNames<'a> {
     net: &'a LogicalNetwork,
     tunnel_key: u32,
     /// Logical ports and multicast groups of the datapath → tunnel key.
-    ports: HashMap<&'a str, u32>,
+    ports: HashMap<&'a str, u32, BuildKeyHasher>,
 }
 
 impl<'a> DatapathNames<'a> {
@@ -37,15 +38,15 @@ impl<'a> DatapathNames<'a> {
 
     /// Names for every datapath, in one pass over the ports (building each
     /// on its own would scan all ports once per datapath).
-    pub fn for_all(net: &'a LogicalNetwork) -> HashMap<Uuid, DatapathNames<'a>> {
-        let mut all: HashMap<Uuid, DatapathNames<'a>> = net
+    pub fn for_all(net: &'a LogicalNetwork) -> HashMap<Uuid, DatapathNames<'a>, BuildKeyHasher> {
+        let mut all: HashMap<Uuid, DatapathNames<'a>, BuildKeyHasher> = net
             .datapaths
             .values()
             .map(|dp| {
                 let names = DatapathNames {
                     net,
                     tunnel_key: dp.tunnel_key,
-                    ports: HashMap::new(),
+                    ports: HashMap::default(),
                 };
                 (dp.uuid, names)
             })

@@ -9,6 +9,7 @@
 //! overlay: `xxreg0` is `reg0`..`reg3` with `reg0` most significant, and
 //! `xreg0` is `xxreg0[64..127]`.
 
+use crate::keyhash::BuildKeyHasher;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
@@ -244,14 +245,18 @@ pub fn all() -> impl Iterator<Item = (&'static str, &'static Symbol)> {
     table().iter().map(|(k, v)| (k.as_str(), v))
 }
 
-fn table() -> &'static HashMap<String, Symbol> {
-    static TABLE: OnceLock<HashMap<String, Symbol>> = OnceLock::new();
+/// Names are looked up a few times per flow and come from the trusted
+/// Southbound: a cheap hash beats SipHash here.
+type Table = HashMap<String, Symbol, BuildKeyHasher>;
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(build)
 }
 
-fn build() -> HashMap<String, Symbol> {
+fn build() -> Table {
     use KeyField as K;
-    let mut t: HashMap<String, Symbol> = HashMap::new();
+    let mut t = Table::default();
     let mut field = |name: &str,
                      key: KeyField,
                      low: u16,
