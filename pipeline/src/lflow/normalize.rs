@@ -60,6 +60,11 @@ impl Conjunction {
         Some(c)
     }
 
+    /// Adds every constraint of `other`; `false` when one contradicts.
+    fn add_all(&mut self, other: &Conjunction) -> bool {
+        other.0.iter().all(|&(k, m)| self.add(k, m))
+    }
+
     /// Adds a constraint; `false` when it contradicts one already there.
     fn add(&mut self, key: KeyField, m: Masked) -> bool {
         match self.0.binary_search_by_key(&key, |&(k, _)| k) {
@@ -167,11 +172,14 @@ enum Formula {
     Bits(KeyField, Masked),
     And(Vec<Formula>),
     Or(Vec<Formula>),
+    /// A predicate or prerequisite, normalised once per process (see
+    /// [`symbol_dnf`]); its error, if any, counts where it is used.
+    Symbol(&'static Result<Vec<Conjunction>, NormalizeError>),
 }
 
 /// Normalises a parsed match for one datapath.
 pub fn normalize(e: &MatchExpr, r: &dyn Resolver) -> Result<Normalized, NormalizeError> {
-    let formula = Lower { r }.expr(e, false, 0)?;
+    let formula = Lower { r, inline: false }.expr(e, false, 0)?;
     let mut conjs = dnf(&formula)?;
     conjs.sort();
     conjs.dedup();
@@ -186,6 +194,9 @@ pub fn parse_and_normalize(text: &str, r: &dyn Resolver) -> Result<Normalized, N
 
 struct Lower<'a> {
     r: &'a dyn Resolver,
+    /// Expand predicates and prerequisites in place rather than use their
+    /// shared normal forms: how those are computed.
+    inline: bool,
 }
 
 impl Lower<'_> {
@@ -210,9 +221,10 @@ impl Lower<'_> {
                 }
             }
             MatchExpr::Field(field) => match lookup(&field.name) {
-                Some(Symbol::Predicate(expansion)) => {
+                Some(Symbol::Predicate(expansion)) if self.inline => {
                     self.expr(expansion_of(expansion)?, neg, depth + 1)?
                 }
+                Some(Symbol::Predicate(expansion)) => Formula::Symbol(symbol_dnf(expansion, neg)?),
                 // A bare field means `field != 0`.
                 _ => self.cmp(
                     field,
@@ -251,8 +263,12 @@ impl Lower<'_> {
         };
         match field.prereqs {
             None => Ok(test),
-            Some(pre) => Ok(Formula::And(vec![
+            Some(pre) if self.inline => Ok(Formula::And(vec![
                 self.expr(expansion_of(pre)?, false, depth + 1)?,
+                test,
+            ])),
+            Some(pre) => Ok(Formula::And(vec![
+                Formula::Symbol(symbol_dnf(pre, false)?),
                 test,
             ])),
         }
@@ -418,6 +434,60 @@ fn expansion_of(text: &'static str) -> Result<&'static MatchExpr, NormalizeError
     }
 }
 
+/// A predicate's expansion or a prerequisite in normal form, negated or
+/// not: what lowering and multiplying it out at each use would give (they
+/// name no ports, address sets or port groups, so no datapath changes
+/// them), computed once per process. Every match uses a few (`ip4`, `tcp`,
+/// `arp`, …), and at 100k flows expanding them each time was a fifth of
+/// the compile. Lowering errors come back here, normalising errors where
+/// the result is used, as they would unshared.
+fn symbol_dnf(
+    text: &'static str,
+    neg: bool,
+) -> Result<&'static Result<Vec<Conjunction>, NormalizeError>, NormalizeError> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    type Normal = Result<Result<Vec<Conjunction>, NormalizeError>, NormalizeError>;
+    static NORMAL: OnceLock<HashMap<(&'static str, bool), Normal>> = OnceLock::new();
+    /// Symbols name no ports or sets; a lookup of one would be a bug in
+    /// the symbol table, and finds nothing.
+    struct NoNames;
+    impl Resolver for NoNames {
+        fn port_key(&self, _: &str) -> Option<u32> {
+            None
+        }
+        fn address_set(&self, _: &str) -> Option<Vec<String>> {
+            None
+        }
+        fn port_group(&self, _: &str) -> Option<Vec<String>> {
+            None
+        }
+    }
+    let normal = NORMAL.get_or_init(|| {
+        let texts = super::symbols::all().filter_map(|(_, sym)| match sym {
+            Symbol::Predicate(e) => Some(*e),
+            Symbol::Field(f) => f.prereqs,
+        });
+        let mut out = HashMap::new();
+        for text in texts {
+            for neg in [false, true] {
+                let lower = Lower {
+                    r: &NoNames,
+                    inline: true,
+                };
+                let lowered = expansion_of(text).and_then(|e| lower.expr(e, neg, 1));
+                out.insert((text, neg), lowered.map(|f| dnf(&f)));
+            }
+        }
+        out
+    });
+    match normal.get(&(text, neg)) {
+        Some(Ok(normal)) => Ok(normal),
+        Some(Err(e)) => Err(e.clone()),
+        None => fail(format!("{text:?} is not in the symbol table")),
+    }
+}
+
 fn negate(op: Relop) -> Relop {
     match op {
         Relop::Eq => Relop::Ne,
@@ -476,15 +546,29 @@ fn dnf(f: &Formula) -> Result<Vec<Conjunction>, NormalizeError> {
         Formula::Const(true) => Ok(vec![Conjunction::default()]),
         Formula::Const(false) => Ok(Vec::new()),
         Formula::Bits(k, m) => Ok(vec![Conjunction(vec![(*k, *m)])]),
+        Formula::Symbol(normal) => Result::clone(normal),
         Formula::Or(parts) => {
             let mut out = Vec::new();
             for p in parts {
-                let d = dnf(p)?;
-                // Something always true absorbs the rest.
-                if d.iter().any(|c| c.0.is_empty()) {
-                    return Ok(vec![Conjunction::default()]);
+                match p {
+                    // A set of values: one conjunction each, never empty.
+                    Formula::Bits(k, m) => out.push(Conjunction(vec![(*k, *m)])),
+                    _ => {
+                        let owned;
+                        let d = match p {
+                            Formula::Symbol(normal) => normal.as_ref().map_err(Clone::clone)?,
+                            _ => {
+                                owned = dnf(p)?;
+                                &owned
+                            }
+                        };
+                        // Something always true absorbs the rest.
+                        if d.iter().any(|c| c.0.is_empty()) {
+                            return Ok(vec![Conjunction::default()]);
+                        }
+                        out.extend_from_slice(d);
+                    }
                 }
-                out.extend(d);
                 if out.len() > MAX_CONJUNCTIONS {
                     return too_big();
                 }
@@ -494,24 +578,43 @@ fn dnf(f: &Formula) -> Result<Vec<Conjunction>, NormalizeError> {
         Formula::And(parts) => {
             let mut acc = vec![Conjunction::default()];
             for p in parts {
-                let d = dnf(p)?;
-                if d.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut next = Vec::with_capacity(acc.len() * d.len());
-                for a in &acc {
-                    for b in &d {
-                        if let Some(m) = a.merged(b) {
-                            next.push(m);
-                            if next.len() > MAX_CONJUNCTIONS {
-                                return too_big();
+                // The common terms (one field, or anything with a single
+                // conjunction) narrow each conjunction in place; only a
+                // real disjunction multiplies out.
+                if let Formula::Bits(k, m) = p {
+                    acc.retain_mut(|c| c.add(*k, *m));
+                } else {
+                    let owned;
+                    let d: &[Conjunction] = match p {
+                        Formula::Symbol(normal) => normal.as_ref().map_err(Clone::clone)?,
+                        _ => {
+                            owned = dnf(p)?;
+                            &owned
+                        }
+                    };
+                    match d {
+                        [] => return Ok(Vec::new()),
+                        [one] => acc.retain_mut(|c| c.add_all(one)),
+                        _ => {
+                            let mut next = Vec::with_capacity(acc.len() * d.len());
+                            for a in &acc {
+                                for b in d {
+                                    if let Some(m) = a.merged(b) {
+                                        next.push(m);
+                                        if next.len() > MAX_CONJUNCTIONS {
+                                            return too_big();
+                                        }
+                                    }
+                                }
                             }
+                            acc = next;
                         }
                     }
                 }
-                next.sort();
-                next.dedup();
-                acc = next;
+                if acc.len() > 1 {
+                    acc.sort();
+                    acc.dedup();
+                }
             }
             Ok(acc)
         }
