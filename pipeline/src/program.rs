@@ -279,7 +279,14 @@ fn compile_part(net: &LogicalNetwork, names: &Names, part: usize, parts: usize) 
             .collect(),
         ..Default::default()
     };
-    let mut cache = TextCache::default();
+    // Sized for this part's share of the flows: growing it re-hashes every
+    // action text so far, several times over.
+    let mut cache = TextCache {
+        actions: HashMap::with_capacity_and_hasher(
+            net.logical_flows.len() / parts + 16,
+            BuildKeyHasher::default(),
+        ),
+    };
     for flow in net.logical_flows.values() {
         let all = net.flow_datapaths(flow);
         let owns_group = matches!(flow.scope, FlowScope::Group(g) if part_of(&g, parts) == part);

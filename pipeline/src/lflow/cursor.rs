@@ -1,7 +1,17 @@
 //! A cursor over tokens, shared by the match and action parsers.
 
-use super::lexer::{tokenize, Constant, Spanned, SyntaxError, Token};
+use super::lexer::{tokenize_into, Constant, Spanned, SyntaxError, Token};
+use std::cell::Cell;
 use std::fmt;
+
+thread_local! {
+    /// The last cursor's token buffer, for the next: compiling parses two
+    /// texts per flow, and a fresh buffer each time was a tenth of it.
+    static SPARE: Cell<Vec<Spanned>> = const { Cell::new(Vec::new()) };
+}
+
+/// Largest buffer kept for reuse (a pathological text's is let go).
+const SPARE_MAX: usize = 1024;
 
 pub struct Cursor {
     tokens: Vec<Spanned>,
@@ -10,10 +20,9 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn new(input: &str) -> Result<Cursor, SyntaxError> {
-        Ok(Cursor {
-            tokens: tokenize(input)?,
-            at: 0,
-        })
+        let mut tokens = SPARE.with(Cell::take);
+        tokenize_into(input, &mut tokens)?;
+        Ok(Cursor { tokens, at: 0 })
     }
 
     pub fn peek(&self) -> &Token {
@@ -149,6 +158,16 @@ impl Cursor {
             None
         };
         Ok(FieldRef { name, bits })
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        let mut tokens = std::mem::take(&mut self.tokens);
+        if tokens.capacity() <= SPARE_MAX {
+            tokens.clear();
+            SPARE.with(|spare| spare.set(tokens));
+        }
     }
 }
 

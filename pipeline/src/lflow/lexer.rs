@@ -164,10 +164,16 @@ fn is_id_char(c: u8) -> bool {
 
 /// Splits `input` into tokens, ending with [`Token::End`].
 pub fn tokenize(input: &str) -> Result<Vec<Spanned>, SyntaxError> {
+    let mut tokens = Vec::new();
+    tokenize_into(input, &mut tokens)?;
+    Ok(tokens)
+}
+
+/// [`tokenize`] into `tokens` (emptied first), so that a caller parsing
+/// text after text can keep one buffer.
+pub fn tokenize_into(input: &str, tokens: &mut Vec<Spanned>) -> Result<(), SyntaxError> {
+    tokens.clear();
     let bytes = input.as_bytes();
-    // Northd's texts run about one token per four bytes; sizing for that
-    // saves most of the regrowing.
-    let mut tokens = Vec::with_capacity(input.len() / 4 + 2);
     let mut p = 0;
     loop {
         while p < bytes.len() && bytes[p].is_ascii_whitespace() {
@@ -179,7 +185,7 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>, SyntaxError> {
                 token: Token::End,
                 pos: p,
             });
-            return Ok(tokens);
+            return Ok(());
         };
         let next = bytes.get(p + 1).copied();
         let (token, len) = match c {

@@ -286,22 +286,20 @@ impl Lower<'_> {
                 "{fr} names logical ports and may only be compared with == (in a positive sense)"
             ));
         }
-        let mut names = Vec::new();
+        // A port of another datapath (or none) simply never matches here.
+        let mut keys = Vec::with_capacity(values.len());
         for v in values {
             match v {
-                Value::Str(s) => names.push(s.clone()),
+                Value::Str(s) => keys.extend(self.r.port_key(s)),
                 Value::PortGroup(pg) => match self.r.port_group(pg) {
-                    Some(ports) => names.extend(ports),
+                    Some(ports) => keys.extend(ports.iter().filter_map(|n| self.r.port_key(n))),
                     None => return fail(format!("unknown port group @{pg}")),
                 },
                 other => return fail(format!("{fr} takes port names, not {other}")),
             }
         }
-        // A port of another datapath (or none) simply never matches here.
         Ok(Formula::Or(
-            names
-                .iter()
-                .filter_map(|n| self.r.port_key(n))
+            keys.into_iter()
                 .map(|key| {
                     Formula::Bits(
                         field.key,
