@@ -8,6 +8,7 @@
 //! datapath's to say.
 
 pub mod geneve;
+pub mod ovs_hash;
 
 pub use geneve::{
     decap, write_headers, DecapError, Decapped, EncapParams, HeaderTemplate, OvnMetadata,
