@@ -12,5 +12,6 @@ pub mod central;
 pub mod differential;
 pub mod embedded;
 pub mod seed;
+pub mod stock;
 pub mod synthetic;
 pub mod topologies;
