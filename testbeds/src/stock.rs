@@ -124,8 +124,7 @@ impl Netns {
         F: FnOnce() -> Result<T> + Send + 'static,
     {
         let path = format!("/run/netns/{}", self.name);
-        let file =
-            std::fs::File::open(&path).with_context(|| format!("cannot open {path}"))?;
+        let file = std::fs::File::open(&path).with_context(|| format!("cannot open {path}"))?;
         Ok(std::thread::spawn(move || {
             // SAFETY: setns on an open namespace file; it changes only this
             // thread's network namespace.
@@ -250,7 +249,7 @@ impl PacketSocket {
                 }
                 bail!("recvfrom: {e}");
             }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Ok(Some(buf[..len as usize].to_vec()));
@@ -385,10 +384,7 @@ impl StockChassis {
             self.path(&format!("{daemon}.ctl"))
         };
         let mut c = Command::new("ovs-appctl");
-        c.arg("-t")
-            .arg(ctl)
-            .arg("--timeout=30")
-            .args(args);
+        c.arg("-t").arg(ctl).arg("--timeout=30").args(args);
         output(&mut c)
     }
 
@@ -400,16 +396,32 @@ impl StockChassis {
         c.args(["netns", "exec", self.ns.name(), name])
             .arg("--detach")
             .arg("--no-chdir")
-            .arg(format!("--pidfile={}", self.path(&format!("{name}.pid")).display()))
-            .arg(format!("--log-file={}", self.path(&format!("{name}.log")).display()))
+            .arg(format!(
+                "--pidfile={}",
+                self.path(&format!("{name}.pid")).display()
+            ))
+            .arg(format!(
+                "--log-file={}",
+                self.path(&format!("{name}.log")).display()
+            ))
             .arg("-vconsole:off");
         // ovn-controller takes no --unixctl: its socket is
         // OVN_RUNDIR/ovn-controller.PID.ctl.
         if name != "ovn-controller" {
-            c.arg(format!("--unixctl={}", self.path(&format!("{name}.ctl")).display()));
+            c.arg(format!(
+                "--unixctl={}",
+                self.path(&format!("{name}.ctl")).display()
+            ));
         }
         c.args(args);
-        for var in ["OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVN_RUNDIR", "OVN_DBDIR", "OVN_LOGDIR"] {
+        for var in [
+            "OVS_RUNDIR",
+            "OVS_DBDIR",
+            "OVS_LOGDIR",
+            "OVN_RUNDIR",
+            "OVN_DBDIR",
+            "OVN_LOGDIR",
+        ] {
             c.env(var, d);
         }
         output(&mut c).map(drop)
@@ -417,7 +429,12 @@ impl StockChassis {
 
     fn start_ovs(&self) -> Result<()> {
         let db = self.path("conf.db");
-        output(Command::new("ovsdb-tool").arg("create").arg(&db).arg(VSWITCH_SCHEMA))?;
+        output(
+            Command::new("ovsdb-tool")
+                .arg("create")
+                .arg(&db)
+                .arg(VSWITCH_SCHEMA),
+        )?;
         self.daemon(
             "ovsdb-server",
             &[
@@ -451,7 +468,15 @@ impl StockChassis {
             "fail_mode=secure",
             "other_config:disable-in-band=true",
         ])?;
-        self.vsctl(&["add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev"])?;
+        self.vsctl(&[
+            "add-br",
+            "br-phy",
+            "--",
+            "set",
+            "Bridge",
+            "br-phy",
+            "datapath_type=netdev",
+        ])?;
         Ok(())
     }
 
@@ -461,7 +486,15 @@ impl StockChassis {
         let p = &self.cfg.prefix;
         let (mine, peer) = (format!("{p}u0"), format!("{p}u1"));
         self.ns.ip(&[
-            "link", "add", &mine, "type", "veth", "peer", "name", &peer, "netns",
+            "link",
+            "add",
+            &mine,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
             &self.cfg.underlay_ns,
         ])?;
         self.ns.ip(&["link", "set", &mine, "up"])?;
@@ -481,17 +514,36 @@ impl StockChassis {
         let pod = Netns::new(&format!("ifl-{}-pod{i}", self.cfg.prefix))?;
         let port = format!("{}p{i}", self.cfg.prefix);
         self.ns.ip(&[
-            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", pod.name(),
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            pod.name(),
         ])?;
         self.ns.ip(&["link", "set", &port, "mtu", "1400", "up"])?;
         // No IPv6 chatter (router solicitations, MLD) from the pod.
         pod.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
-        pod.ip(&["link", "set", "eth0", "address", &spec.mac, "mtu", "1400", "up"])?;
+        pod.ip(&[
+            "link", "set", "eth0", "address", &spec.mac, "mtu", "1400", "up",
+        ])?;
         pod.ip(&["addr", "add", &spec.cidr, "dev", "eth0"])?;
         let gw = spec.gateway.to_string();
         pod.ip(&["route", "add", "default", "via", &gw])?;
         pod.ip(&[
-            "neigh", "replace", &gw, "lladdr", &spec.gateway_mac, "dev", "eth0", "nud", "permanent",
+            "neigh",
+            "replace",
+            &gw,
+            "lladdr",
+            &spec.gateway_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
         ])?;
         // The checksum trap: with TX offload on, TCP and UDP leave the pod
         // with partial checksums that AF_PACKET hands OVS as they are.
@@ -517,7 +569,13 @@ impl StockChassis {
         let start = Instant::now();
         loop {
             let v = self
-                .vsctl(&["--if-exists", "get", "Interface", &port, "external_ids:ovn-installed"])
+                .vsctl(&[
+                    "--if-exists",
+                    "get",
+                    "Interface",
+                    &port,
+                    "external_ids:ovn-installed",
+                ])
                 .unwrap_or_default();
             if v.trim().trim_matches('"') == "true" {
                 return Ok(());
@@ -540,7 +598,14 @@ impl StockChassis {
         let want = format!("options:remote_ip=\"{remote_ip}\"");
         loop {
             let out = self
-                .vsctl(&["--bare", "--columns=name", "find", "Interface", "type=geneve", &want])
+                .vsctl(&[
+                    "--bare",
+                    "--columns=name",
+                    "find",
+                    "Interface",
+                    "type=geneve",
+                    &want,
+                ])
                 .unwrap_or_default();
             if let Some(name) = out.split_whitespace().next() {
                 return Ok(name.to_owned());
@@ -564,7 +629,10 @@ impl StockChassis {
 impl Drop for StockChassis {
     fn drop(&mut self) {
         if let Err(e) = self.stop() {
-            eprintln!("stopping stock chassis in {}: {e:#}", self.dir.path().display());
+            eprintln!(
+                "stopping stock chassis in {}: {e:#}",
+                self.dir.path().display()
+            );
         }
     }
 }
@@ -572,7 +640,6 @@ impl Drop for StockChassis {
 fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
 }

@@ -1,6 +1,7 @@
 //! What a stock OVN chassis puts on the wire, byte for byte against
 //! ironflow's Geneve: web-1 on a real ovn-controller + OVS (userspace
-//! datapath) sends TCP SYNs to sshd-2, bound to a chassis that exists only
+//! datapath) sends TCP SYNs, UDP datagrams and pings to sshd-2, bound to a
+//! chassis that exists only
 //! in the SB and whose encap IP is an interface this test captures on;
 //! every captured frame must equal what `ironflow_tunnel::write_headers`
 //! (and a `HeaderTemplate`) build for the same inner frame and metadata,
@@ -15,7 +16,7 @@ use ironflow_testbeds::stock::{self, Netns, PodSpec, StockChassis, StockConfig};
 use ironflow_tunnel::geneve::{self, source_port, EncapParams, OvnMetadata, ENCAP_LEN};
 use ironflow_tunnel::ovs_hash::{five_tuple, frame_hash, FiveTuple};
 use ironflow_tunnel::{decap, write_headers, HeaderTemplate};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,9 +27,10 @@ const WEB_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x02];
 const SSHD_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x01];
 /// rtos-kube-node1: the router's MAC on sshd-2's switch.
 const RTOS_NODE1_MAC: [u8; 6] = [0, 0, 0, 0xc0, 0x2e, 0xc7];
-/// Frames to compare: each SYN has its own source port, so each checks
-/// the hash anew.
-const FRAMES: usize = 3;
+/// Frames to compare: TCP (two SYNs, each from its own source port, so
+/// the hash is checked anew), UDP and ICMP (whose "ports" in OVS's hash
+/// are the type and code).
+const WANT: [(u8, usize); 3] = [(6, 2), (17, 1), (1, 1)];
 
 fn tunnel_key(central: &OvnCentral, table: &str, cond: &str) -> u32 {
     let out = central
@@ -69,15 +71,55 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// SYNs from the pod to sshd-2:22 until `stop`, one every 300 ms: the
-/// first may be lost while OVS resolves the tunnel's neighbour.
-fn send_syns(pod: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<anyhow::Result<()>> {
+/// One ICMP echo request to `to` from a raw socket in the calling
+/// thread's namespace.
+fn ping(to: Ipv4Addr, seq: u16) -> std::io::Result<()> {
+    let mut msg = [8u8, 0, 0, 0, 0x1f, 0x1f, 0, 0, b'i', b'r', b'o', b'n'];
+    msg[6..8].copy_from_slice(&seq.to_be_bytes());
+    let sum = !geneve::fold(geneve::sum_words(&msg, 0));
+    msg[2..4].copy_from_slice(&sum.to_be_bytes());
+    // SAFETY: a fresh socket, closed below; msg and addr outlive sendto.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as u16;
+        addr.sin_addr.s_addr = u32::from_ne_bytes(to.octets());
+        let rc = libc::sendto(
+            fd,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc < 0 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Until `stop`, rounds of: a UDP datagram, a ping, a SYN to sshd-2:22.
+/// The first packets may be lost while OVS resolves the tunnel's
+/// neighbour, hence the rounds.
+fn send_traffic(pod: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<anyhow::Result<()>> {
     pod.spawn(move || {
-        let to = SocketAddr::from((Ipv4Addr::new(192, 168, 2, 3), 22));
+        let sshd = Ipv4Addr::new(192, 168, 2, 3);
+        let to = SocketAddr::from((sshd, 22));
+        let udp = UdpSocket::bind("0.0.0.0:0")?;
+        let mut seq = 0u16;
         while !stop.load(Ordering::Relaxed) {
+            udp.send_to(b"ironflow", to)?;
+            ping(sshd, seq)?;
+            seq = seq.wrapping_add(1);
             // Nothing answers (sshd-2's chassis is not real): each attempt
             // times out, and the next SYN comes from a new source port.
-            let _ = TcpStream::connect_timeout(&to, Duration::from_millis(300));
+            let _ = TcpStream::connect_timeout(&to, Duration::from_millis(250));
         }
         Ok(())
     })
@@ -135,7 +177,13 @@ fn stock_chassis_geneve_matches_ironflow_byte_for_byte() {
         .wait_tunnel(FAKE_IP, Duration::from_secs(20))
         .expect("tunnel to kube-node1");
     let claimed = central
-        .sbctl(&["--bare", "--columns=chassis", "find", "Port_Binding", "logical_port=web-1"])
+        .sbctl(&[
+            "--bare",
+            "--columns=chassis",
+            "find",
+            "Port_Binding",
+            "logical_port=web-1",
+        ])
         .unwrap();
     assert!(!claimed.trim().is_empty(), "web-1 not claimed in the SB");
     eprintln!(
@@ -153,23 +201,40 @@ fn stock_chassis_geneve_matches_ironflow_byte_for_byte() {
     let cap_mac = cap.mac(&cap_if).expect("capture MAC");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let sender = send_syns(chassis.pod(0).unwrap(), stop.clone());
-    let mut frames = Vec::new();
+    let sender = send_traffic(chassis.pod(0).unwrap(), stop.clone());
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let count = |frames: &[Vec<u8>], proto: u8| {
+        frames
+            .iter()
+            .filter(|f| f.get(ENCAP_LEN + 14 + 9) == Some(&proto))
+            .count()
+    };
+    let enough = |frames: &[Vec<u8>]| WANT.iter().all(|&(p, n)| count(frames, p) >= n);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while frames.len() < FRAMES && Instant::now() < deadline {
+    while !enough(&frames) && Instant::now() < deadline {
         let Some(f) = sock.recv_incoming(Duration::from_millis(500)).unwrap() else {
             continue;
         };
-        // IPv4, UDP, to port 6081.
-        if f.len() > 42 && f[12..14] == [8, 0] && f[23] == 17 && f[36..38] == [0x17, 0xc1] {
-            frames.push(f);
+        // IPv4, UDP, to port 6081, carrying IPv4.
+        let geneve = f.len() > ENCAP_LEN + 34
+            && f[12..14] == [8, 0]
+            && f[23] == 17
+            && f[36..38] == [0x17, 0xc1]
+            && f[ENCAP_LEN + 12..ENCAP_LEN + 14] == [8, 0];
+        if geneve {
+            let proto = f[ENCAP_LEN + 14 + 9];
+            if let Some(&(_, n)) = WANT.iter().find(|(p, _)| *p == proto) {
+                if count(&frames, proto) < n {
+                    frames.push(f);
+                }
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap().unwrap();
     assert!(
-        frames.len() == FRAMES,
-        "captured {} Geneve frames of {FRAMES} in 20 s; see {}",
+        enough(&frames),
+        "captured {} Geneve frames in 20 s, wanted {WANT:?} (protocol, count); see {}",
         frames.len(),
         chassis.dir().display()
     );
@@ -196,14 +261,53 @@ fn stock_chassis_geneve_matches_ironflow_byte_for_byte() {
         assert_ne!(inner[6..12], WEB_MAC);
         assert_eq!(inner[14 + 8], 63, "inner TTL decremented by the router");
         let t: FiveTuple = five_tuple(inner);
-        let FiveTuple { proto, tp_dst, .. } = t;
-        assert_eq!((proto, tp_dst), (6, 22), "{t:?}");
-        assert_eq!(inner[14 + 20 + 13] & 0x12, 0x02, "a SYN");
+        match t.proto {
+            6 => {
+                assert_eq!(t.tp_dst, 22, "{t:?}");
+                assert_eq!(inner[14 + 20 + 13] & 0x12, 0x02, "a SYN");
+            }
+            17 => assert_eq!(t.tp_dst, 22, "{t:?}"),
+            1 => assert_eq!((t.tp_src, t.tp_dst), (8, 0), "echo request: {t:?}"),
+            p => panic!("unexpected protocol {p}"),
+        }
         assert_eq!(
             geneve::fold(geneve::sum_words(&inner[14..34], 0)),
             0xffff,
             "inner IPv4 checksum after routing"
         );
+
+        // What stock OVS puts in the outer headers, field by field (the
+        // byte comparison below covers them again; these say what they are).
+        assert_eq!(stock[14..16], [0x45, 0x00], "IPv4, no options, TOS 0");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([stock[16], stock[17]])),
+            stock.len() - 14,
+            "IPv4 total length"
+        );
+        assert_eq!(stock[18..20], [0, 0], "IPv4 identification 0");
+        assert_eq!(stock[20..22], [0x40, 0], "DF, not fragmented");
+        assert_eq!(stock[22], 64, "outer TTL");
+        assert_eq!(geneve::fold(geneve::sum_words(&stock[14..34], 0)), 0xffff);
+        let sport = u16::from_be_bytes([stock[34], stock[35]]);
+        assert!((32768..61000).contains(&sport), "source port {sport}");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([stock[38], stock[39]])),
+            stock.len() - 34,
+            "UDP length"
+        );
+        assert_ne!(
+            stock[40..42],
+            [0, 0],
+            "UDP checksum present (OVN sets csum=true)"
+        );
+        assert_eq!(
+            stock[42..46],
+            [0x02, 0x40, 0x65, 0x58],
+            "Geneve: version 0, 2 option words, O clear, C set, Ethernet"
+        );
+        assert_eq!(stock[49], 0, "VNI's reserved byte");
+        assert_eq!(stock[50..54], [0x01, 0x02, 0x80, 0x01], "OVN option header");
+        assert_eq!(stock[54] & 0x80, 0, "option's reserved bit");
 
         // ironflow's frame for the same inner frame and metadata.
         let hash = frame_hash(inner);
@@ -228,9 +332,7 @@ fn stock_chassis_geneve_matches_ironflow_byte_for_byte() {
             "frame {n}: inner {t:?}, OVS 5-tuple hash {hash:#010x} -> port {}, stock port {stock_port}",
             params.src_port
         );
-        if let Some(at) = (0..stock.len().max(ours.len()))
-            .find(|&i| stock.get(i) != ours.get(i))
-        {
+        if let Some(at) = (0..stock.len().max(ours.len())).find(|&i| stock.get(i) != ours.get(i)) {
             panic!(
                 "frame {n} differs first at byte {at} ({}): stock {:02x?} ironflow {:02x?}\nstock   {}\nironflow {}",
                 field_at(at),

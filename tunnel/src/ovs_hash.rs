@@ -366,6 +366,28 @@ mod tests {
     }
 
     #[test]
+    fn ports_stock_ovs_put_on_the_wire() {
+        // Captured from Debian's OVS 3.1.0 (userspace datapath, AF_PACKET
+        // pod port) by testbeds/tests/stock_geneve.rs: web-1's packets to
+        // sshd-2, routed, in Geneve to another chassis. (The ICMP one was
+        // predicted by the script of `seed_flows` before it was captured.)
+        let (web, sshd) = ([192, 168, 3, 3], [192, 168, 2, 3]);
+        for (sport, hash, port) in [
+            (46962, 0xd01b_0384, 55718),
+            (57780, 0x54ec_fdff, 42133),
+            (57790, 0x9cd4_e499, 50063),
+        ] {
+            let h = flow_hash_5tuple(&FiveTuple::ipv4(web, sshd, 6, sport, 22), 0);
+            assert_eq!((h, source_port(h)), (hash, port), "source port {sport}");
+        }
+        // A UDP datagram and an echo request (type 8, code 0 as the ports).
+        let udp = flow_hash_5tuple(&FiveTuple::ipv4(web, sshd, 17, 41968, 22), 0);
+        assert_eq!((udp, source_port(udp)), (0x21dd_730d, 36502));
+        let icmp = flow_hash_5tuple(&FiveTuple::ipv4(web, sshd, 1, 8, 0), 0);
+        assert_eq!((icmp, source_port(icmp)), (0xc9bb_e0c3, 55015));
+    }
+
+    #[test]
     fn arp_and_non_ip_hash_differently_from_zero_tuples() {
         let other = FiveTuple {
             addrs: FlowAddrs::Other,
