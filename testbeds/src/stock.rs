@@ -104,6 +104,18 @@ impl Netns {
         output(&mut c)
     }
 
+    /// Sets a `net.*` sysctl in this namespace (`/proc/sys/net` shows the
+    /// reader's namespace), e.g. `net.ipv6.conf.all.disable_ipv6`. A key
+    /// the kernel does not have (IPv6 compiled out) is not an error.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let value = value.to_owned();
+        self.run(move || match std::fs::write(&path, value) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r.with_context(|| format!("cannot write {path}")),
+        })
+    }
+
     /// The MAC address of `ifname` in this namespace.
     pub fn mac(&self, ifname: &str) -> Result<[u8; 6]> {
         let out = self.ip(&["-o", "link", "show", "dev", ifname])?;
@@ -527,7 +539,7 @@ impl StockChassis {
         ])?;
         self.ns.ip(&["link", "set", &port, "mtu", "1400", "up"])?;
         // No IPv6 chatter (router solicitations, MLD) from the pod.
-        pod.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+        pod.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
         pod.ip(&[
             "link", "set", "eth0", "address", &spec.mac, "mtu", "1400", "up",
         ])?;

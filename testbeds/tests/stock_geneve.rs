@@ -163,12 +163,21 @@ fn stock_chassis_geneve_matches_ironflow_byte_for_byte() {
     .expect("stock chassis");
     // The capture end answers ARP for the fake chassis's encap IP.
     let cap_if = chassis.underlay_peer();
-    cap.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
-        .expect("sysctl");
+    cap.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+        .expect("no IPv6 on the capture side");
     cap.ip(&["addr", "add", &format!("{FAKE_IP}/24"), "dev", &cap_if])
         .expect("capture address");
     cap.ip(&["link", "set", &cap_if, "up"]).expect("capture up");
     let sock = cap.packet_socket(&cap_if).expect("AF_PACKET socket");
+    let v6_off = chassis
+        .pod(0)
+        .unwrap()
+        .exec(&["cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6"]);
+    assert_eq!(
+        v6_off.map(|v| v.trim().to_owned()).ok(),
+        Some("1".into()),
+        "pod sysctl"
+    );
 
     chassis
         .wait_installed(0, Duration::from_secs(20))
