@@ -5,16 +5,17 @@
 //! in the SB and whose encap IP is an interface this test captures on;
 //! every captured frame must equal what `ironflow_tunnel::write_headers`
 //! (and a `HeaderTemplate`) build for the same inner frame and metadata,
-//! the UDP source port included (OVS's 5-tuple hash).
+//! the UDP source port included (OVS's 5-tuple hash). SYNs to the seed's
+//! load balancer VIP show the hash is of the tuple before the DNAT.
 //!
 //! Skips (passes with a message) only without root or without the OVS/OVN
 //! packages; CI runs it as root after scripts/setup.sh.
 
 use ironflow_testbeds::central::OvnCentral;
 use ironflow_testbeds::seed::build_seed;
-use ironflow_testbeds::stock::{self, Netns, PodSpec, StockChassis, StockConfig};
+use ironflow_testbeds::stock::{self, Netns, PacketSocket, PodSpec, StockChassis, StockConfig};
 use ironflow_tunnel::geneve::{self, source_port, EncapParams, OvnMetadata, ENCAP_LEN};
-use ironflow_tunnel::ovs_hash::{five_tuple, frame_hash, FiveTuple};
+use ironflow_tunnel::ovs_hash::{five_tuple, flow_hash_5tuple, FiveTuple, FlowAddrs};
 use ironflow_tunnel::{decap, write_headers, HeaderTemplate};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +32,8 @@ const RTOS_NODE1_MAC: [u8; 6] = [0, 0, 0, 0xc0, 0x2e, 0xc7];
 /// the hash is checked anew), UDP and ICMP (whose "ports" in OVS's hash
 /// are the type and code).
 const WANT: [(u8, usize); 3] = [(6, 2), (17, 1), (1, 1)];
+/// The seed's load balancer for sshd-2.
+const VIP: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 10);
 
 fn tunnel_key(central: &OvnCentral, table: &str, cond: &str) -> u32 {
     let out = central
@@ -104,19 +107,26 @@ fn ping(to: Ipv4Addr, seq: u16) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Until `stop`, rounds of: a UDP datagram, a ping, a SYN to sshd-2:22.
-/// The first packets may be lost while OVS resolves the tunnel's
-/// neighbour, hence the rounds.
-fn send_traffic(pod: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<anyhow::Result<()>> {
+/// Until `stop`, rounds of: a UDP datagram, a ping, a SYN to sshd-2:22 —
+/// or, with `vip`, only SYNs to the seed's load balancer 172.30.0.10:22
+/// (backend sshd-2:22). The first packets may be lost while OVS resolves
+/// the tunnel's neighbour, hence the rounds.
+fn send_traffic(
+    pod: &Netns,
+    stop: Arc<AtomicBool>,
+    vip: bool,
+) -> std::thread::JoinHandle<anyhow::Result<()>> {
     pod.spawn(move || {
         let sshd = Ipv4Addr::new(192, 168, 2, 3);
-        let to = SocketAddr::from((sshd, 22));
+        let to = SocketAddr::from((if vip { VIP } else { sshd }, 22));
         let udp = UdpSocket::bind("0.0.0.0:0")?;
         let mut seq = 0u16;
         while !stop.load(Ordering::Relaxed) {
-            udp.send_to(b"ironflow", to)?;
-            ping(sshd, seq)?;
-            seq = seq.wrapping_add(1);
+            if !vip {
+                udp.send_to(b"ironflow", to)?;
+                ping(sshd, seq)?;
+                seq = seq.wrapping_add(1);
+            }
             // Nothing answers (sshd-2's chassis is not real): each attempt
             // times out, and the next SYN comes from a new source port.
             let _ = TcpStream::connect_timeout(&to, Duration::from_millis(250));
@@ -124,6 +134,39 @@ fn send_traffic(pod: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<a
         Ok(())
     })
     .expect("thread in the pod namespace")
+}
+
+/// Geneve frames (IPv4, UDP to 6081, carrying IPv4) received on `sock`
+/// until `want` (protocol, count) is met or `timeout` passes.
+fn capture(sock: &PacketSocket, want: &[(u8, usize)], timeout: Duration) -> Vec<Vec<u8>> {
+    let count = |frames: &[Vec<u8>], proto: u8| {
+        frames
+            .iter()
+            .filter(|f| f.get(ENCAP_LEN + 14 + 9) == Some(&proto))
+            .count()
+    };
+    let enough = |frames: &[Vec<u8>]| want.iter().all(|&(p, n)| count(frames, p) >= n);
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while !enough(&frames) && Instant::now() < deadline {
+        let Some(f) = sock.recv_incoming(Duration::from_millis(500)).unwrap() else {
+            continue;
+        };
+        let geneve = f.len() > ENCAP_LEN + 34
+            && f[12..14] == [8, 0]
+            && f[23] == 17
+            && f[36..38] == [0x17, 0xc1]
+            && f[ENCAP_LEN + 12..ENCAP_LEN + 14] == [8, 0];
+        if geneve {
+            let proto = f[ENCAP_LEN + 14 + 9];
+            if let Some(&(_, n)) = want.iter().find(|(p, _)| *p == proto) {
+                if count(&frames, proto) < n {
+                    frames.push(f);
+                }
+            }
+        }
+    }
+    frames
 }
 
 #[test]
@@ -210,43 +253,25 @@ fn stock_chassis_geneve_matches_ironflow_byte_for_byte() {
     let cap_mac = cap.mac(&cap_if).expect("capture MAC");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let sender = send_traffic(chassis.pod(0).unwrap(), stop.clone());
-    let mut frames: Vec<Vec<u8>> = Vec::new();
-    let count = |frames: &[Vec<u8>], proto: u8| {
-        frames
-            .iter()
-            .filter(|f| f.get(ENCAP_LEN + 14 + 9) == Some(&proto))
-            .count()
-    };
-    let enough = |frames: &[Vec<u8>]| WANT.iter().all(|&(p, n)| count(frames, p) >= n);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !enough(&frames) && Instant::now() < deadline {
-        let Some(f) = sock.recv_incoming(Duration::from_millis(500)).unwrap() else {
-            continue;
-        };
-        // IPv4, UDP, to port 6081, carrying IPv4.
-        let geneve = f.len() > ENCAP_LEN + 34
-            && f[12..14] == [8, 0]
-            && f[23] == 17
-            && f[36..38] == [0x17, 0xc1]
-            && f[ENCAP_LEN + 12..ENCAP_LEN + 14] == [8, 0];
-        if geneve {
-            let proto = f[ENCAP_LEN + 14 + 9];
-            if let Some(&(_, n)) = WANT.iter().find(|(p, _)| *p == proto) {
-                if count(&frames, proto) < n {
-                    frames.push(f);
-                }
-            }
-        }
-    }
+    let sender = send_traffic(chassis.pod(0).unwrap(), stop.clone(), false);
+    let frames = capture(&sock, &WANT, Duration::from_secs(20));
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap().unwrap();
     assert!(
-        enough(&frames),
+        WANT.iter()
+            .all(|&(p, n)| frames.iter().filter(|f| f[ENCAP_LEN + 14 + 9] == p).count() >= n),
         "captured {} Geneve frames in 20 s, wanted {WANT:?} (protocol, count); see {}",
         frames.len(),
         chassis.dir().display()
     );
+    // Then SYNs to the load balancer: OVS hashes the packet as the pod
+    // sent it, before the DNAT, and keeps that hash through ct(nat).
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = send_traffic(chassis.pod(0).unwrap(), stop.clone(), true);
+    let lb_frames = capture(&sock, &[(6, 2)], Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap().unwrap();
+    assert_eq!(lb_frames.len(), 2, "SYNs to the VIP in Geneve");
 
     let template = HeaderTemplate::new(&EncapParams {
         src_mac: stock_mac,
@@ -257,7 +282,11 @@ fn stock_chassis_geneve_matches_ironflow_byte_for_byte() {
         src_port: 0,
         meta,
     });
-    for (n, stock) in frames.iter().enumerate() {
+    let all = frames
+        .iter()
+        .map(|f| (f, false))
+        .chain(lb_frames.iter().map(|f| (f, true)));
+    for (n, (stock, via_vip)) in all.enumerate() {
         eprintln!("stock frame {n}: {}", hex(stock));
         let d = decap(stock).unwrap_or_else(|e| panic!("ironflow refuses the stock frame: {e}"));
         assert_eq!(d.meta, meta, "metadata");
@@ -318,8 +347,21 @@ fn stock_chassis_geneve_matches_ironflow_byte_for_byte() {
         assert_eq!(stock[50..54], [0x01, 0x02, 0x80, 0x01], "OVN option header");
         assert_eq!(stock[54] & 0x80, 0, "option's reserved bit");
 
-        // ironflow's frame for the same inner frame and metadata.
-        let hash = frame_hash(inner);
+        // ironflow's frame for the same inner frame and metadata; the
+        // hash is of the flow as it entered the datapath.
+        let hashed = if via_vip {
+            let FlowAddrs::V4(src, dst) = t.addrs else {
+                panic!("{t:?}")
+            };
+            assert_eq!(dst, [192, 168, 2, 3], "DNAT to the backend");
+            FiveTuple {
+                addrs: FlowAddrs::V4(src, VIP.octets()),
+                ..t
+            }
+        } else {
+            t
+        };
+        let hash = flow_hash_5tuple(&hashed, 0);
         let params = EncapParams {
             src_mac: stock_mac,
             dst_mac: cap_mac,
@@ -338,8 +380,16 @@ fn stock_chassis_geneve_matches_ironflow_byte_for_byte() {
 
         let stock_port = u16::from_be_bytes([stock[34], stock[35]]);
         eprintln!(
-            "frame {n}: inner {t:?}, OVS 5-tuple hash {hash:#010x} -> port {}, stock port {stock_port}",
-            params.src_port
+            "frame {n}: hashed {hashed:?}, OVS 5-tuple hash {hash:#010x} -> port {}, stock port {stock_port}{}",
+            params.src_port,
+            if via_vip {
+                format!(
+                    " (the DNATed tuple would give {})",
+                    source_port(flow_hash_5tuple(&t, 0))
+                )
+            } else {
+                String::new()
+            }
         );
         if let Some(at) = (0..stock.len().max(ours.len())).find(|&i| stock.get(i) != ours.get(i)) {
             panic!(

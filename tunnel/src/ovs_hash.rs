@@ -16,9 +16,11 @@
 //!   kernel, so the datapath computes one when it first parses the packet
 //!   and keeps it through header rewrites and conntrack recirculations (the
 //!   recirculation depth is mixed only into the exact-match-cache key, not
-//!   into the stored hash). Routing rewrites MACs and TTL, which the hash
-//!   does not cover, so the hash of the packet as the pod sent it is the
-//!   hash of the frame in the tunnel (barring NAT).
+//!   into the stored hash). So the port follows the packet as the pod sent
+//!   it: routing's MAC and TTL rewrites are outside the hash anyway, and
+//!   after a load balancer's DNAT the port is still that of the tuple to
+//!   the VIP (seen on the wire): ironflow must hash the flow key it
+//!   extracted at ingress, not the inner frame it tunnels.
 //! - That hash is `flow_hash_5tuple(flow, 0)`: source and destination IPv4
 //!   addresses (or the four 64-bit words of the IPv6 ones), the IP protocol,
 //!   and — for TCP, UDP, SCTP, ICMP and ICMPv6 only — the 32-bit word of
@@ -385,6 +387,11 @@ mod tests {
         assert_eq!((udp, source_port(udp)), (0x21dd_730d, 36502));
         let icmp = flow_hash_5tuple(&FiveTuple::ipv4(web, sshd, 1, 8, 0), 0);
         assert_eq!((icmp, source_port(icmp)), (0xc9bb_e0c3, 55015));
+        // A SYN to the seed's load balancer 172.30.0.10:22: OVS hashed the
+        // tuple before the DNAT to sshd-2 (the hash is taken when the
+        // packet enters the datapath and kept through ct(nat)).
+        let lb = flow_hash_5tuple(&FiveTuple::ipv4(web, [172, 30, 0, 10], 6, 58290, 22), 0);
+        assert_eq!((lb, source_port(lb)), (0x8d46_eba0, 48348));
     }
 
     #[test]
