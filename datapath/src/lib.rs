@@ -5,6 +5,7 @@
 //! (AF_XDP, AF_PACKET, TAP, in-memory) and the poll-mode workers. It never
 //! parses OVN text nor talks OVSDB: it runs what `ironflow-pipeline` compiled.
 
+pub mod afpacket;
 #[cfg(feature = "afxdp")]
 pub mod afxdp;
 pub mod cache;
@@ -20,6 +21,8 @@ pub mod keymap;
 pub mod packet;
 pub mod port;
 pub mod rewrite;
+pub mod tap;
 pub mod tunnel;
 pub mod udp_underlay;
+pub mod vnet;
 pub mod worker;
