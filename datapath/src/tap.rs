@@ -114,10 +114,18 @@ fn bring_up(ifname: &str) -> io::Result<()> {
     // SAFETY: `raw` was just opened and is owned here.
     let sock = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut ifr = ifreq(ifname);
-    ioctl_ptr(sock.as_raw_fd(), libc::SIOCGIFFLAGS as libc::Ioctl, &mut ifr)?;
+    ioctl_ptr(
+        sock.as_raw_fd(),
+        libc::SIOCGIFFLAGS as libc::Ioctl,
+        &mut ifr,
+    )?;
     // SAFETY: SIOCGIFFLAGS filled the union's flags member.
     unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    ioctl_ptr(sock.as_raw_fd(), libc::SIOCSIFFLAGS as libc::Ioctl, &mut ifr)
+    ioctl_ptr(
+        sock.as_raw_fd(),
+        libc::SIOCSIFFLAGS as libc::Ioctl,
+        &mut ifr,
+    )
 }
 
 impl TapPort {
@@ -138,7 +146,11 @@ impl TapPort {
             )
         };
         if raw < 0 {
-            return Err(os_err(ifname, "open /dev/net/tun", io::Error::last_os_error()));
+            return Err(os_err(
+                ifname,
+                "open /dev/net/tun",
+                io::Error::last_os_error(),
+            ));
         }
         // SAFETY: `raw` was just opened and is owned here.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -163,8 +175,12 @@ impl TapPort {
         } else {
             0
         };
-        ioctl_int(fd.as_raw_fd(), libc::TUNSETOFFLOAD, libc::c_ulong::from(offloads))
-            .map_err(|e| os_err(ifname, "TUNSETOFFLOAD", e))?;
+        ioctl_int(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(offloads),
+        )
+        .map_err(|e| os_err(ifname, "TUNSETOFFLOAD", e))?;
         if opts.up {
             bring_up(ifname).map_err(|e| os_err(ifname, "bring up", e))?;
         }
@@ -297,7 +313,11 @@ impl Port for TapPort {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error().unwrap_or(0) {
                     // The tap is down, full, or refused this one frame.
-                    libc::EAGAIN | libc::ENOBUFS | libc::EIO | libc::EINVAL | libc::EMSGSIZE
+                    libc::EAGAIN
+                    | libc::ENOBUFS
+                    | libc::EIO
+                    | libc::EINVAL
+                    | libc::EMSGSIZE
                     | libc::EINTR => {}
                     _ => fail = Some(os_err(&self.ifname, "write", e)),
                 }

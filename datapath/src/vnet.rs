@@ -310,7 +310,8 @@ pub fn segment(
             put16(buf, l3 + 10, 0);
             let c = checksum(&buf[l3..l3 + ihl]);
             put16(buf, l3 + 10, c);
-            let addr = |at: usize| u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+            let addr =
+                |at: usize| u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
             let proto = if lay.tcp { 6 } else { 17 };
             pseudo_header_v4(addr(l3 + 12), addr(l3 + 16), proto, l4_len as u16)
         } else {
@@ -442,7 +443,9 @@ mod tests {
         let c = checksum(&ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         f.extend_from_slice(&ip);
-        let mut tcp = vec![0x30, 0x39, 0x00, 0x50, 0, 0, 0x10, 0, 0, 0, 0, 1, 0x50, flags];
+        let mut tcp = vec![
+            0x30, 0x39, 0x00, 0x50, 0, 0, 0x10, 0, 0, 0, 0, 1, 0x50, flags,
+        ];
         tcp.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
         f.extend_from_slice(&tcp);
         f.extend_from_slice(payload);
@@ -478,12 +481,20 @@ mod tests {
             let a = |i: usize| u32::from_be_bytes(f[i..i + 4].try_into().unwrap());
             let l4 = l3 + ihl;
             let len = (f.len() - l4) as u16;
-            (l4, f[l3 + 9], pseudo_header_v4(a(l3 + 12), a(l3 + 16), f[l3 + 9], len))
+            (
+                l4,
+                f[l3 + 9],
+                pseudo_header_v4(a(l3 + 12), a(l3 + 16), f[l3 + 9], len),
+            )
         } else {
             let l4 = l3 + 40;
             let s: [u8; 16] = f[l3 + 8..l3 + 24].try_into().unwrap();
             let d: [u8; 16] = f[l3 + 24..l3 + 40].try_into().unwrap();
-            (l4, f[l3 + 6], pseudo_header_v6(&s, &d, f[l3 + 6], (f.len() - l4) as u32))
+            (
+                l4,
+                f[l3 + 6],
+                pseudo_header_v6(&s, &d, f[l3 + 6], (f.len() - l4) as u32),
+            )
         };
         let _ = proto;
         fold64(sum_bytes(&f[l4..], pseudo)) == 0xffff
@@ -542,9 +553,15 @@ mod tests {
         let mut p = pool.alloc();
         p.rx_buffer()[..f.len()].copy_from_slice(&f);
         let mut got = Vec::new();
-        finish_rx(p, &hdr.to_bytes(), f.len(), None, &mut pool, &mut stats, &mut |p| {
-            got.push(p)
-        });
+        finish_rx(
+            p,
+            &hdr.to_bytes(),
+            f.len(),
+            None,
+            &mut pool,
+            &mut stats,
+            &mut |p| got.push(p),
+        );
         assert_eq!(got.len(), 1);
         assert!(l4_ok(got[0].data()));
         assert_eq!(stats.csum_completed, 1);
@@ -554,14 +571,26 @@ mod tests {
             ..hdr
         };
         let p = pool.alloc();
-        finish_rx(p, &bad.to_bytes(), 60, None, &mut pool, &mut stats, &mut |p| {
-            got.push(p)
-        });
+        finish_rx(
+            p,
+            &bad.to_bytes(),
+            60,
+            None,
+            &mut pool,
+            &mut stats,
+            &mut |p| got.push(p),
+        );
         // Too long for a frame, not a super-frame: dropped, counted.
         let p = pool.alloc();
-        finish_rx(p, &VNET_HDR_NONE, 5000, None, &mut pool, &mut stats, &mut |p| {
-            got.push(p)
-        });
+        finish_rx(
+            p,
+            &VNET_HDR_NONE,
+            5000,
+            None,
+            &mut pool,
+            &mut stats,
+            &mut |p| got.push(p),
+        );
         assert_eq!(got.len(), 1);
         assert_eq!((stats.rx_malformed, stats.rx_oversize), (1, 1));
     }
@@ -617,11 +646,20 @@ mod tests {
         let mut overflow = vec![0u8; 65536];
         overflow[..tail.len()].copy_from_slice(tail);
         let mut segs = Vec::new();
-        finish_rx(p, &hdr.to_bytes(), f.len(), Some(&overflow), &mut pool, &mut stats, &mut |p| {
-            segs.push(p)
-        });
+        finish_rx(
+            p,
+            &hdr.to_bytes(),
+            f.len(),
+            Some(&overflow),
+            &mut pool,
+            &mut stats,
+            &mut |p| segs.push(p),
+        );
         assert_eq!(segs.len(), 60_000usize.div_ceil(1448));
-        assert_eq!((stats.gso_frames, stats.gso_segments), (1, segs.len() as u64));
+        assert_eq!(
+            (stats.gso_frames, stats.gso_segments),
+            (1, segs.len() as u64)
+        );
         let mut payload = Vec::new();
         for s in &segs {
             assert!(l4_ok(s.data()));
@@ -630,9 +668,15 @@ mod tests {
         assert_eq!(payload, f[54..]);
         // Without the overflow the frame is counted and dropped.
         let p = pool.alloc();
-        finish_rx(p, &hdr.to_bytes(), f.len(), None, &mut pool, &mut stats, &mut |p| {
-            segs.push(p)
-        });
+        finish_rx(
+            p,
+            &hdr.to_bytes(),
+            f.len(),
+            None,
+            &mut pool,
+            &mut stats,
+            &mut |p| segs.push(p),
+        );
         assert_eq!(stats.rx_oversize, 1);
     }
 
@@ -650,13 +694,24 @@ mod tests {
         };
         let mut pool = PacketPool::new(8);
         let mut segs = Vec::new();
-        assert_eq!(segment(Split::whole(&f), &hdr, &mut pool, &mut |p| segs.push(p)), Some(3));
+        assert_eq!(
+            segment(Split::whole(&f), &hdr, &mut pool, &mut |p| segs.push(p)),
+            Some(3)
+        );
         let mut got = Vec::new();
         for s in &segs {
             let d = s.data();
             assert!(l4_ok(d));
-            assert_eq!(usize::from(be16(d, 18).unwrap()), d.len() - 54, "IPv6 payload length");
-            assert_eq!(usize::from(be16(d, 58).unwrap()), d.len() - 54, "UDP length");
+            assert_eq!(
+                usize::from(be16(d, 18).unwrap()),
+                d.len() - 54,
+                "IPv6 payload length"
+            );
+            assert_eq!(
+                usize::from(be16(d, 58).unwrap()),
+                d.len() - 54,
+                "UDP length"
+            );
             got.extend_from_slice(&d[62..]);
         }
         assert_eq!(got, payload);
@@ -671,12 +726,25 @@ mod tests {
         for bad in [
             VnetHdr { gso_size: 0, ..hdr },
             VnetHdr { gso_size: 1, ..hdr },
-            VnetHdr { gso_size: 4000, ..hdr },
-            VnetHdr { gso_type: GSO_TCPV6, ..hdr },
-            VnetHdr { gso_type: GSO_UDP, ..hdr },
+            VnetHdr {
+                gso_size: 4000,
+                ..hdr
+            },
+            VnetHdr {
+                gso_type: GSO_TCPV6,
+                ..hdr
+            },
+            VnetHdr {
+                gso_type: GSO_UDP,
+                ..hdr
+            },
             VnetHdr { gso_type: 9, ..hdr },
         ] {
-            assert_eq!(segment(Split::whole(&f), &bad, &mut pool, &mut count), None, "{bad:?}");
+            assert_eq!(
+                segment(Split::whole(&f), &bad, &mut pool, &mut count),
+                None,
+                "{bad:?}"
+            );
         }
         // Every truncation and a few corruptions of the frame.
         for cut in 0..80 {
