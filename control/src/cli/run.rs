@@ -58,7 +58,10 @@ fn open_port(ifname: &str, backend: &str) -> Result<Box<dyn Port>> {
             tracing::info!("attached {}", port.name());
             Ok(Box::new(port))
         }
-        other => bail!("unknown backend \"{other}\": use auto or afxdp"),
+        "afpacket" => Ok(Box::new(ironflow_datapath::afpacket::AfPacketPort::open(
+            ifname,
+        )?)),
+        other => bail!("unknown backend \"{other}\": use auto, afxdp or afpacket"),
     }
 }
 
