@@ -70,6 +70,10 @@ pub struct Report {
     pub dropped: u64,
     pub conntrack_entries: u64,
     pub cores: u32,
+    /// The worker's megaflows after the run, as `dpctl/dump-flows` prints
+    /// them (for `--show-flows`).
+    #[serde(skip)]
+    pub megaflow_dump: Vec<String>,
 }
 
 const WEB1: PortId = 1;
@@ -300,6 +304,10 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
         dropped,
         conntrack_entries: w_conntrack_entries(&w),
         cores: 1,
+        megaflow_dump: w
+            .megaflows()
+            .map(|(k, m, f, hits)| ironflow_datapath::dump::format_megaflow(k, m, f, hits))
+            .collect(),
     })
 }
 

@@ -12,8 +12,9 @@ const USAGE: &str = "usage:
   ironflow-bench compile --snapshot FILE [--threads N] [--digest]
       (FILE from `ironflow sb dump` or `ironflow-lab synth`; --digest adds a
       hash of the compiled tables, to check that a change keeps them)
-  ironflow-bench engine --scenario NAME [--flows N] [--seconds S] [--json]
-      NAME: seed-cross-node, seed-same-switch, seed-decap, conntrack-new, mixed";
+  ironflow-bench engine --scenario NAME [--flows N] [--seconds S] [--json] [--show-flows]
+      NAME: seed-cross-node, seed-same-switch, seed-decap, conntrack-new, mixed
+      (--show-flows prints the megaflows after the run, as dpctl/dump-flows)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,7 +27,9 @@ fn main() -> ExitCode {
             }
         },
         [cmd, rest @ ..] if cmd == "engine" => match engine_args(rest) {
-            Ok((scenario, flows, seconds, json)) => run_engine(scenario, flows, seconds, json),
+            Ok((scenario, flows, seconds, json, show)) => {
+                run_engine(scenario, flows, seconds, json, show)
+            }
             Err(e) => {
                 eprintln!("ironflow-bench: {e}\n{USAGE}");
                 return ExitCode::from(2);
@@ -178,9 +181,10 @@ fn program_digest(program: &Program) -> u64 {
     h.finish()
 }
 
-/// `engine`'s flags: scenario, flows, seconds, JSON output.
-fn engine_args(args: &[String]) -> Result<(Scenario, usize, f64, bool), String> {
+/// `engine`'s flags: scenario, flows, seconds, JSON output, flow dump.
+fn engine_args(args: &[String]) -> Result<(Scenario, usize, f64, bool, bool), String> {
     let mut scenario = None;
+    let mut show = false;
     let mut flows = 1usize;
     let mut seconds = 3.0f64;
     let mut json = false;
@@ -208,15 +212,27 @@ fn engine_args(args: &[String]) -> Result<(Scenario, usize, f64, bool), String> 
                     .map_err(|_| "--seconds takes a number of seconds".to_string())?;
             }
             "--json" => json = true,
+            "--show-flows" => show = true,
             other => return Err(format!("unknown argument \"{other}\"")),
         }
     }
     let scenario = scenario.ok_or("--scenario is required")?;
-    Ok((scenario, flows, seconds, json))
+    Ok((scenario, flows, seconds, json, show))
 }
 
-fn run_engine(scenario: Scenario, flows: usize, seconds: f64, json: bool) -> Result<(), String> {
+fn run_engine(
+    scenario: Scenario,
+    flows: usize,
+    seconds: f64,
+    json: bool,
+    show: bool,
+) -> Result<(), String> {
     let r = engine::run(scenario, flows, seconds)?;
+    if show {
+        for line in &r.megaflow_dump {
+            println!("{line}");
+        }
+    }
     println!(
         "{}: {:.2} Mpps ({:.0} ns/packet) on 1 core, {} flows, {} packets in {:.2} s, {} upcalls, {} megaflows, {} dropped, {} conntrack entries",
         r.scenario,
