@@ -11,6 +11,8 @@
 pub mod central;
 pub mod differential;
 pub mod embedded;
+pub mod lab;
+pub mod netns;
 pub mod seed;
 pub mod stock;
 pub mod synthetic;

@@ -1,8 +1,11 @@
-//! `ironflow-lab`: starts and stops the labs by hand (the seed central for now).
+//! `ironflow-lab`: starts and stops the labs by hand: the seed central
+//! alone, or the whole seed cluster in network namespaces with an
+//! `ironflow run` per node (`up`, `down`, `demo`).
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ironflow_testbeds::central::{stop_in, OvnCentral};
+use ironflow_testbeds::lab::{self, LabConfig, SeedLab};
 use ironflow_testbeds::seed::build_seed;
 use ironflow_testbeds::{synthetic, topologies};
 use std::path::PathBuf;
@@ -48,6 +51,29 @@ enum Command {
     Stop {
         #[arg(long, default_value = "lab/seed")]
         dir: PathBuf,
+    },
+    /// Start the seed cluster: a central, three nodes (kube-master,
+    /// kube-node1, kube-node2) each running `ironflow run` in its own
+    /// network namespace, pods web-1 (kube-node2) and sshd-2 (kube-node1)
+    /// in theirs; it keeps running until `ironflow-lab down`.
+    Up {
+        /// Directory for the central, the daemons' logs and sockets.
+        #[arg(long, default_value = "lab/cluster")]
+        dir: PathBuf,
+        /// `ironflow run --backend`.
+        #[arg(long, default_value = "afpacket")]
+        backend: String,
+    },
+    /// Take apart the cluster `up` started in DIR.
+    Down {
+        #[arg(long, default_value = "lab/cluster")]
+        dir: PathBuf,
+    },
+    /// Start the seed cluster, ping sshd-2 from web-1 across nodes, trace
+    /// that packet, show kube-node2's counters, and take it all down.
+    Demo {
+        #[arg(long, default_value = "afpacket")]
+        backend: String,
     },
 }
 
@@ -105,6 +131,24 @@ fn run(cli: Cli) -> Result<()> {
             stop_in(&dir)?;
             println!("stopped the central in {}", dir.display());
         }
+        Command::Up { dir, backend } => {
+            if dir.exists() {
+                lab::down(&dir)?;
+            }
+            let lab = SeedLab::start(LabConfig {
+                dir: Some(dir.clone()),
+                keep: true,
+                backend,
+                ..LabConfig::new("lab")
+            })?;
+            print!("{}", lab.describe());
+            println!("  down: ironflow-lab down --dir {}", dir.display());
+        }
+        Command::Down { dir } => {
+            lab::down(&dir)?;
+            println!("took down the lab in {}", dir.display());
+        }
+        Command::Demo { backend } => demo(&backend)?,
     }
     Ok(())
 }
@@ -124,4 +168,75 @@ fn announce(central: &OvnCentral, what: &str) {
         "  stop: ironflow-lab stop --dir {}",
         central.dir().display()
     );
+}
+
+/// The README's main command: the seed write-up's ping, through ironflow.
+fn demo(backend: &str) -> Result<()> {
+    let start = std::time::Instant::now();
+    println!("== starting the seed cluster: OVN central, 3 ironflow nodes, pods web-1 and sshd-2");
+    let lab = SeedLab::start(LabConfig {
+        backend: backend.into(),
+        ..LabConfig::new(&ironflow_testbeds::netns::unique_prefix("dm"))
+    })?;
+    for node in lab.nodes() {
+        println!(
+            "   {:<12} ironflow run in netns {}, underlay {}",
+            node.name,
+            node.ns().name(),
+            node.encap_ip
+        );
+    }
+    println!("   ready in {:.1} s", start.elapsed().as_secs_f64());
+    let web = lab.pod("web-1")?;
+    let sshd = lab.pod("sshd-2")?;
+    println!(
+        "\n== web-1 ({}, on kube-node2) pings sshd-2 ({}, on kube-node1): routed by kube-master, Geneve between the nodes",
+        web.spec.ip, sshd.spec.ip
+    );
+    println!(
+        "$ ip netns exec {} ping -c 3 {}",
+        web.ns().name(),
+        sshd.spec.ip
+    );
+    let (ok, out) = web.ping(sshd.spec.ip, 3)?;
+    print!("{out}");
+    if !ok {
+        anyhow::bail!(
+            "ping failed; kube-node2's log:\n{}",
+            lab.node("kube-node2")?.log_tail(20)
+        );
+    }
+    let microflow = format!(
+        "inport == \"web-1\" && eth.src == {} && eth.dst == 00:00:00:d3:4b:aa && ip4.src == {} && ip4.dst == {} && ip.ttl == 64 && icmp4.type == 8",
+        web.spec.mac, web.spec.ip, sshd.spec.ip
+    );
+    let sb = lab.central().sb_remote();
+    println!("\n== that echo request as kube-node2 forwards it");
+    println!("$ ironflow trace --db {sb} --chassis kube-node2 --ct new --summary kube-node2 '{microflow}'");
+    print!(
+        "{}",
+        lab.ironflow_raw(&[
+            "trace",
+            "--db",
+            &sb,
+            "--chassis",
+            "kube-node2",
+            "--ct",
+            "new",
+            "--summary",
+            "kube-node2",
+            &microflow,
+        ])?
+    );
+    let node2 = lab.node("kube-node2")?;
+    println!("\n== kube-node2's counters");
+    println!(
+        "$ ironflow stats --mgmt-socket {}",
+        node2.mgmt_socket().display()
+    );
+    print!("{}", lab.ironflow("kube-node2", &["stats"])?);
+    println!("\n== taking the cluster down");
+    drop(lab);
+    println!("done in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
 }

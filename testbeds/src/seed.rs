@@ -118,7 +118,7 @@ pub fn commands() -> Vec<Vec<String>> {
         add(&["lsp-set-addresses", vif.name, &addresses]);
         add(&["lsp-set-port-security", vif.name, &addresses]);
     }
-    // sshd-2 takes ssh from web clients only.
+    // sshd-2 takes ssh from web clients only, and pings from anyone.
     add(&["pg-add", "pg_sshd", "sshd-2"]);
     add(&[
         "create",
@@ -132,6 +132,15 @@ pub fn commands() -> Vec<Vec<String>> {
         "to-lport",
         "1001",
         "outport == @pg_sshd && ip4.src == $web_clients && tcp.dst == 22",
+        "allow-related",
+    ]);
+    // Ping reaches it too, as in the seed write-up (ttl=63 replies).
+    add(&[
+        "acl-add",
+        "pg_sshd",
+        "to-lport",
+        "1001",
+        "outport == @pg_sshd && icmp4",
         "allow-related",
     ]);
     add(&[
