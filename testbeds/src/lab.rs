@@ -44,6 +44,32 @@ pub const POD_MTU: u32 = 1400;
 /// The state file of a lab that outlives its process.
 const STATE: &str = "lab.state";
 
+/// What the `ironflow` binary at hand can do, from its `--help`: the lab
+/// works with daemons from before `port add` and `--state` as well.
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    port_add: bool,
+    state: bool,
+}
+
+impl Caps {
+    fn of(bin: &Path) -> Caps {
+        let help = |args: &[&str]| {
+            Command::new(bin)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        Caps {
+            port_add: help(&["port", "add", "--help"]).contains("--iface-id"),
+            state: help(&["run", "--help"]).contains("--state"),
+        }
+    }
+}
+
 /// Why the lab cannot run here, if it cannot: tests skip on `Some`.
 pub fn unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
@@ -248,9 +274,14 @@ pub struct Node {
     mgmt: PathBuf,
     log: PathBuf,
     pidfile: PathBuf,
+    state: PathBuf,
     child: Option<Child>,
-    /// Interfaces attached, by name, with their logical ports.
+    /// Interfaces attached with `--port` at start, by name, with their
+    /// logical ports.
     ports: BTreeMap<String, String>,
+    /// Interfaces attached while the daemon ran (`ironflow port add`):
+    /// its state file brings them back after a restart.
+    added: BTreeMap<String, String>,
 }
 
 impl Node {
@@ -292,6 +323,7 @@ impl Node {
 pub struct SeedLab {
     prefix: String,
     bin: PathBuf,
+    caps: Caps,
     backend: String,
     keep: bool,
     // Drop order matters: daemons first (in `drop`), then pods, nodes and
@@ -335,9 +367,11 @@ impl SeedLab {
         }
         central.nbctl_batch(&commands)?;
         let underlay = Netns::new(&format!("ifl-{}-ul", cfg.prefix))?;
+        let caps = Caps::of(&bin);
         let mut lab = SeedLab {
             prefix: cfg.prefix.clone(),
             bin,
+            caps,
             backend: cfg.backend.clone(),
             keep: cfg.keep,
             pods: Vec::new(),
@@ -449,9 +483,11 @@ impl SeedLab {
             mgmt: path("sock"),
             log: path("log"),
             pidfile: path("pid"),
+            state: path("state"),
             ns,
             child: None,
             ports: BTreeMap::new(),
+            added: BTreeMap::new(),
         });
         Ok(())
     }
@@ -537,6 +573,13 @@ impl SeedLab {
             .arg(node.mgmt_arg());
         for (ifname, lsp) in &node.ports {
             cmd.arg(format!("--port={ifname}={lsp}"));
+        }
+        if self.caps.state {
+            cmd.arg(format!("--state={}", node.state.display()));
+        } else {
+            for (ifname, lsp) in &node.added {
+                cmd.arg(format!("--port={ifname}={lsp}"));
+            }
         }
         let _ = std::fs::remove_file(&node.mgmt);
         // `ip netns exec` execs the program: the child is the daemon itself.
@@ -633,21 +676,40 @@ impl SeedLab {
     }
 
     /// Adds a pod while the lab runs: its logical port (if the lab's own),
-    /// its namespace and veth, and its node's daemon restarted with the new
-    /// port. Returns once the port is up in the NB.
+    /// its namespace and veth attached to its node's running daemon with
+    /// `ironflow port add` (or, with a daemon that has no `port add`, the
+    /// daemon restarted with one more `--port`). Returns once the port is
+    /// up in the NB.
     pub fn add_pod(&mut self, spec: PodSpec) -> Result<&Pod> {
         if spec.extra {
             self.central.nbctl_batch(&spec.nb_commands())?;
         }
-        let lsp = spec.lsp.clone();
-        let node = spec.node.clone();
+        let (lsp, node) = (spec.lsp.clone(), spec.node.clone());
         let p = self.plumb_pod(spec)?;
         let n = self.node_index(&node)?;
-        self.stop_daemon(n)?;
-        self.spawn_daemon(n)?;
+        let ifname = self.pods[p].ifname.clone();
+        let moved = self.nodes[n].ports.remove(&ifname);
+        self.nodes[n]
+            .added
+            .extend(moved.map(|l| (ifname.clone(), l)));
+        if self.caps.port_add {
+            let backend = format!("--backend={}", self.backend);
+            let iface_id = format!("--iface-id={lsp}");
+            self.ironflow(&node, &["port", "add", &ifname, &iface_id, &backend])?;
+        } else {
+            self.stop_daemon(n)?;
+            self.spawn_daemon(n)?;
+        }
         self.wait_ready(Duration::from_secs(30))
             .with_context(|| format!("after adding {lsp}"))?;
         Ok(&self.pods[p])
+    }
+
+    /// Whether the daemon has `ironflow port add` (else [`SeedLab::add_pod`]
+    /// restarts it) and a `--state` file (else a restart passes every port
+    /// as `--port`).
+    pub fn runtime_ports(&self) -> (bool, bool) {
+        (self.caps.port_add, self.caps.state)
     }
 
     /// SIGKILL to a node's daemon: no chance to clean up.
