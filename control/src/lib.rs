@@ -3,10 +3,12 @@
 //! Owns the OVSDB client ([`ovsdb`]), the Southbound follower that keeps a
 //! typed copy of the SB tables and turns it into a
 //! [`LogicalNetwork`](ironflow_pipeline::LogicalNetwork) ([`sb`]), and the
-//! `ironflow` command line ([`cli`]), and chassis registration
-//! ([`chassis`]). Later: port claiming, controller actions (ovn-controller's pinctrl), the daemon and
-//! its management socket.
+//! `ironflow` command line ([`cli`]), chassis registration and port claims
+//! ([`chassis`]), attaching interfaces to port backends ([`attach`]), the
+//! node daemon ([`daemon`]) and its management socket ([`mgmt`]). Later:
+//! controller actions (ovn-controller's pinctrl).
 
+pub mod attach;
 pub mod chassis;
 pub mod cli;
 pub mod daemon;

@@ -1,7 +1,8 @@
 //! The management socket (the role of `ovs-appctl`): a unix socket, mode
 //! 0600, that answers one JSON request per line — `{"command": "show"}`,
-//! `"stats"` or `"flows"` — with one JSON line, and the client side the
-//! `ironflow show|stats|flows --mgmt-socket PATH` commands use.
+//! `"stats"`, `"flows"`, `"port-list"`, `"port-add"`, `"port-del"`,
+//! `"trace"` — with one JSON line, and the client side the `ironflow
+//! show|stats|flows|port|trace --live` commands use.
 
 use crate::chassis::ChassisConfig;
 use anyhow::{bail, Context, Result};
@@ -15,15 +16,41 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
 
-/// One attached port, as `show` lists it.
+/// One attached port, as `show` and `port list` list it.
 #[derive(Debug, Clone)]
 pub struct PortInfo {
     pub id: PortId,
+    /// The backend's name for it (`afpacket:veth0`).
     pub name: String,
+    pub ifname: String,
     pub iface_id: String,
+    pub backend: String,
     pub stats: PortStats,
+    /// Receive and send failures (a vanished interface, say).
+    pub errors: u64,
+    pub last_error: Option<String>,
 }
+
+/// A change to the node's ports, carried out by the daemon's control task.
+#[derive(Debug)]
+pub enum PortRequest {
+    Add {
+        ifname: String,
+        iface_id: String,
+        backend: String,
+    },
+    Del {
+        name: String,
+    },
+}
+
+/// A request's answer, or what went wrong in one line.
+pub type Reply = Value;
+
+/// A port request with where its answer goes.
+pub type PortRequestMsg = (PortRequest, oneshot::Sender<Result<Reply, String>>);
 
 /// What the worker thread shares with the management socket.
 pub struct MgmtState {
@@ -35,15 +62,28 @@ pub struct MgmtState {
     /// when asked (it owns its caches).
     pub flows: Mutex<Vec<String>>,
     pub flows_wanted: AtomicBool,
+    /// Port changes go to the daemon's control task.
+    pub requests: mpsc::Sender<PortRequestMsg>,
+    /// Saved ports whose interface could not be opened.
+    pub missing: Mutex<Vec<Value>>,
 }
 
 fn port_json(p: &PortInfo) -> Value {
     json!({
-        "port": p.id, "name": p.name, "iface_id": p.iface_id,
+        "port": p.id, "name": p.name, "ifname": p.ifname, "iface_id": p.iface_id,
+        "backend": p.backend,
         "rx_packets": p.stats.rx_packets, "rx_bytes": p.stats.rx_bytes,
         "tx_packets": p.stats.tx_packets, "tx_bytes": p.stats.tx_bytes,
-        "tx_dropped": p.stats.tx_dropped,
+        "tx_dropped": p.stats.tx_dropped, "errors": p.errors, "last_error": p.last_error,
     })
+}
+
+/// A string field of a request.
+fn field<'a>(request: &'a Value, name: &str) -> Result<&'a str, String> {
+    request
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("the request lacks \"{name}\""))
 }
 
 impl MgmtState {
@@ -119,18 +159,78 @@ impl MgmtState {
         json!({ "flows": flows })
     }
 
+    fn port_list(&self) -> Value {
+        let ports: Vec<Value> = self
+            .ports
+            .lock()
+            .map(|p| p.iter().filter(|p| p.id != 0).map(port_json).collect())
+            .unwrap_or_default();
+        let missing = self.missing.lock().map(|m| m.clone()).unwrap_or_default();
+        json!({"ports": ports, "missing": missing})
+    }
+
+    /// Hands a port change to the control task and waits for its answer.
+    async fn port_request(&self, request: PortRequest) -> Value {
+        let (tx, rx) = oneshot::channel();
+        if self.requests.send((request, tx)).await.is_err() {
+            return json!({"error": "the daemon is shutting down"});
+        }
+        match rx.await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => json!({ "error": e }),
+            Err(_) => json!({"error": "the daemon is shutting down"}),
+        }
+    }
+
     async fn answer(&self, line: &str) -> Value {
         let request: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => return json!({"error": format!("not JSON: {e}")}),
         };
+        let port_add = |r: &Value| -> Result<PortRequest, String> {
+            Ok(PortRequest::Add {
+                ifname: field(r, "ifname")?.to_string(),
+                iface_id: field(r, "iface_id")?.to_string(),
+                backend: r
+                    .get("backend")
+                    .and_then(Value::as_str)
+                    .unwrap_or("auto")
+                    .to_string(),
+            })
+        };
         match request.get("command").and_then(Value::as_str) {
             Some("show") => self.show(),
             Some("stats") => self.stats(),
             Some("flows") => self.flows().await,
-            Some(other) => {
-                json!({"error": format!("unknown command \"{other}\": show, stats or flows")})
+            Some("port-list") => self.port_list(),
+            Some("port-add") => match port_add(&request) {
+                Ok(r) => self.port_request(r).await,
+                Err(e) => json!({ "error": e }),
+            },
+            Some("port-del") => match field(&request, "ifname") {
+                Ok(name) => {
+                    self.port_request(PortRequest::Del {
+                        name: name.to_string(),
+                    })
+                    .await
+                }
+                Err(e) => json!({ "error": e }),
+            },
+            Some("trace") => {
+                let config = self.engine.config();
+                match crate::cli::trace::live(
+                    &config.net,
+                    &config.program,
+                    &config.chassis,
+                    &request,
+                ) {
+                    Ok(v) => v,
+                    Err(e) => json!({ "error": e }),
+                }
             }
+            Some(other) => json!({"error": format!(
+                "unknown command \"{other}\": show, stats, flows, port-list, port-add, port-del or trace"
+            )}),
             None => json!({"error": "give {\"command\": …}"}),
         }
     }
@@ -165,6 +265,12 @@ pub async fn serve(path: &Path, state: Arc<MgmtState>) -> Result<()> {
 
 /// Sends one command to a running daemon and returns its answer.
 pub async fn request(path: &Path, command: &str) -> Result<Value> {
+    request_json(path, json!({ "command": command })).await
+}
+
+/// Sends one request (`{"command": …, …}`) to a running daemon and
+/// returns its answer; an `"error"` answer becomes the error.
+pub async fn request_json(path: &Path, request: Value) -> Result<Value> {
     let stream = UnixStream::connect(path).await.with_context(|| {
         format!(
             "cannot reach ironflow at {} (is `ironflow run` running with this --mgmt-socket?)",
@@ -172,9 +278,7 @@ pub async fn request(path: &Path, command: &str) -> Result<Value> {
         )
     })?;
     let (read, mut write) = stream.into_split();
-    write
-        .write_all(format!("{}\n", json!({"command": command})).as_bytes())
-        .await?;
+    write.write_all(format!("{request}\n").as_bytes()).await?;
     let mut lines = BufReader::new(read).lines();
     let Some(line) = lines.next_line().await? else {
         bail!("ironflow closed the management socket without answering");

@@ -52,13 +52,16 @@ fn node(central: &OvnCentral, name: &str, ip: Ipv4Addr, iface_id: &str) -> (Daem
         },
         remotes: parse_remotes(&central.sb_remote()).unwrap(),
         ports: vec![PortSpec {
+            ifname: format!("mem-{iface_id}"),
             iface_id: iface_id.into(),
             port: Box::new(port),
+            backend: "memory".into(),
         }],
         underlay: Box::new(UdpUnderlay::bind(SocketAddrV4::new(ip, 6081), 6081).unwrap()),
         mgmt_socket: Some(
             std::env::temp_dir().join(format!("ironflow-test-{}-{name}.sock", std::process::id())),
         ),
+        state_file: None,
     };
     (cfg, peer)
 }

@@ -3,6 +3,7 @@
 //! Each subcommand maps user input to the library and turns failures into
 //! one line that says what to fix; nothing here is needed by the library.
 
+pub mod detach;
 pub mod run;
 pub mod settings;
 pub mod show;
@@ -52,6 +53,36 @@ pub enum Command {
     Stats(MgmtArgs),
     /// A running node's megaflows, as `ovs-appctl dpctl/dump-flows`.
     Flows(MgmtArgs),
+    /// Attach, detach and list a running node's ports (the role of
+    /// `ovs-vsctl add-port … -- set Interface … external_ids:iface-id=…`).
+    #[command(subcommand)]
+    Port(PortCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PortCommand {
+    /// Attach interface IFNAME as logical port LSP; it is claimed at once
+    /// and kept across restarts of the daemon (its --state file).
+    Add {
+        ifname: String,
+        /// The logical switch port it is (`iface-id`).
+        #[arg(long, value_name = "LSP")]
+        iface_id: String,
+        /// auto (the best that works), afpacket, afxdp, or tap (creates
+        /// IFNAME as an internal port when it does not exist).
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        #[command(flatten)]
+        mgmt: MgmtArgs,
+    },
+    /// Detach interface IFNAME and release its logical port.
+    Del {
+        ifname: String,
+        #[command(flatten)]
+        mgmt: MgmtArgs,
+    },
+    /// The attached ports with their backends and counters.
+    List(MgmtArgs),
 }
 
 #[derive(Args, Debug)]
@@ -67,7 +98,10 @@ pub struct MgmtArgs {
 #[derive(Args, Debug)]
 pub struct TraceArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub source: TraceSource,
+    /// With --live: the running node's management socket.
+    #[arg(long, value_name = "PATH", default_value = run::DEFAULT_MGMT_SOCKET)]
+    pub mgmt_socket: PathBuf,
     /// Connection-tracking state for each recirculation in turn, e.g.
     /// `--ct new` (flags new, est, rel, rpl, inv, trk, snat, dnat joined by |).
     #[arg(long = "ct", value_name = "FLAGS")]
@@ -134,6 +168,35 @@ pub struct Source {
     pub snapshot: Option<PathBuf>,
 }
 
+/// Where `ironflow trace` gets its network: the SB, a snapshot, or a
+/// running node (`--live`).
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct TraceSource {
+    /// OVSDB remote of the SB: unix:PATH or tcp:IP:PORT (comma-separated for a cluster).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// A file written by `ironflow sb dump`.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+    /// Trace on the program a running node forwards with, as its chassis
+    /// (ports on other chassis are reached through tunnels); see
+    /// --mgmt-socket.
+    #[arg(long)]
+    pub live: bool,
+}
+
+impl TraceSource {
+    async fn load(&self) -> Result<Loaded> {
+        Source {
+            db: self.db.clone(),
+            snapshot: self.snapshot.clone(),
+        }
+        .load()
+        .await
+    }
+}
+
 /// A logical network and where it came from.
 pub struct Loaded {
     pub network: LogicalNetwork,
@@ -190,6 +253,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
             run::run_node(args).await?;
         }
         Command::Show(a) => print_mgmt(&a, "show").await?,
+        Command::Port(cmd) => port(cmd).await?,
         Command::Stats(a) => print_mgmt(&a, "stats").await?,
         Command::Flows(a) => {
             let reply = crate::mgmt::request(&a.mgmt_socket, "flows").await?;
@@ -202,55 +266,34 @@ pub async fn run(cli: Cli) -> Result<bool> {
             }
         }
         Command::Trace(args) => {
-            let loaded = args.source.load().await?;
-            let ct = args
-                .ct
-                .iter()
-                .map(|f| ironflow_pipeline::trace::parse_ct_flags(f))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(anyhow::Error::msg)?;
-            let lb_dst = args
-                .lb_dst
-                .as_deref()
-                .map(trace::parse_lb_dst)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let program = ironflow_pipeline::program::compile(&loaded.network);
-            let req = ironflow_pipeline::trace::TraceRequest {
-                datapath: &args.datapath,
-                microflow: &args.microflow,
-                ct,
-                lb_dst,
-                chassis: args.chassis.as_deref(),
+            let detail = if args.minimal {
+                trace::Detail::Minimal
+            } else if args.summary {
+                trace::Detail::Summary
+            } else {
+                trace::Detail::Detailed
             };
-            let outcome = ironflow_pipeline::trace::trace(&program, &loaded.network, &req)
-                .map_err(anyhow::Error::msg)?;
-            match args.format.as_str() {
-                "json" => println!("{}", trace::to_json(&outcome)),
-                "text" => {
-                    let detail = if args.minimal {
-                        trace::Detail::Minimal
-                    } else if args.summary {
-                        trace::Detail::Summary
-                    } else {
-                        trace::Detail::Detailed
-                    };
-                    let dp = loaded
-                        .network
-                        .find_datapath(&args.datapath)
-                        .expect("trace found it");
-                    let input = ironflow_pipeline::trace::microflow_key(
-                        &loaded.network,
-                        dp,
-                        &args.microflow,
-                    )
-                    .map_err(anyhow::Error::msg)?;
-                    print!(
-                        "{}",
-                        trace::to_text(&outcome, &input, detail, &loaded.network)
-                    );
+            let opts = trace::TraceOptions {
+                datapath: args.datapath,
+                microflow: args.microflow,
+                ct: args.ct,
+                lb_dst: args.lb_dst,
+                chassis: args.chassis,
+                detail,
+                format: args.format,
+            };
+            if args.source.live {
+                if opts.chassis.is_some() {
+                    bail!("--live traces as the running node's chassis: leave out --chassis");
                 }
-                other => bail!("unknown --format {other:?}: use text or json"),
+                let reply = crate::mgmt::request_json(&args.mgmt_socket, opts.to_request()).await?;
+                print!("{}", reply["output"].as_str().unwrap_or_default());
+            } else {
+                let loaded = args.source.load().await?;
+                let program = ironflow_pipeline::program::compile(&loaded.network);
+                let out =
+                    trace::render(&loaded.network, &program, &opts).map_err(anyhow::Error::msg)?;
+                print!("{out}");
             }
         }
         Command::Lflows(LflowsCommand::Check(source)) => {
@@ -284,6 +327,90 @@ pub async fn run(cli: Cli) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// `ironflow port add|del|list`.
+async fn port(cmd: PortCommand) -> Result<()> {
+    use crate::mgmt::request_json;
+    use serde_json::json;
+    match cmd {
+        PortCommand::Add {
+            ifname,
+            iface_id,
+            backend,
+            mgmt,
+        } => {
+            backend.parse::<crate::attach::Backend>()?;
+            let r = request_json(
+                &mgmt.mgmt_socket,
+                json!({"command": "port-add", "ifname": ifname, "iface_id": iface_id, "backend": backend}),
+            )
+            .await?;
+            if mgmt.json {
+                println!("{r}");
+            } else {
+                println!(
+                    "{} attached as {} (port {}, {})",
+                    ifname,
+                    iface_id,
+                    r["port"],
+                    r["backend"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        PortCommand::Del { ifname, mgmt } => {
+            let r = request_json(
+                &mgmt.mgmt_socket,
+                json!({"command": "port-del", "ifname": ifname}),
+            )
+            .await?;
+            if mgmt.json {
+                println!("{r}");
+            } else {
+                println!(
+                    "{} detached ({} released)",
+                    ifname,
+                    r["iface_id"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        PortCommand::List(mgmt) => {
+            let r = request_json(&mgmt.mgmt_socket, json!({"command": "port-list"})).await?;
+            if mgmt.json {
+                println!("{r}");
+                return Ok(());
+            }
+            println!(
+                "{:<16} {:<24} {:<9} {:>12} {:>12} {:>8}",
+                "IFNAME", "IFACE-ID", "BACKEND", "RX", "TX", "ERRORS"
+            );
+            for p in r["ports"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:<24} {:<9} {:>12} {:>12} {:>8}{}",
+                    p["ifname"].as_str().unwrap_or("?"),
+                    p["iface_id"].as_str().unwrap_or("?"),
+                    p["backend"].as_str().unwrap_or("?"),
+                    p["rx_packets"].as_u64().unwrap_or(0),
+                    p["tx_packets"].as_u64().unwrap_or(0),
+                    p["errors"].as_u64().unwrap_or(0),
+                    p["last_error"]
+                        .as_str()
+                        .map(|e| format!("  ({e})"))
+                        .unwrap_or_default()
+                );
+            }
+            for p in r["missing"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:<24} {:<9} not attached: {}",
+                    p["ifname"].as_str().unwrap_or("?"),
+                    p["iface_id"].as_str().unwrap_or("?"),
+                    p["backend"].as_str().unwrap_or("?"),
+                    p["error"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Asks a running node and prints the answer (pretty JSON: it nests).

@@ -1,13 +1,14 @@
-//! `ironflow run`: the node daemon in the foreground, with its settings
-//! from flags and an optional TOML file, pods attached by interface name
-//! and `iface-id`, until SIGINT or SIGTERM.
+//! `ironflow run`: the node daemon, in the foreground or (`--detach`) in
+//! the background, with its settings from flags and an optional TOML file,
+//! pods attached by interface name and `iface-id`, until SIGINT or SIGTERM.
 
+use super::detach;
 use super::settings::{merge, FileSettings, FlagSettings};
-use crate::daemon::{run, DaemonConfig, PortSpec};
+use crate::attach::{attach, Backend};
+use crate::daemon::{run_with, DaemonConfig, PortSpec};
 use crate::ovsdb::parse_remotes;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ironflow_datapath::port::Port;
 use ironflow_datapath::udp_underlay::UdpUnderlay;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
@@ -38,31 +39,44 @@ pub struct RunArgs {
     /// Attach interface IFNAME as the logical port IFACE_ID (repeatable).
     #[arg(long = "port", value_name = "IFNAME=IFACE_ID")]
     pub ports: Vec<String>,
-    /// How ports are attached: auto (the best that works) or afxdp.
+    /// How --port interfaces are attached: auto (the best that works:
+    /// AF_PACKET on veth, AF_XDP on NICs, TAP on taps), afpacket, afxdp,
+    /// or tap (creates the interface as an internal port).
     #[arg(long, default_value = "auto")]
     pub backend: String,
-    /// The management socket (`ironflow show|stats|flows` talk to it).
+    /// The management socket (`ironflow show|stats|flows|port|trace --live`
+    /// talk to it).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_MGMT_SOCKET)]
     pub mgmt_socket: PathBuf,
+    /// Where ports added with `ironflow port add` are kept, so that a
+    /// restarted daemon comes back with them. Default: next to the
+    /// management socket (`<socket>.ports.json`; /run does not outlive a
+    /// reboot, and neither do a node's pod interfaces).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Run in the background; the command returns once the node is up
+    /// (status 0) or failed to start (its error, status 1).
+    #[arg(long)]
+    pub detach: bool,
+    /// Write the daemon's pid here (removed on a clean exit).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// With --detach: where the log goes (appended); else it is dropped.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// Where the management socket is unless told otherwise.
 pub const DEFAULT_MGMT_SOCKET: &str = "/run/ironflow/ironflow.sock";
 
-/// Opens `ifname` with the backend asked for.
-fn open_port(ifname: &str, backend: &str) -> Result<Box<dyn Port>> {
-    match backend {
-        "auto" | "afxdp" => {
-            let port = ironflow_datapath::afxdp::AfXdpPort::open(ifname, 0)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            tracing::info!("attached {}", port.name());
-            Ok(Box::new(port))
-        }
-        "afpacket" => Ok(Box::new(ironflow_datapath::afpacket::AfPacketPort::open(
-            ifname,
-        )?)),
-        other => bail!("unknown backend \"{other}\": use auto, afxdp or afpacket"),
+/// Checks what can be checked before forking, so that `--detach` reports
+/// plain mistakes on the terminal.
+pub fn precheck(args: &RunArgs) -> Result<()> {
+    args.backend.parse::<Backend>()?;
+    if args.log_file.is_some() && !args.detach {
+        bail!("--log-file goes with --detach (in the foreground the log is stderr)");
     }
+    Ok(())
 }
 
 pub async fn run_node(args: RunArgs) -> Result<()> {
@@ -83,30 +97,62 @@ pub async fn run_node(args: RunArgs) -> Result<()> {
     )?;
     let remotes = parse_remotes(&settings.ovn_remote)
         .with_context(|| format!("ovn-remote \"{}\"", settings.ovn_remote))?;
+    if !args.detach {
+        if let Some(p) = &args.pidfile {
+            detach::foreground_pidfile(p)?;
+        }
+    }
+    // The underlay first: a wrong encap IP is the commonest mistake, and
+    // nothing should be registered in the SB for a node that cannot run.
+    let encap_ip = settings.chassis.encap_ip;
+    let underlay = UdpUnderlay::bind(SocketAddrV4::new(encap_ip, 6081), 6081).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+            anyhow::anyhow!(
+                "encap IP {encap_ip} is not an address of this node: give --encap-ip (ovn-encap-ip) an address of one of its interfaces"
+            )
+        } else if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "UDP port 6081 on {encap_ip} is taken (another ironflow or OVS on this node?)"
+            )
+        } else {
+            anyhow::anyhow!("cannot open the Geneve underlay on {encap_ip}:6081: {e}")
+        }
+    })?;
+    let backend: Backend = args.backend.parse()?;
     let mut ports = Vec::new();
     for spec in &args.ports {
         let Some((ifname, iface_id)) = spec.split_once('=') else {
             bail!("--port {spec}: write it IFNAME=IFACE_ID (e.g. --port veth-web1=web-1)");
         };
+        let a = attach(ifname, backend).with_context(|| format!("--port {spec}"))?;
         ports.push(PortSpec {
+            ifname: ifname.to_string(),
             iface_id: iface_id.to_string(),
-            port: open_port(ifname, &args.backend).with_context(|| format!("--port {spec}"))?,
+            port: a.port,
+            backend: a.backend.to_string(),
         });
     }
-    let underlay = UdpUnderlay::bind(SocketAddrV4::new(settings.chassis.encap_ip, 6081), 6081)?;
     if let Some(dir) = args.mgmt_socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| {
             format!("cannot create {} for the management socket", dir.display())
         })?;
     }
+    let state = args.state.unwrap_or_else(|| {
+        let mut p = args.mgmt_socket.clone().into_os_string();
+        p.push(".ports.json");
+        PathBuf::from(p)
+    });
     let cfg = DaemonConfig {
         chassis: settings.chassis,
         remotes,
         ports,
         underlay: Box::new(underlay),
         mgmt_socket: Some(args.mgmt_socket),
+        state_file: Some(state),
     };
-    run(cfg, shutdown_signal()).await
+    let result = run_with(cfg, shutdown_signal(), |_| detach::notify_ready()).await;
+    detach::remove_pidfile();
+    result
 }
 
 /// SIGINT or SIGTERM.

@@ -1,8 +1,11 @@
-//! `ironflow trace`: ovn-trace's arguments, and its output as text or JSON.
+//! `ironflow trace`: ovn-trace's arguments, and its output as text or JSON,
+//! on a network read from the SB or a snapshot, or (`--live`) on the
+//! program a running node forwards with.
 
 use ironflow_pipeline::classifier::Key;
 use ironflow_pipeline::interp::Outcome;
 use ironflow_pipeline::network::{LogicalNetwork, Pipeline};
+use ironflow_pipeline::program::Program;
 use ironflow_pipeline::trace::header_fields;
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -13,6 +16,114 @@ pub enum Detail {
     Detailed,
     Summary,
     Minimal,
+}
+
+/// What to trace and how to print it: the command line's arguments, or
+/// the same carried in a `trace` request to a running node.
+#[derive(Debug, Clone)]
+pub struct TraceOptions {
+    pub datapath: String,
+    pub microflow: String,
+    pub ct: Vec<String>,
+    pub lb_dst: Option<String>,
+    pub chassis: Option<String>,
+    pub detail: Detail,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl TraceOptions {
+    /// As a management request.
+    pub fn to_request(&self) -> Value {
+        json!({
+            "command": "trace",
+            "datapath": self.datapath,
+            "microflow": self.microflow,
+            "ct": self.ct,
+            "lb_dst": self.lb_dst,
+            "detail": match self.detail {
+                Detail::Detailed => "detailed",
+                Detail::Summary => "summary",
+                Detail::Minimal => "minimal",
+            },
+            "format": self.format,
+        })
+    }
+
+    fn from_request(r: &Value, chassis: &str) -> Result<TraceOptions, String> {
+        let text = |name: &str| r.get(name).and_then(Value::as_str).map(str::to_string);
+        let detail = match text("detail").as_deref() {
+            None | Some("detailed") => Detail::Detailed,
+            Some("summary") => Detail::Summary,
+            Some("minimal") => Detail::Minimal,
+            Some(other) => return Err(format!("unknown detail {other:?}")),
+        };
+        Ok(TraceOptions {
+            datapath: text("datapath").ok_or("the request lacks \"datapath\"")?,
+            microflow: text("microflow").ok_or("the request lacks \"microflow\"")?,
+            ct: r
+                .get("ct")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            lb_dst: text("lb_dst"),
+            chassis: Some(chassis.to_string()),
+            detail,
+            format: text("format").unwrap_or_else(|| "text".into()),
+        })
+    }
+}
+
+/// Traces `opts` through `program` (compiled from `net`) and renders it.
+pub fn render(
+    net: &LogicalNetwork,
+    program: &Program,
+    opts: &TraceOptions,
+) -> Result<String, String> {
+    let ct = opts
+        .ct
+        .iter()
+        .map(|f| ironflow_pipeline::trace::parse_ct_flags(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let lb_dst = opts.lb_dst.as_deref().map(parse_lb_dst).transpose()?;
+    let req = ironflow_pipeline::trace::TraceRequest {
+        datapath: &opts.datapath,
+        microflow: &opts.microflow,
+        ct,
+        lb_dst,
+        chassis: opts.chassis.as_deref(),
+    };
+    let outcome = ironflow_pipeline::trace::trace(program, net, &req)?;
+    match opts.format.as_str() {
+        "json" => Ok(format!("{}\n", to_json(&outcome))),
+        "text" => {
+            let dp = net
+                .find_datapath(&opts.datapath)
+                .ok_or_else(|| format!("no datapath {:?}", opts.datapath))?;
+            let input = ironflow_pipeline::trace::microflow_key(net, dp, &opts.microflow)?;
+            Ok(to_text(&outcome, &input, opts.detail, net))
+        }
+        other => Err(format!("unknown --format {other:?}: use text or json")),
+    }
+}
+
+/// A running node's answer to a `trace` request: the trace, as this
+/// chassis forwards (ports elsewhere are reached through tunnels), on the
+/// program it is forwarding with right now.
+pub fn live(
+    net: &LogicalNetwork,
+    program: &Program,
+    chassis: &str,
+    request: &Value,
+) -> Result<Value, String> {
+    let opts = TraceOptions::from_request(request, chassis)?;
+    let output = render(net, program, &opts)?;
+    Ok(json!({ "chassis": chassis, "output": output }))
 }
 
 /// Parses `--lb-dst`: `IP`, `IP:PORT` or `[IPv6]:PORT`.

@@ -1,0 +1,619 @@
+//! The node daemon's core: register the chassis, follow the Southbound,
+//! compile and publish each new logical network to the datapath without
+//! stopping it, run a worker thread over the ports, attach and detach
+//! ports at run time (and remember them across restarts), claim the
+//! ports' logical ports, and undo all of it on a clean exit.
+//!
+//! The control side runs on tokio; the worker is a plain thread polling
+//! its ports in batches, reading the published config through the engine's
+//! atomic pointer, so a recompile never stops forwarding.
+
+pub mod state;
+mod worker;
+
+use crate::attach::{attach, Backend};
+use crate::chassis::{claim, register, release, unregister, ChassisConfig};
+use crate::mgmt::{serve, MgmtState, PortRequest, Reply};
+use crate::ovsdb::{Client, Remote};
+use crate::sb::{FollowOptions, SbFollower};
+use anyhow::{bail, Context, Result};
+use ironflow_datapath::config::{Config, Underlay};
+use ironflow_datapath::conntrack::CtConfig;
+use ironflow_datapath::engine::Engine;
+use ironflow_datapath::port::{Port, PortId};
+use ironflow_datapath::worker::WorkerStats;
+use ironflow_pipeline::program::{compile, Program};
+use ironflow_pipeline::LogicalNetwork;
+use serde_json::json;
+use state::SavedPort;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use worker::{worker_loop, WorkerCommand, WorkerPort};
+
+/// The datapath port number of the underlay.
+pub const UNDERLAY_PORT: PortId = 0;
+
+/// How long to wait for the Southbound before saying it cannot be reached.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often interfaces that vanished or are missing are looked for.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// A port to attach, bound to a logical port (its `iface-id`).
+pub struct PortSpec {
+    /// The interface's name (what `ironflow port del` takes).
+    pub ifname: String,
+    pub iface_id: String,
+    pub port: Box<dyn Port>,
+    /// The backend serving it, for `ironflow port list`.
+    pub backend: String,
+}
+
+/// What `ironflow run` is told.
+pub struct DaemonConfig {
+    pub chassis: ChassisConfig,
+    pub remotes: Vec<Remote>,
+    pub ports: Vec<PortSpec>,
+    /// The port Geneve packets leave and arrive by.
+    pub underlay: Box<dyn Port>,
+    /// Where to serve the management socket, if anywhere.
+    pub mgmt_socket: Option<PathBuf>,
+    /// Where ports added at run time are kept (see [`state`]); none keeps
+    /// them for this run only.
+    pub state_file: Option<PathBuf>,
+}
+
+/// A port the daemon has (or was asked to have and could not open).
+struct Attachment {
+    id: PortId,
+    ifname: String,
+    iface_id: String,
+    backend: String,
+    /// Added at run time or restored from the state file: saved there.
+    saved: bool,
+}
+
+/// A port whose interface is not there.
+struct Missing {
+    port: SavedPort,
+    error: String,
+    saved: bool,
+}
+
+/// The daemon's own view of its ports, owned by the control task.
+struct Ports {
+    list: Vec<Attachment>,
+    /// Ports whose interface is not there (it could not be opened on
+    /// start, or it vanished): listed with why, kept in the state file if
+    /// they were saved, and attached again when the interface comes back.
+    missing: Vec<Missing>,
+    next_id: PortId,
+}
+
+impl Ports {
+    fn bindings(&self) -> Vec<(PortId, String)> {
+        self.list
+            .iter()
+            .map(|a| (a.id, a.iface_id.clone()))
+            .collect()
+    }
+
+    fn saved(&self) -> Vec<SavedPort> {
+        let mut v: Vec<SavedPort> = self
+            .list
+            .iter()
+            .filter(|a| a.saved)
+            .map(|a| SavedPort {
+                ifname: a.ifname.clone(),
+                iface_id: a.iface_id.clone(),
+                backend: a.backend.clone(),
+            })
+            .collect();
+        v.extend(
+            self.missing
+                .iter()
+                .filter(|m| m.saved)
+                .map(|m| m.port.clone()),
+        );
+        v
+    }
+}
+
+/// The datapath config for `net` (compiled as `program`) as `chassis`
+/// runs it, with `bindings` of datapath ports to logical ports.
+fn datapath_config(
+    net: Arc<LogicalNetwork>,
+    program: Arc<Program>,
+    chassis: &ChassisConfig,
+    bindings: &[(PortId, String)],
+) -> Config {
+    // Every other chassis's Geneve endpoint. The kernel's UDP stack
+    // resolves next hops, so no MACs are needed.
+    let chassis_ips: HashMap<String, Ipv4Addr> = net
+        .chassis
+        .values()
+        .filter(|c| c.name != chassis.name)
+        .filter_map(|c| {
+            let e = c.encaps.iter().find(|e| e.encap_type == "geneve")?;
+            Some((c.name.clone(), e.ip.parse().ok()?))
+        })
+        .collect();
+    let mut config = Config::with_program(net, program, &chassis.name);
+    for (port, iface_id) in bindings {
+        if let Err(e) = config.bind(*port, iface_id) {
+            // A port may be attached before its logical port exists; it
+            // binds on the Southbound update that brings it.
+            info!("port {port} not bound yet: {e}");
+        }
+    }
+    config.underlay = Some(Underlay {
+        port: UNDERLAY_PORT,
+        local_ip: chassis.encap_ip,
+        local_mac: [0; 6],
+        next_hop_macs: chassis_ips.values().map(|ip| (*ip, [0; 6])).collect(),
+        chassis_ips,
+    });
+    config
+}
+
+/// A running daemon: what its management socket serves.
+pub type Daemon = MgmtState;
+
+/// Runs the node until `shutdown` completes, then unclaims its ports and
+/// unregisters its chassis.
+pub async fn run(cfg: DaemonConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    run_with(cfg, shutdown, |_| {}).await
+}
+
+/// [`run`], handing the running daemon to `started` once it forwards.
+pub async fn run_with(
+    cfg: DaemonConfig,
+    shutdown: impl Future<Output = ()>,
+    started: impl FnOnce(&Daemon),
+) -> Result<()> {
+    let remote = cfg
+        .remotes
+        .first()
+        .context("give the Southbound database's address (--ovn-remote)")?
+        .clone();
+    let (client, _events) =
+        tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(&remote, &Default::default()))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "cannot connect to the Southbound database at {remote}: no answer in {}s (check --ovn-remote)",
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            })?
+            .with_context(|| {
+                format!("cannot connect to the Southbound database at {remote} (check --ovn-remote)")
+            })?;
+    register(&client, &cfg.chassis)
+        .await
+        .context("cannot register the chassis")?;
+    info!(chassis = %cfg.chassis.name, "chassis registered");
+
+    let follower = SbFollower::spawn(cfg.remotes.clone(), FollowOptions::default());
+    let mut views = follower.subscribe();
+    let first = loop {
+        if let Some(v) = views.borrow_and_update().clone() {
+            break v;
+        }
+        views
+            .changed()
+            .await
+            .context("lost the Southbound follower")?;
+    };
+
+    // The ports: the command line's, then the saved ones.
+    let mut ports = Ports {
+        list: Vec::new(),
+        missing: Vec::new(),
+        next_id: 1,
+    };
+    let mut worker_ports = Vec::new();
+    for p in cfg.ports {
+        let id = ports.next_id;
+        ports.next_id += 1;
+        worker_ports.push(WorkerPort::new(
+            id,
+            &p.ifname,
+            &p.iface_id,
+            &p.backend,
+            p.port,
+        ));
+        ports.list.push(Attachment {
+            id,
+            ifname: p.ifname,
+            iface_id: p.iface_id,
+            backend: p.backend,
+            saved: false,
+        });
+    }
+    let saved = match &cfg.state_file {
+        Some(path) => state::load(path)?,
+        None => Vec::new(),
+    };
+    for s in saved {
+        if ports.list.iter().any(|a| a.ifname == s.ifname) {
+            continue;
+        }
+        let opened = s
+            .backend
+            .parse::<Backend>()
+            .and_then(|b| attach(&s.ifname, b));
+        match opened {
+            Ok(a) => {
+                let id = ports.next_id;
+                ports.next_id += 1;
+                info!(
+                    "restored port {} ({}) from the state file",
+                    s.ifname, s.iface_id
+                );
+                worker_ports.push(WorkerPort::new(
+                    id,
+                    &s.ifname,
+                    &s.iface_id,
+                    &a.backend.to_string(),
+                    a.port,
+                ));
+                ports.list.push(Attachment {
+                    id,
+                    ifname: s.ifname,
+                    iface_id: s.iface_id,
+                    backend: s.backend,
+                    saved: true,
+                });
+            }
+            Err(e) => {
+                warn!(
+                    "saved port {} ({}) not attached: {e:#}",
+                    s.ifname, s.iface_id
+                );
+                ports.missing.push(Missing {
+                    port: s,
+                    error: format!("{e:#}"),
+                    saved: true,
+                });
+            }
+        }
+    }
+
+    let chassis = cfg.chassis.clone();
+    let mut current = {
+        let net = first.network.clone();
+        tokio::task::spawn_blocking(move || {
+            let program = Arc::new(compile(&net));
+            (net, program)
+        })
+        .await?
+    };
+    let config = datapath_config(
+        current.0.clone(),
+        current.1.clone(),
+        &chassis,
+        &ports.bindings(),
+    );
+    let engine = Engine::new(config, CtConfig::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (requests_tx, mut requests) = mpsc::channel(16);
+    let mgmt = Arc::new(MgmtState {
+        chassis: chassis.clone(),
+        engine: engine.clone(),
+        worker: Mutex::new(WorkerStats::default()),
+        ports: Mutex::new(Vec::new()),
+        flows: Mutex::new(Vec::new()),
+        flows_wanted: AtomicBool::new(false),
+        requests: requests_tx,
+        missing: Mutex::new(Vec::new()),
+    });
+    publish_missing(&mgmt, &ports);
+    let (worker_tx, worker_rx) = std::sync::mpsc::channel();
+    worker_ports.insert(
+        0,
+        WorkerPort::new(UNDERLAY_PORT, "(underlay)", "", "udp", cfg.underlay),
+    );
+    let worker = {
+        let (engine, stop, mgmt) = (engine.clone(), stop.clone(), mgmt.clone());
+        std::thread::Builder::new()
+            .name("ironflow-worker".into())
+            .spawn(move || worker_loop(engine, worker_ports, worker_rx, stop, mgmt))
+            .context("cannot start the worker thread")?
+    };
+    let server = match &cfg.mgmt_socket {
+        Some(path) => {
+            let (path, mgmt) = (path.clone(), mgmt.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = serve(&path, mgmt).await {
+                    warn!("management socket: {e:#}");
+                }
+            }))
+        }
+        None => None,
+    };
+    for a in &ports.list {
+        if let Err(e) = claim(&client, &a.iface_id, &chassis.name).await {
+            warn!("cannot claim {}: {e}", a.iface_id);
+        }
+    }
+    started(&mgmt);
+
+    let mut node = Node {
+        client: &client,
+        chassis: &chassis,
+        engine: &engine,
+        worker: worker_tx,
+        state_file: cfg.state_file.as_deref(),
+        mgmt: &mgmt,
+    };
+    tokio::pin!(shutdown);
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = first.generation;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some((request, reply)) = requests.recv() => {
+                let answer = match request {
+                    PortRequest::Add { ifname, iface_id, backend } => {
+                        node.add_port(&mut ports, &current, &ifname, &iface_id, &backend).await
+                    }
+                    PortRequest::Del { name } => node.del_port(&mut ports, &current, &name).await,
+                };
+                let _ = reply.send(answer.map_err(|e| format!("{e:#}")));
+            }
+            changed = views.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let Some(view) = views.borrow_and_update().clone() else { continue };
+                if view.generation == last {
+                    continue;
+                }
+                last = view.generation;
+                let net = view.network.clone();
+                current = tokio::task::spawn_blocking(move || {
+                    let program = Arc::new(compile(&net));
+                    (net, program)
+                })
+                .await?;
+                node.publish(&ports, &current);
+            }
+            _ = recheck.tick() => node.recheck(&mut ports, &current).await,
+        }
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = worker.join();
+    if let Some(server) = server {
+        server.abort();
+        if let Some(path) = &cfg.mgmt_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    for a in &ports.list {
+        let _ = release(&client, &a.iface_id).await;
+    }
+    unregister(&client, &chassis.name)
+        .await
+        .context("cannot unregister the chassis")?;
+    info!(chassis = %chassis.name, "chassis unregistered");
+    Ok(())
+}
+
+fn publish_missing(mgmt: &MgmtState, ports: &Ports) {
+    if let Ok(mut m) = mgmt.missing.lock() {
+        *m = ports
+            .missing
+            .iter()
+            .map(|m| json!({"ifname": m.port.ifname, "iface_id": m.port.iface_id, "backend": m.port.backend, "error": m.error}))
+            .collect();
+    }
+}
+
+/// What the control task needs to change the node's ports.
+struct Node<'a> {
+    client: &'a Client,
+    chassis: &'a ChassisConfig,
+    engine: &'a Arc<Engine>,
+    worker: Sender<WorkerCommand>,
+    state_file: Option<&'a std::path::Path>,
+    mgmt: &'a MgmtState,
+}
+
+impl Node<'_> {
+    /// Publishes the current network with the current bindings.
+    fn publish(&self, ports: &Ports, current: &(Arc<LogicalNetwork>, Arc<Program>)) {
+        let config = datapath_config(
+            current.0.clone(),
+            current.1.clone(),
+            self.chassis,
+            &ports.bindings(),
+        );
+        self.engine.publish(config);
+    }
+
+    fn save(&self, ports: &Ports) -> Result<()> {
+        publish_missing(self.mgmt, ports);
+        match self.state_file {
+            Some(path) => state::save(path, &ports.saved()),
+            None => Ok(()),
+        }
+    }
+
+    async fn add_port(
+        &mut self,
+        ports: &mut Ports,
+        current: &(Arc<LogicalNetwork>, Arc<Program>),
+        ifname: &str,
+        iface_id: &str,
+        backend: &str,
+    ) -> Result<Reply> {
+        if let Some(a) = ports.list.iter().find(|a| a.ifname == ifname) {
+            bail!(
+                "{ifname} is already attached (as {}): `ironflow port del {ifname}` first",
+                a.iface_id
+            );
+        }
+        if let Some(a) = ports.list.iter().find(|a| a.iface_id == iface_id) {
+            bail!(
+                "logical port {iface_id} is already bound to {}: `ironflow port del {}` first",
+                a.ifname,
+                a.ifname
+            );
+        }
+        let (id, used) = self
+            .attach_port(ports, current, ifname, iface_id, backend, true)
+            .await?;
+        ports.missing.retain(|m| m.port.ifname != ifname);
+        self.save(ports)?;
+        Ok(json!({"port": id, "ifname": ifname, "iface_id": iface_id, "backend": used}))
+    }
+
+    /// Opens `ifname`, hands it to the worker, binds and claims it.
+    async fn attach_port(
+        &mut self,
+        ports: &mut Ports,
+        current: &(Arc<LogicalNetwork>, Arc<Program>),
+        ifname: &str,
+        iface_id: &str,
+        backend: &str,
+        saved: bool,
+    ) -> Result<(PortId, String)> {
+        let wanted: Backend = backend.parse()?;
+        let name = ifname.to_string();
+        let attached = tokio::task::spawn_blocking(move || attach(&name, wanted)).await??;
+        let id = ports.next_id;
+        ports.next_id += 1;
+        let used = attached.backend.to_string();
+        let (ack, added) = tokio::sync::oneshot::channel();
+        self.worker
+            .send(WorkerCommand::Add(
+                WorkerPort::new(id, ifname, iface_id, &used, attached.port),
+                ack,
+            ))
+            .map_err(|_| anyhow::anyhow!("the worker thread has stopped"))?;
+        added
+            .await
+            .map_err(|_| anyhow::anyhow!("the worker thread has stopped"))?;
+        ports.list.push(Attachment {
+            id,
+            ifname: ifname.to_string(),
+            iface_id: iface_id.to_string(),
+            backend: backend.to_string(),
+            saved,
+        });
+        self.publish(ports, current);
+        if let Err(e) = claim(self.client, iface_id, &self.chassis.name).await {
+            warn!("cannot claim {iface_id}: {e}");
+        }
+        info!("port {ifname} attached as {iface_id} ({used})");
+        Ok((id, used))
+    }
+
+    /// Takes `a` out of the worker and the bindings and releases its
+    /// logical port.
+    async fn detach_port(
+        &mut self,
+        ports: &Ports,
+        current: &(Arc<LogicalNetwork>, Arc<Program>),
+        a: &Attachment,
+    ) {
+        self.publish(ports, current);
+        let (ack, removed) = tokio::sync::oneshot::channel();
+        if self.worker.send(WorkerCommand::Remove(a.id, ack)).is_ok() {
+            let _ = removed.await;
+        }
+        if let Err(e) = release(self.client, &a.iface_id).await {
+            warn!("cannot release {}: {e}", a.iface_id);
+        }
+    }
+
+    /// Follows interfaces that vanish and come back (a pod restarted
+    /// with the same veth name): a vanished one is detached and listed as
+    /// missing; a missing one that exists again is attached.
+    async fn recheck(&mut self, ports: &mut Ports, current: &(Arc<LogicalNetwork>, Arc<Program>)) {
+        let exists = |ifname: &str| std::path::Path::new("/sys/class/net").join(ifname).exists();
+        let mut changed = false;
+        let mut i = 0;
+        while i < ports.list.len() {
+            // Internal (tap) ports vanish with the daemon only, and
+            // in-memory ones are no interface at all.
+            let kernel = matches!(
+                ports.list[i].backend.as_str(),
+                "auto" | "afpacket" | "afxdp"
+            );
+            if !kernel || exists(&ports.list[i].ifname) {
+                i += 1;
+                continue;
+            }
+            let a = ports.list.remove(i);
+            warn!(
+                "interface {} ({}) vanished: port detached until it comes back",
+                a.ifname, a.iface_id
+            );
+            self.detach_port(ports, current, &a).await;
+            ports.missing.push(Missing {
+                port: SavedPort {
+                    ifname: a.ifname,
+                    iface_id: a.iface_id,
+                    backend: a.backend,
+                },
+                error: "the interface vanished".into(),
+                saved: a.saved,
+            });
+            changed = true;
+        }
+        let back: Vec<usize> = (0..ports.missing.len())
+            .filter(|&i| exists(&ports.missing[i].port.ifname))
+            .collect();
+        for i in back.into_iter().rev() {
+            let m = ports.missing.remove(i);
+            let p = &m.port;
+            match self
+                .attach_port(ports, current, &p.ifname, &p.iface_id, &p.backend, m.saved)
+                .await
+            {
+                Ok(_) => changed = true,
+                Err(e) => ports.missing.push(Missing {
+                    error: format!("{e:#}"),
+                    ..m
+                }),
+            }
+        }
+        if changed {
+            if let Err(e) = self.save(ports) {
+                warn!("{e:#}");
+            }
+        }
+    }
+
+    async fn del_port(
+        &mut self,
+        ports: &mut Ports,
+        current: &(Arc<LogicalNetwork>, Arc<Program>),
+        name: &str,
+    ) -> Result<Reply> {
+        if let Some(i) = ports.missing.iter().position(|m| m.port.ifname == name) {
+            let m = ports.missing.remove(i);
+            self.save(ports)?;
+            return Ok(json!({"ifname": m.port.ifname, "iface_id": m.port.iface_id}));
+        }
+        let Some(i) = ports.list.iter().position(|a| a.ifname == name) else {
+            bail!("no port {name} on this node (`ironflow port list` shows them)");
+        };
+        let a = ports.list.remove(i);
+        self.detach_port(ports, current, &a).await;
+        self.save(ports)?;
+        info!("port {} ({}) deleted", a.ifname, a.iface_id);
+        Ok(json!({"ifname": a.ifname, "iface_id": a.iface_id}))
+    }
+}
