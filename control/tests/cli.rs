@@ -228,3 +228,131 @@ fn trace_json_has_the_documented_keys() {
         text(&out.stderr)
     );
 }
+
+/// `ironflow run` with `extra` flags after a valid-looking base; returns
+/// the exit status and stderr.
+fn run_node(extra: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("mgmt.sock");
+    let mut args = vec![
+        "run",
+        "--system-id",
+        "cli-test",
+        "--mgmt-socket",
+        sock.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = ironflow(&args);
+    (out.status.success(), text(&out.stderr))
+}
+
+/// The last line of stderr: the error (logs may come before it).
+fn error_line(stderr: &str) -> &str {
+    stderr.lines().last().unwrap_or_default()
+}
+
+#[test]
+fn run_mistakes_are_one_line_and_fail() {
+    // An encap IP that is no address of this machine (TEST-NET-3), found
+    // before the SB is touched.
+    let (ok, err) = run_node(&[
+        "--ovn-remote",
+        "unix:/nonexistent/sb.sock",
+        "--encap-ip",
+        "203.0.113.7",
+    ]);
+    assert!(!ok);
+    assert_eq!(
+        error_line(&err),
+        "ironflow: encap IP 203.0.113.7 is not an address of this node: give --encap-ip (ovn-encap-ip) an address of one of its interfaces"
+    );
+
+    // A remote nobody serves.
+    let (ok, err) = run_node(&[
+        "--ovn-remote",
+        "unix:/nonexistent/sb.sock",
+        "--encap-ip",
+        "127.0.0.1",
+    ]);
+    assert!(!ok);
+    let line = error_line(&err);
+    assert!(
+        line.starts_with("ironflow: cannot connect to the Southbound database at unix:/nonexistent/sb.sock (check --ovn-remote)"),
+        "{err}"
+    );
+
+    // A port on an interface that does not exist.
+    let (ok, err) = run_node(&[
+        "--ovn-remote",
+        "unix:/nonexistent/sb.sock",
+        "--encap-ip",
+        "127.0.0.1",
+        "--port",
+        "ifl-none0=web-1",
+    ]);
+    assert!(!ok);
+    assert!(
+        error_line(&err).starts_with(
+            "ironflow: --port ifl-none0=web-1: no network interface named \"ifl-none0\""
+        ),
+        "{err}"
+    );
+
+    // A backend that does not exist, and --log-file without --detach.
+    let (ok, err) = run_node(&["--ovn-remote", "unix:/x", "--backend", "xdp"]);
+    assert!(!ok);
+    assert_eq!(
+        error_line(&err),
+        "ironflow: unknown backend \"xdp\": use auto, afpacket, afxdp or tap"
+    );
+    let (ok, err) = run_node(&["--ovn-remote", "unix:/x", "--log-file", "/tmp/x.log"]);
+    assert!(!ok);
+    assert!(
+        error_line(&err).contains("--log-file goes with --detach"),
+        "{err}"
+    );
+}
+
+#[test]
+fn detach_reports_a_start_failure_and_leaves_no_pidfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("ironflow.pid");
+    let (ok, err) = run_node(&[
+        "--ovn-remote",
+        "unix:/nonexistent/sb.sock",
+        "--encap-ip",
+        "127.0.0.1",
+        "--detach",
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok,
+        "the parent waits for the daemon's start and fails with it"
+    );
+    assert!(
+        error_line(&err).starts_with("ironflow: cannot connect to the Southbound database"),
+        "{err}"
+    );
+    assert!(
+        !pidfile.exists(),
+        "a daemon that failed removes its pidfile"
+    );
+}
+
+#[test]
+fn management_commands_say_when_no_node_runs() {
+    let out = ironflow(&[
+        "port",
+        "list",
+        "--mgmt-socket",
+        "/nonexistent/ironflow.sock",
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("ironflow: cannot reach ironflow at /nonexistent/ironflow.sock"),
+        "{err}"
+    );
+}
