@@ -47,6 +47,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often interfaces that vanished or are missing are looked for.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// How often drops and malformed frames are summed up in the log.
+const DROP_LOG: Duration = Duration::from_secs(10);
+
 /// A port to attach, bound to a logical port (its `iface-id`).
 pub struct PortSpec {
     /// The interface's name (what `ironflow port del` takes).
@@ -355,6 +358,9 @@ pub async fn run_with(
         mgmt: &mgmt,
     };
     tokio::pin!(shutdown);
+    let mut drop_log = tokio::time::interval(DROP_LOG);
+    drop_log.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_drops = DropCounts::default();
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = first.generation;
@@ -388,6 +394,7 @@ pub async fn run_with(
                 node.publish(&ports, &current);
             }
             _ = recheck.tick() => node.recheck(&mut ports, &current).await,
+            _ = drop_log.tick() => log_drops(&mgmt, &mut last_drops),
         }
     }
 
@@ -407,6 +414,49 @@ pub async fn run_with(
         .context("cannot unregister the chassis")?;
     info!(chassis = %chassis.name, "chassis unregistered");
     Ok(())
+}
+
+/// What the drop log compares against.
+#[derive(Default)]
+struct DropCounts {
+    malformed: u64,
+    drops: std::collections::BTreeMap<Arc<str>, u64>,
+}
+
+/// Logs what was dropped since the last call, one line, only when
+/// something was: bad input is counted per packet (`ironflow stats`) and
+/// logged at a rate that cannot flood the log.
+fn log_drops(mgmt: &MgmtState, last: &mut DropCounts) {
+    let Ok(stats) = mgmt.worker.lock().map(|w| w.clone()) else {
+        return;
+    };
+    let mut parts = Vec::new();
+    let malformed = stats.malformed.saturating_sub(last.malformed);
+    if malformed > 0 {
+        parts.push(format!("{malformed} malformed frames"));
+    }
+    let dropped: Vec<String> = stats
+        .drops
+        .iter()
+        .filter_map(|(reason, n)| {
+            let new = n.saturating_sub(last.drops.get(reason).copied().unwrap_or(0));
+            (new > 0).then(|| format!("{new} {reason}"))
+        })
+        .collect();
+    if !dropped.is_empty() {
+        parts.push(format!("dropped {}", dropped.join(", ")));
+    }
+    if !parts.is_empty() {
+        warn!(
+            "in the last {}s: {} (`ironflow stats` has the totals)",
+            DROP_LOG.as_secs(),
+            parts.join("; ")
+        );
+    }
+    *last = DropCounts {
+        malformed: stats.malformed,
+        drops: stats.drops,
+    };
 }
 
 fn publish_missing(mgmt: &MgmtState, ports: &Ports) {
