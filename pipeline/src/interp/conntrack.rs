@@ -213,7 +213,8 @@ impl<'a> Interp<'a> {
     ) -> Flow {
         let zone = self.zone(pkt, pipeline, op.role());
         let resume = table.saturating_add(1);
-        if let Some(rec) = &mut self.rec {
+        let executing = self.executing();
+        if let Some(rec) = self.rec.as_mut().filter(|r| !(executing && r.active())) {
             let n = rec.uses;
             rec.uses += 1;
             if let Some(after) = rec.replayed(n) {

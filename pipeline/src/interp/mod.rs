@@ -48,6 +48,25 @@ pub struct Output {
     /// Set when the port is on another chassis: the packet goes there in a
     /// tunnel, and that chassis runs the egress pipeline.
     pub tunnel: Option<Tunnel>,
+    /// The output port's datapath and port tunnel keys (where a datapath
+    /// finds the interface bound to it).
+    pub datapath_key: u32,
+    pub port_key: u32,
+}
+
+/// What a controller action learned from a packet, for the controller to
+/// write to the Southbound database (`put_arp`, `put_nd`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Learned {
+    /// A MAC_Binding row: `ip` is at `mac` behind `logical_port`.
+    MacBinding {
+        datapath: Uuid,
+        logical_port: String,
+        /// IPv4 (in the low 32 bits) or IPv6.
+        ip: u128,
+        ipv6: bool,
+        mac: u128,
+    },
 }
 
 /// What OVN puts in a Geneve header for a packet bound elsewhere: the VNI
@@ -103,6 +122,8 @@ pub struct Outcome {
     pub consulted: Key,
     /// Every conntrack recirculation, in order.
     pub conntrack: Vec<CtUse>,
+    /// What `put_arp`/`put_nd` learned.
+    pub learned: Vec<Learned>,
 }
 
 /// One trip through conntrack.
@@ -119,6 +140,52 @@ pub struct CtUse {
 const MAX_STEPS: usize = 4096;
 /// Deepest nesting of resubmits.
 const MAX_DEPTH: usize = 128;
+
+/// Carries out a pass the datapath handed to the controller (its
+/// translation said `controller`), as ovn-controller's pinctrl does: the
+/// earlier passes are replayed from `recorded` as [`translate`] replays
+/// them, then this pass runs as a trace does — controller actions make
+/// their packets, and every packet the pass outputs, generated or not,
+/// comes back in the outcome with its final key and where it goes, with
+/// what `put_arp`/`put_nd` learned. Conntrack met after the controller
+/// action is answered by `ct` (the generated packets do not go through
+/// the datapath's conntrack).
+#[allow(clippy::too_many_arguments)]
+pub fn execute(
+    program: &Program,
+    net: &LogicalNetwork,
+    chassis: &str,
+    entry: Entry,
+    packet: &Key,
+    recorded: &[Key],
+    ct: &mut dyn Conntrack,
+) -> Outcome {
+    let mut rec = Recorder::new(recorded);
+    rec.execute = true;
+    if rec.active() {
+        rec.begin(packet);
+    }
+    let mut it = Interp::new(program, net, ct, Some(chassis), Some(rec));
+    let mut pkt = Packet::new(*packet, Uuid::default(), Provenance::headers_input(0));
+    match entry {
+        Entry::Port { datapath, inport } => {
+            pkt.dp = datapath;
+            pkt.key[KeyField::InPort.index()] = inport.into();
+            it.table(&mut pkt, Pipeline::Ingress, 0, 0);
+        }
+        Entry::Tunnel {
+            datapath,
+            inport,
+            outport,
+        } => {
+            pkt.dp = datapath;
+            pkt.key[KeyField::InPort.index()] = inport.into();
+            pkt.key[KeyField::OutPort.index()] = outport.into();
+            it.tunnel_arrival(&pkt, outport);
+        }
+    }
+    it.out
+}
 
 /// Runs `key` into the ingress pipeline of `datapath`. The key's `inport`
 /// must already hold the input port's tunnel key. With `chassis`, ports
@@ -295,7 +362,19 @@ impl<'a> Interp<'a> {
 
     /// The recorder, when the pass being walked is the one recorded.
     fn recording(&mut self) -> Option<&mut Recorder<'a>> {
-        self.rec.as_mut().filter(|r| r.active())
+        self.rec.as_mut().filter(|r| r.active() && !r.execute)
+    }
+
+    /// Whether the walk replays an earlier pass (the datapath did its
+    /// outputs already).
+    fn replaying(&self) -> bool {
+        self.rec.as_ref().is_some_and(|r| !r.active())
+    }
+
+    /// Whether the walk carries out a controller pass ([`execute`]): it
+    /// behaves as a trace.
+    fn executing(&self) -> bool {
+        self.rec.as_ref().is_some_and(|r| r.active() && r.execute)
     }
 
     /// The logical port with tunnel key `key` on `dp`.
@@ -312,9 +391,11 @@ impl<'a> Interp<'a> {
     }
 
     fn drop(&mut self, pkt: &Packet, reason: impl Into<String>) {
-        if let Some(rec) = &mut self.rec {
-            rec.drop(|| reason.into());
-            return;
+        if !self.executing() {
+            if let Some(rec) = &mut self.rec {
+                rec.drop(|| reason.into());
+                return;
+            }
         }
         let datapath = self.dp_name(pkt.dp);
         self.out.drops.push(Drop {
@@ -331,7 +412,7 @@ impl<'a> Interp<'a> {
                 rec.out.controller = true;
                 true
             }
-            None => self.rec.is_some(),
+            None => self.replaying(),
         }
     }
 
@@ -646,6 +727,17 @@ impl<'a> Interp<'a> {
                 .iter()
                 .filter_map(|f| place(f).map(|(k, _, _)| k.index())),
         );
+        if matches!(func, Func::PutArp | Func::PutNd) && !self.replaying() {
+            if let Some(port) = self.port(pkt.dp, arg(0) as u32) {
+                self.out.learned.push(Learned::MacBinding {
+                    datapath: pkt.dp,
+                    logical_port: port.name.clone(),
+                    ip: arg(1),
+                    ipv6: func == Func::PutNd,
+                    mac: arg(2),
+                });
+            }
+        }
         let value: Option<(u128, Origin)> = match func {
             Func::GetArp | Func::GetNd => {
                 let mac = self.mac_binding(pkt.dp, arg(0) as u32, arg(1)).unwrap_or(0);

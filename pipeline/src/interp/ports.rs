@@ -293,17 +293,19 @@ impl<'a> Interp<'a> {
             .get(&pkt.dp)
             .map_or(0, |d| d.tunnel_key);
         let inport_key = pkt.key[KeyField::InPort.index()] as u32;
-        if let Some(rec) = &mut self.rec {
-            if rec.active() && pkt.generated_by.is_none() {
-                rec.commit(&pkt.key, &pkt.prov);
-                rec.emit(DpAction::Tunnel(TunnelOutput {
-                    chassis: chassis.into(),
-                    datapath_key,
-                    inport_key,
-                    outport_key: outport,
-                }));
+        if !self.executing() {
+            if let Some(rec) = &mut self.rec {
+                if rec.active() && pkt.generated_by.is_none() {
+                    rec.commit(&pkt.key, &pkt.prov);
+                    rec.emit(DpAction::Tunnel(TunnelOutput {
+                        chassis: chassis.into(),
+                        datapath_key,
+                        inport_key,
+                        outport_key: outport,
+                    }));
+                }
+                return;
             }
-            return;
         }
         let name = self
             .port(pkt.dp, outport)
@@ -326,6 +328,8 @@ impl<'a> Interp<'a> {
                 inport_key,
                 outport_key: outport,
             }),
+            datapath_key,
+            port_key: outport,
         });
     }
 
@@ -367,20 +371,22 @@ impl<'a> Interp<'a> {
                 self.table(&mut next, Pipeline::Ingress, 0, depth + 1);
             }
             None => {
-                if let Some(rec) = &mut self.rec {
-                    if rec.active() && pkt.generated_by.is_none() {
-                        let datapath_key = self
-                            .program
-                            .datapaths
-                            .get(&pkt.dp)
-                            .map_or(0, |d| d.tunnel_key);
-                        rec.commit(&pkt.key, &pkt.prov);
-                        rec.emit(DpAction::Output {
-                            datapath_key,
-                            port_key: outport,
-                        });
+                let datapath_key = self
+                    .program
+                    .datapaths
+                    .get(&pkt.dp)
+                    .map_or(0, |d| d.tunnel_key);
+                if !self.executing() {
+                    if let Some(rec) = &mut self.rec {
+                        if rec.active() && pkt.generated_by.is_none() {
+                            rec.commit(&pkt.key, &pkt.prov);
+                            rec.emit(DpAction::Output {
+                                datapath_key,
+                                port_key: outport,
+                            });
+                        }
+                        return;
                     }
-                    return;
                 }
                 let datapath = self.dp_name(pkt.dp);
                 self.out.outputs.push(Output {
@@ -389,6 +395,8 @@ impl<'a> Interp<'a> {
                     generated_by: pkt.generated_by,
                     key: pkt.key,
                     tunnel: None,
+                    datapath_key,
+                    port_key: outport,
                 });
             }
         }

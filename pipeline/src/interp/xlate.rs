@@ -122,6 +122,8 @@ pub(super) struct Recorder<'r> {
     /// from, as far as the emitted actions go.
     held: Key,
     held_origin: [Origin; KeyField::COUNT],
+    /// The pass is carried out rather than recorded (`interp::execute`).
+    pub execute: bool,
 }
 
 impl<'r> Recorder<'r> {
@@ -137,6 +139,7 @@ impl<'r> Recorder<'r> {
             },
             held: ZERO_KEY,
             held_origin: [Origin::Input; KeyField::COUNT],
+            execute: false,
         }
     }
 
