@@ -4,7 +4,8 @@ set -euo pipefail
 
 packages=(
   ovn-central ovn-host ovn-common openvswitch-switch  # real OVN for labs and tests
-  iproute2 ethtool tcpdump iputils-ping               # namespace labs
+  iproute2 ethtool tcpdump iputils-ping iperf3        # namespace labs
+  python3                                             # pods in the datapath's kernel tests
   build-essential pkg-config                          # crates with C parts
   libelf-dev clang m4                                 # AF_XDP (xsk-rs)
 )

@@ -16,14 +16,13 @@
 //! which [`down`] takes it apart later.
 
 use crate::central::OvnCentral;
-use crate::netns::{alive, has_arg, output, stop_pid, stop_pid_in, which, Netns};
+use crate::netns::{alive, has_arg, output, stop_pidfile, which, Netns};
 use crate::seed::{self, SWITCHES, VIFS};
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,32 +42,6 @@ pub const POD_MTU: u32 = 1400;
 
 /// The state file of a lab that outlives its process.
 const STATE: &str = "lab.state";
-
-/// What the `ironflow` binary at hand can do, from its `--help`: the lab
-/// works with daemons from before `port add` and `--state` as well.
-#[derive(Debug, Clone, Copy)]
-struct Caps {
-    port_add: bool,
-    state: bool,
-}
-
-impl Caps {
-    fn of(bin: &Path) -> Caps {
-        let help = |args: &[&str]| {
-            Command::new(bin)
-                .args(args)
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        Caps {
-            port_add: help(&["port", "add", "--help"]).contains("--iface-id"),
-            state: help(&["run", "--help"]).contains("--state"),
-        }
-    }
-}
 
 /// Why the lab cannot run here, if it cannot: tests skip on `Some`.
 pub fn unavailable() -> Option<String> {
@@ -206,7 +179,7 @@ pub struct LabConfig {
     /// Leave everything running when the value goes (`ironflow-lab up`).
     pub keep: bool,
     pub pods: Vec<PodSpec>,
-    /// `ironflow run --backend`.
+    /// `ironflow port add --backend` for the pods.
     pub backend: String,
 }
 
@@ -218,7 +191,7 @@ impl LabConfig {
             dir: None,
             keep: false,
             pods: seed_pods(),
-            backend: "afpacket".into(),
+            backend: "auto".into(),
         }
     }
 }
@@ -266,7 +239,8 @@ impl Pod {
     }
 }
 
-/// A node: its namespace and its `ironflow run`.
+/// A node: its namespace and its `ironflow run` (detached, with its own
+/// pidfile, log and port state file in the lab's directory).
 pub struct Node {
     pub name: String,
     pub encap_ip: Ipv4Addr,
@@ -275,13 +249,6 @@ pub struct Node {
     log: PathBuf,
     pidfile: PathBuf,
     state: PathBuf,
-    child: Option<Child>,
-    /// Interfaces attached with `--port` at start, by name, with their
-    /// logical ports.
-    ports: BTreeMap<String, String>,
-    /// Interfaces attached while the daemon ran (`ironflow port add`):
-    /// its state file brings them back after a restart.
-    added: BTreeMap<String, String>,
 }
 
 impl Node {
@@ -297,18 +264,20 @@ impl Node {
         &self.log
     }
 
-    /// The daemon's PID, if it runs.
+    /// Where the daemon keeps the ports added to it.
+    pub fn state_file(&self) -> &Path {
+        &self.state
+    }
+
+    /// The daemon's PID, if it runs (and is this lab's).
     pub fn pid(&self) -> Option<i32> {
         let pid = std::fs::read_to_string(&self.pidfile)
             .ok()?
             .trim()
             .parse()
             .ok()?;
-        (alive(pid) && has_arg(pid, &self.mgmt_arg())).then_some(pid)
-    }
-
-    fn mgmt_arg(&self) -> String {
-        format!("--mgmt-socket={}", self.mgmt.display())
+        let ours = has_arg(pid, &format!("--pidfile={}", self.pidfile.display()));
+        (ours && alive(pid)).then_some(pid)
     }
 
     /// The last `lines` lines of the daemon's log, for failure messages.
@@ -323,7 +292,6 @@ impl Node {
 pub struct SeedLab {
     prefix: String,
     bin: PathBuf,
-    caps: Caps,
     backend: String,
     keep: bool,
     // Drop order matters: daemons first (in `drop`), then pods, nodes and
@@ -367,11 +335,9 @@ impl SeedLab {
         }
         central.nbctl_batch(&commands)?;
         let underlay = Netns::new(&format!("ifl-{}-ul", cfg.prefix))?;
-        let caps = Caps::of(&bin);
         let mut lab = SeedLab {
             prefix: cfg.prefix.clone(),
             bin,
-            caps,
             backend: cfg.backend.clone(),
             keep: cfg.keep,
             pods: Vec::new(),
@@ -386,11 +352,14 @@ impl SeedLab {
         for (name, ip) in NODES {
             lab.add_node(name, ip)?;
         }
-        for spec in cfg.pods {
-            lab.plumb_pod(spec)?;
-        }
         for i in 0..lab.nodes.len() {
             lab.spawn_daemon(i)?;
+        }
+        // Pods come to a running node as they do under a CNI: interface
+        // first, then `ironflow port add`.
+        for spec in cfg.pods {
+            let p = lab.plumb_pod(spec)?;
+            lab.attach(p)?;
         }
         lab.wait_ready(Duration::from_secs(30))?;
         Ok(lab)
@@ -477,17 +446,16 @@ impl SeedLab {
         ns.ip(&["addr", "add", &cidr, "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         let path = |ext: &str| self.dir.join(format!("{name}.{ext}"));
+        // A fresh lab: no ports from an earlier one's state file.
+        let _ = std::fs::remove_file(path("ports.json"));
         self.nodes.push(Node {
             name: name.into(),
             encap_ip: ip,
             mgmt: path("sock"),
             log: path("log"),
             pidfile: path("pid"),
-            state: path("state"),
+            state: path("ports.json"),
             ns,
-            child: None,
-            ports: BTreeMap::new(),
-            added: BTreeMap::new(),
         });
         Ok(())
     }
@@ -547,21 +515,16 @@ impl SeedLab {
         ns.ip(&["route", "add", "default", "via", &gateway.to_string()])?;
         // Offloads stay as veth has them (TX checksum and TSO on): the
         // datapath must cope, unlike stock OVS on AF_PACKET.
-        self.nodes[n].ports.insert(ifname.clone(), spec.lsp.clone());
         self.pods.push(Pod { spec, ifname, ns });
         Ok(self.pods.len() - 1)
     }
 
-    /// Starts `ironflow run` for node `i` in its namespace, with every port
-    /// the node has.
+    /// Starts `ironflow run --detach` for node `i` in its namespace; it
+    /// returns once the node is up, or with the daemon's error.
     fn spawn_daemon(&mut self, i: usize) -> Result<()> {
         let sb = self.central.sb_remote();
-        let node = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .with_context(|| format!("cannot open {}", node.log.display()))?;
+        let node = &self.nodes[i];
+        let pidfile = format!("--pidfile={}", node.pidfile.display());
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", node.ns.name()])
             .arg(&self.bin)
@@ -569,42 +532,46 @@ impl SeedLab {
             .arg(format!("--ovn-remote={sb}"))
             .arg(format!("--system-id={}", node.name))
             .arg(format!("--encap-ip={}", node.encap_ip))
-            .arg(format!("--backend={}", self.backend))
-            .arg(node.mgmt_arg());
-        for (ifname, lsp) in &node.ports {
-            cmd.arg(format!("--port={ifname}={lsp}"));
-        }
-        if self.caps.state {
-            cmd.arg(format!("--state={}", node.state.display()));
-        } else {
-            for (ifname, lsp) in &node.added {
-                cmd.arg(format!("--port={ifname}={lsp}"));
-            }
-        }
-        let _ = std::fs::remove_file(&node.mgmt);
-        // `ip netns exec` execs the program: the child is the daemon itself.
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.bin.display()))?;
-        std::fs::write(&node.pidfile, child.id().to_string())?;
-        let record = format!("daemon {} {}", node.pidfile.display(), node.mgmt_arg());
-        node.child = Some(child);
-        self.record(&record)
+            .arg(format!("--mgmt-socket={}", node.mgmt.display()))
+            .arg(format!("--state={}", node.state.display()))
+            .arg("--detach")
+            .arg(&pidfile)
+            .arg(format!("--log-file={}", node.log.display()));
+        // Written before the start, so `down` finds a daemon that started
+        // even if this process dies on the way.
+        self.record(&format!("daemon {}", node.pidfile.display()))?;
+        output(&mut cmd).with_context(|| format!("starting ironflow on {}", node.name))?;
+        Ok(())
+    }
+
+    /// `ironflow port add` for pod `p` on its node.
+    fn attach(&self, p: usize) -> Result<()> {
+        let pod = &self.pods[p];
+        let backend = format!("--backend={}", self.backend);
+        let iface_id = format!("--iface-id={}", pod.spec.lsp);
+        self.ironflow(
+            &pod.spec.node,
+            &["port", "add", &pod.ifname, &iface_id, &backend],
+        )
+        .with_context(|| format!("attaching {} on {}", pod.spec.lsp, pod.spec.node))?;
+        Ok(())
     }
 
     /// Waits until every daemon answers on its socket with a tunnel to
     /// every other node, and every pod's port is up in the NB.
-    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let start = Instant::now();
         let want_tunnels = self.nodes.len() - 1;
         loop {
             let mut missing = Vec::new();
-            for i in 0..self.nodes.len() {
-                self.check_running(i)?;
-                let node = &self.nodes[i];
+            for node in &self.nodes {
+                if node.pid().is_none() {
+                    bail!(
+                        "ironflow on {} is not running:\n{}",
+                        node.name,
+                        node.log_tail(20)
+                    );
+                }
                 match self.ironflow_json(&node.name, &["show"]) {
                     Ok(show) => {
                         let tunnels = show["tunnels"].as_array().map_or(0, Vec::len);
@@ -635,22 +602,6 @@ impl SeedLab {
         }
     }
 
-    /// Fails with the daemon's log if node `i`'s daemon has exited.
-    fn check_running(&mut self, i: usize) -> Result<()> {
-        let node = &mut self.nodes[i];
-        if let Some(child) = node.child.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                node.child = None;
-                bail!(
-                    "ironflow on {} exited ({status}):\n{}",
-                    node.name,
-                    node.log_tail(20)
-                );
-            }
-        }
-        Ok(())
-    }
-
     /// Runs `ironflow ARGS --mgmt-socket NODE`; returns stdout.
     pub fn ironflow(&self, node: &str, args: &[&str]) -> Result<String> {
         let node = self.node(node)?;
@@ -676,71 +627,47 @@ impl SeedLab {
     }
 
     /// Adds a pod while the lab runs: its logical port (if the lab's own),
-    /// its namespace and veth attached to its node's running daemon with
-    /// `ironflow port add` (or, with a daemon that has no `port add`, the
-    /// daemon restarted with one more `--port`). Returns once the port is
-    /// up in the NB.
+    /// its namespace and veth, attached to its node's running daemon with
+    /// `ironflow port add`. Returns once the port is up in the NB.
     pub fn add_pod(&mut self, spec: PodSpec) -> Result<&Pod> {
         if spec.extra {
             self.central.nbctl_batch(&spec.nb_commands())?;
         }
-        let (lsp, node) = (spec.lsp.clone(), spec.node.clone());
+        let lsp = spec.lsp.clone();
         let p = self.plumb_pod(spec)?;
-        let n = self.node_index(&node)?;
-        let ifname = self.pods[p].ifname.clone();
-        let moved = self.nodes[n].ports.remove(&ifname);
-        self.nodes[n]
-            .added
-            .extend(moved.map(|l| (ifname.clone(), l)));
-        if self.caps.port_add {
-            let backend = format!("--backend={}", self.backend);
-            let iface_id = format!("--iface-id={lsp}");
-            self.ironflow(&node, &["port", "add", &ifname, &iface_id, &backend])?;
-        } else {
-            self.stop_daemon(n)?;
-            self.spawn_daemon(n)?;
-        }
+        self.attach(p)?;
         self.wait_ready(Duration::from_secs(30))
             .with_context(|| format!("after adding {lsp}"))?;
         Ok(&self.pods[p])
     }
 
-    /// Whether the daemon has `ironflow port add` (else [`SeedLab::add_pod`]
-    /// restarts it) and a `--state` file (else a restart passes every port
-    /// as `--port`).
-    pub fn runtime_ports(&self) -> (bool, bool) {
-        (self.caps.port_add, self.caps.state)
-    }
-
     /// SIGKILL to a node's daemon: no chance to clean up.
-    pub fn kill_daemon(&mut self, node: &str) -> Result<()> {
-        let n = self.node_index(node)?;
-        let node = &mut self.nodes[n];
-        if let Some(mut child) = node.child.take() {
-            child.kill()?;
-            child.wait()?;
+    pub fn kill_daemon(&self, node: &str) -> Result<()> {
+        let node = self.node(node)?;
+        let pid = node
+            .pid()
+            .ok_or_else(|| anyhow!("ironflow on {} is not running", node.name))?;
+        // SAFETY: kill on the PID of the daemon this lab started (checked
+        // by its pidfile argument).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let start = Instant::now();
+        while alive(pid) {
+            if start.elapsed() > Duration::from_secs(5) {
+                bail!("ironflow on {} (pid {pid}) survives SIGKILL", node.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
     }
 
-    /// Starts a node's daemon again (after [`SeedLab::kill_daemon`]) and
-    /// waits for the lab to be ready.
+    /// Starts a node's daemon again (after [`SeedLab::kill_daemon`], or
+    /// stopping it first) with nothing but its state file to find its
+    /// ports, and waits for the lab to be ready.
     pub fn restart_daemon(&mut self, node: &str) -> Result<()> {
         let n = self.node_index(node)?;
-        self.stop_daemon(n)?;
+        stop_pidfile(&self.nodes[n].pidfile)?;
         self.spawn_daemon(n)?;
         self.wait_ready(Duration::from_secs(30))
-    }
-
-    /// SIGTERM (a clean exit releases the chassis), SIGKILL after 5 s.
-    fn stop_daemon(&mut self, i: usize) -> Result<()> {
-        let node = &mut self.nodes[i];
-        if let Some(mut child) = node.child.take() {
-            stop_pid(child.id() as i32)?;
-            child.wait()?;
-        }
-        let _ = std::fs::remove_file(&node.pidfile);
-        Ok(())
     }
 
     /// What to type to reach the lab, for `ironflow-lab up`.
@@ -765,7 +692,7 @@ impl SeedLab {
                 node.log.display()
             ));
             s.push_str(&format!(
-                "      {bin} show --mgmt-socket {}\n",
+                "      {bin} show|stats|flows|port list --mgmt-socket {}\n",
                 node.mgmt.display()
             ));
         }
@@ -792,21 +719,20 @@ impl SeedLab {
 impl Drop for SeedLab {
     fn drop(&mut self) {
         if self.keep {
-            // The namespaces outlive this value; `down` deletes them.
+            // Everything outlives this value; `down` takes it apart.
             for pod in &mut self.pods {
                 pod.ns.keep();
             }
             for node in &mut self.nodes {
                 node.ns.keep();
-                // The daemon goes on without its parent.
-                node.child = None;
             }
             self.underlay.keep();
             return;
         }
-        for i in 0..self.nodes.len() {
-            if let Err(e) = self.stop_daemon(i) {
-                eprintln!("stopping ironflow on {}: {e:#}", self.nodes[i].name);
+        // SIGTERM: a clean exit takes the chassis out of the SB.
+        for node in &self.nodes {
+            if let Err(e) = stop_pidfile(&node.pidfile) {
+                eprintln!("stopping ironflow on {}: {e:#}", node.name);
             }
         }
     }
@@ -822,9 +748,9 @@ pub fn down(dir: &Path) -> Result<()> {
     let state = std::fs::read_to_string(dir.join(STATE)).unwrap_or_default();
     let mut namespaces = Vec::new();
     for line in state.lines() {
-        let words: Vec<&str> = line.splitn(3, ' ').collect();
+        let words: Vec<&str> = line.splitn(2, ' ').collect();
         match words.as_slice() {
-            ["daemon", pidfile, arg] => stop_pid_in(Path::new(pidfile), arg)?,
+            ["daemon", pidfile] => stop_pidfile(Path::new(pidfile))?,
             ["ns", name] => namespaces.push(name.to_string()),
             _ => {}
         }

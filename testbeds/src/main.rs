@@ -60,8 +60,8 @@ enum Command {
         /// Directory for the central, the daemons' logs and sockets.
         #[arg(long, default_value = "lab/cluster")]
         dir: PathBuf,
-        /// `ironflow run --backend`.
-        #[arg(long, default_value = "afpacket")]
+        /// `ironflow port add --backend`.
+        #[arg(long, default_value = "auto")]
         backend: String,
     },
     /// Take apart the cluster `up` started in DIR.
@@ -72,7 +72,8 @@ enum Command {
     /// Start the seed cluster, ping sshd-2 from web-1 across nodes, trace
     /// that packet, show kube-node2's counters, and take it all down.
     Demo {
-        #[arg(long, default_value = "afpacket")]
+        /// `ironflow port add --backend`.
+        #[arg(long, default_value = "auto")]
         backend: String,
     },
 }
@@ -210,17 +211,19 @@ fn demo(backend: &str) -> Result<()> {
         "inport == \"web-1\" && eth.src == {} && eth.dst == 00:00:00:d3:4b:aa && ip4.src == {} && ip4.dst == {} && ip.ttl == 64 && icmp4.type == 8",
         web.spec.mac, web.spec.ip, sshd.spec.ip
     );
-    let sb = lab.central().sb_remote();
-    println!("\n== that echo request as kube-node2 forwards it");
-    println!("$ ironflow trace --db {sb} --chassis kube-node2 --ct new --summary kube-node2 '{microflow}'");
+    let node2 = lab.node("kube-node2")?;
+    let sock = node2.mgmt_socket().display().to_string();
+    println!("\n== that echo request through the program kube-node2 forwards with");
+    println!(
+        "$ ironflow trace --live --mgmt-socket {sock} --ct new --summary kube-node2 '{microflow}'"
+    );
     print!(
         "{}",
         lab.ironflow_raw(&[
             "trace",
-            "--db",
-            &sb,
-            "--chassis",
-            "kube-node2",
+            "--live",
+            "--mgmt-socket",
+            &sock,
             "--ct",
             "new",
             "--summary",
@@ -228,7 +231,6 @@ fn demo(backend: &str) -> Result<()> {
             &microflow,
         ])?
     );
-    let node2 = lab.node("kube-node2")?;
     println!("\n== kube-node2's counters");
     println!(
         "$ ironflow stats --mgmt-socket {}",

@@ -131,6 +131,23 @@ fn pods_talk_through_ironflow_nodes() {
         assert!(features.contains(on), "{on} in web-1:\n{features}");
     }
 
+    // `--backend auto` picks AF_PACKET for a veth.
+    let ports = lab.ironflow_json("kube-node2", &["port", "list"]).unwrap();
+    let backends: Vec<(&str, &str)> = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["iface_id"].as_str().unwrap(),
+                p["backend"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for pod in ["web-1", "web-2", "db-1"] {
+        assert!(backends.contains(&(pod, "afpacket")), "{backends:?}");
+    }
+
     // Same switch, same node: switched, TTL untouched.
     assert_eq!(ping_ok(&lab, "web-1", Ipv4Addr::new(192, 168, 3, 4)), 64);
     let sink_web2 = TcpSink::start(lab.pod("web-2").unwrap().ns(), 5001).unwrap();
@@ -197,8 +214,6 @@ fn ports_come_and_daemons_come_back() {
         return;
     }
     let mut lab = SeedLab::start(LabConfig::new(&unique_prefix("lr"))).expect("start the lab");
-    let (port_add, state) = lab.runtime_ports();
-    eprintln!("ironflow port add: {port_add}, --state: {state}");
     assert_eq!(ping_ok(&lab, "web-1", SSHD2), 63);
 
     // A pod added on kube-node2 while web-1 (on kube-node2 too) sends to
