@@ -10,6 +10,7 @@ pub mod afpacket;
 pub mod afxdp;
 pub mod cache;
 pub mod checksum;
+pub mod compose;
 pub mod config;
 pub mod conntrack;
 pub mod dump;

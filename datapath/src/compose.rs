@@ -1,0 +1,318 @@
+//! Frames for the packets controller actions make (the pinctrl side of
+//! `arp {}`, `icmp4 {}`, `icmp4_error {}`, `tcp_reset {}` and `reject {}`):
+//! built from the logical key the slow path ended with, and from the
+//! packet that triggered them where the new one quotes or answers it.
+//!
+//! Pure functions over bytes: no I/O, no allocation beyond the frame.
+
+use crate::checksum::{checksum, fold64, pseudo_header_v4, sum_bytes};
+use ironflow_pipeline::classifier::Key;
+use ironflow_pipeline::lflow::symbols::KeyField;
+
+/// The shortest Ethernet frame (without FCS): shorter ones are padded.
+const MIN_FRAME: usize = 60;
+
+/// How much of the offending datagram an ICMP error quotes beyond its IP
+/// header: RFC 792 asks for 8 bytes; more (as Linux does) lets the sender
+/// match the error to its socket on more protocols, and 64 keeps the
+/// error small.
+const ICMP_QUOTE: usize = 64;
+
+/// Why a frame could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComposeError {
+    /// IPv6 packets (`icmp6`, `nd_ns`, `nd_na`, …): not built yet.
+    Unsupported,
+    /// The triggering packet lacks what the new one needs (an IPv4
+    /// header to quote, a TCP header to answer).
+    Malformed,
+}
+
+fn field(key: &Key, f: KeyField) -> u128 {
+    key[f.index()]
+}
+
+fn mac(v: u128) -> [u8; 6] {
+    let b = (v as u64).to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+fn ipv4(v: u128) -> [u8; 4] {
+    (v as u32).to_be_bytes()
+}
+
+/// The Ethernet header for `key`'s addresses and `ethertype`.
+fn ethernet(key: &Key, ethertype: u16, frame: &mut Vec<u8>) {
+    frame.extend_from_slice(&mac(field(key, KeyField::EthDst)));
+    frame.extend_from_slice(&mac(field(key, KeyField::EthSrc)));
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+}
+
+fn pad(mut frame: Vec<u8>) -> Vec<u8> {
+    if frame.len() < MIN_FRAME {
+        frame.resize(MIN_FRAME, 0);
+    }
+    frame
+}
+
+/// The IP datagram inside `original` (after Ethernet and VLAN tags), if
+/// it is IPv4 with a whole header.
+fn ipv4_datagram(original: &[u8]) -> Option<&[u8]> {
+    let mut off = 12;
+    let mut ethertype = u16::from_be_bytes([*original.get(off)?, *original.get(off + 1)?]);
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        off += 4;
+        ethertype = u16::from_be_bytes([*original.get(off)?, *original.get(off + 1)?]);
+    }
+    if ethertype != 0x0800 {
+        return None;
+    }
+    let ip = original.get(off + 2..)?;
+    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+    if ip.first()? >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+        return None;
+    }
+    // What the IP header says is there, not link-layer padding.
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).clamp(ihl, ip.len());
+    Some(&ip[..total])
+}
+
+/// An IPv4 header for `key`'s addresses and TTL, carrying `payload_len`
+/// bytes of `proto`.
+fn ipv4_header(key: &Key, proto: u8, payload_len: usize, frame: &mut Vec<u8>) {
+    let start = frame.len();
+    let total = (20 + payload_len) as u16;
+    let tos = field(key, KeyField::IpTos) as u8;
+    frame.extend_from_slice(&[0x45, tos]);
+    frame.extend_from_slice(&total.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0x40, 0]); // id 0, DF
+    frame.push(field(key, KeyField::IpTtl) as u8);
+    frame.push(proto);
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(&ipv4(field(key, KeyField::Nw4Src)));
+    frame.extend_from_slice(&ipv4(field(key, KeyField::Nw4Dst)));
+    let sum = checksum(&frame[start..start + 20]);
+    frame[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// `arp { … }`: an ARP packet as the key describes it (arp.spa and
+/// arp.tpa share the IPv4 address slots).
+pub fn arp(key: &Key) -> Vec<u8> {
+    let mut f = Vec::with_capacity(MIN_FRAME);
+    ethernet(key, 0x0806, &mut f);
+    f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
+    f.extend_from_slice(&(field(key, KeyField::ArpOp) as u16).to_be_bytes());
+    f.extend_from_slice(&mac(field(key, KeyField::ArpSha)));
+    f.extend_from_slice(&ipv4(field(key, KeyField::Nw4Src)));
+    f.extend_from_slice(&mac(field(key, KeyField::ArpTha)));
+    f.extend_from_slice(&ipv4(field(key, KeyField::Nw4Dst)));
+    pad(f)
+}
+
+/// `icmp4 { … }` / `icmp4_error { … }`: an ICMPv4 message with the key's
+/// type and code, quoting the IP header and the first bytes of the
+/// datagram in `original`.
+pub fn icmp4(key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
+    let datagram = ipv4_datagram(original).ok_or(ComposeError::Malformed)?;
+    let ihl = usize::from(datagram[0] & 0x0f) * 4;
+    let quote = &datagram[..datagram.len().min(ihl + ICMP_QUOTE)];
+    let icmp_len = 8 + quote.len();
+    let mut f = Vec::with_capacity(14 + 20 + icmp_len);
+    ethernet(key, 0x0800, &mut f);
+    ipv4_header(key, 1, icmp_len, &mut f);
+    let start = f.len();
+    f.push(field(key, KeyField::TpSrc) as u8);
+    f.push(field(key, KeyField::TpDst) as u8);
+    f.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(quote);
+    let sum = checksum(&f[start..]);
+    f[start + 2..start + 4].copy_from_slice(&sum.to_be_bytes());
+    Ok(pad(f))
+}
+
+/// `tcp_reset { … }` (and `reject` of TCP): a RST answering the TCP
+/// segment in `original`, from the key's addresses. The key keeps the
+/// original's ports, so they are swapped here; sequence numbers follow
+/// RFC 793's reset generation.
+pub fn tcp_reset(key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
+    if field(key, KeyField::EthType) != 0x0800 {
+        return Err(ComposeError::Unsupported);
+    }
+    let datagram = ipv4_datagram(original).ok_or(ComposeError::Malformed)?;
+    let ihl = usize::from(datagram[0] & 0x0f) * 4;
+    if datagram[9] != 6 {
+        return Err(ComposeError::Malformed);
+    }
+    let tcp = &datagram[ihl..];
+    if tcp.len() < 20 {
+        return Err(ComposeError::Malformed);
+    }
+    let data_off = usize::from(tcp[12] >> 4) * 4;
+    let flags = tcp[13];
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+    let (syn, fin, has_ack) = (flags & 0x02 != 0, flags & 0x01 != 0, flags & 0x10 != 0);
+    let seg_len = tcp.len().saturating_sub(data_off) as u32 + u32::from(syn) + u32::from(fin);
+    let (rst_seq, rst_ack, rst_flags) = if has_ack {
+        (ack, 0, 0x04)
+    } else {
+        (0, seq.wrapping_add(seg_len), 0x14)
+    };
+    let mut f = Vec::with_capacity(MIN_FRAME);
+    ethernet(key, 0x0800, &mut f);
+    ipv4_header(key, 6, 20, &mut f);
+    let start = f.len();
+    f.extend_from_slice(&tcp[2..4]); // the original's destination port
+    f.extend_from_slice(&tcp[0..2]);
+    f.extend_from_slice(&rst_seq.to_be_bytes());
+    f.extend_from_slice(&rst_ack.to_be_bytes());
+    f.extend_from_slice(&[5 << 4, rst_flags, 0, 0, 0, 0, 0, 0]);
+    let pseudo = pseudo_header_v4(
+        field(key, KeyField::Nw4Src) as u32,
+        field(key, KeyField::Nw4Dst) as u32,
+        6,
+        20,
+    );
+    let sum = !fold64(sum_bytes(&f[start..], pseudo));
+    f[start + 16..start + 18].copy_from_slice(&sum.to_be_bytes());
+    Ok(pad(f))
+}
+
+/// The frame for a packet `generated_by` a controller action.
+pub fn generated(generated_by: &str, key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
+    match generated_by {
+        "arp" => Ok(arp(key)),
+        "icmp4" | "icmp4_error" => icmp4(key, original),
+        "tcp_reset" => tcp_reset(key, original),
+        _ => Err(ComposeError::Unsupported),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::extract;
+    use crate::keymap::to_logical;
+    use ironflow_pipeline::classifier::ZERO_KEY;
+
+    fn set(key: &mut Key, f: KeyField, v: u128) {
+        key[f.index()] = v;
+    }
+
+    /// A TCP SYN from 192.168.3.3:40000 to 192.168.2.3:22 with `payload`.
+    fn syn(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        f[0..6].copy_from_slice(&[0, 0, 0, 0xd3, 0x4b, 0xaa]);
+        f[6..12].copy_from_slice(&[0x0a, 0, 0, 0, 0, 2]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let mut key = ZERO_KEY;
+        set(&mut key, KeyField::Nw4Src, 0xc0a8_0303);
+        set(&mut key, KeyField::Nw4Dst, 0xc0a8_0203);
+        set(&mut key, KeyField::IpTtl, 1);
+        ipv4_header(&key, 6, 20 + payload.len(), &mut f);
+        f.extend_from_slice(&40000u16.to_be_bytes());
+        f.extend_from_slice(&22u16.to_be_bytes());
+        f.extend_from_slice(&1000u32.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 5 << 4, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// Checks the IPv4 and the L4 checksum of a frame from scratch.
+    fn checksums_hold(frame: &[u8]) {
+        let ip = &frame[14..];
+        assert_eq!(checksum(&ip[..20]), 0, "IPv4 header checksum");
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let l4 = &ip[20..total];
+        let sum = match ip[9] {
+            1 => checksum(l4),
+            p => {
+                let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+                let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+                !fold64(sum_bytes(
+                    l4,
+                    pseudo_header_v4(src, dst, p, l4.len() as u16),
+                ))
+            }
+        };
+        assert_eq!(sum, 0, "L4 checksum");
+    }
+
+    #[test]
+    fn arp_request_has_the_keys_fields() {
+        let mut key = ZERO_KEY;
+        set(&mut key, KeyField::EthDst, 0xffff_ffff_ffff);
+        set(&mut key, KeyField::EthSrc, 0x0000_00c0_2ec7);
+        set(&mut key, KeyField::ArpOp, 1);
+        set(&mut key, KeyField::ArpSha, 0x0000_00c0_2ec7);
+        set(&mut key, KeyField::Nw4Src, 0xc0a8_0201);
+        set(&mut key, KeyField::Nw4Dst, 0xc0a8_0263);
+        let f = arp(&key);
+        assert_eq!(f.len(), 60);
+        let (fk, _) = extract(&f, 1);
+        let back = to_logical(&fk);
+        for k in [
+            KeyField::EthDst,
+            KeyField::EthSrc,
+            KeyField::ArpOp,
+            KeyField::ArpSha,
+            KeyField::Nw4Src,
+            KeyField::Nw4Dst,
+        ] {
+            assert_eq!(back[k.index()], key[k.index()], "{k:?}");
+        }
+        assert_eq!(back[KeyField::EthType.index()], 0x806);
+    }
+
+    #[test]
+    fn time_exceeded_quotes_the_datagram() {
+        let original = syn(&[7u8; 100]);
+        let mut key = ZERO_KEY;
+        set(&mut key, KeyField::EthDst, 0x0a00_0000_0002);
+        set(&mut key, KeyField::EthSrc, 0x0000_00d3_4baa);
+        set(&mut key, KeyField::Nw4Src, 0xc0a8_0301);
+        set(&mut key, KeyField::Nw4Dst, 0xc0a8_0303);
+        set(&mut key, KeyField::IpTtl, 254);
+        set(&mut key, KeyField::TpSrc, 11);
+        let f = icmp4(&key, &original).unwrap();
+        checksums_hold(&f);
+        let icmp = &f[34..];
+        assert_eq!((icmp[0], icmp[1]), (11, 0));
+        // The quote: the original IP header and 64 bytes after it.
+        assert_eq!(&icmp[8..], &original[14..14 + 20 + ICMP_QUOTE]);
+        assert_eq!(f[14 + 8], 254, "TTL from the key");
+    }
+
+    #[test]
+    fn reset_answers_a_syn() {
+        let original = syn(b"");
+        let mut key = ZERO_KEY;
+        set(&mut key, KeyField::EthType, 0x0800);
+        set(&mut key, KeyField::Nw4Src, 0xc0a8_0203);
+        set(&mut key, KeyField::Nw4Dst, 0xc0a8_0303);
+        set(&mut key, KeyField::IpTtl, 255);
+        let f = tcp_reset(&key, &original).unwrap();
+        checksums_hold(&f);
+        let tcp = &f[34..54];
+        assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 22);
+        assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 40000);
+        assert_eq!(u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]), 0);
+        assert_eq!(u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]), 1001);
+        assert_eq!(tcp[13], 0x14, "RST|ACK");
+    }
+
+    #[test]
+    fn garbage_is_refused_not_panicked_on() {
+        let key = ZERO_KEY;
+        for frame in [&[][..], &[0u8; 13][..], &[0u8; 20][..], &syn(b"")[..30]] {
+            assert!(icmp4(&key, frame).is_err());
+            let mut k = key;
+            set(&mut k, KeyField::EthType, 0x0800);
+            assert!(tcp_reset(&k, frame).is_err());
+        }
+        assert_eq!(
+            generated("nd_ns", &key, &[]),
+            Err(ComposeError::Unsupported)
+        );
+    }
+}
