@@ -204,3 +204,42 @@ pub async fn release(client: &Client, port: &str) -> Result<(), ClientError> {
         .await
         .map(drop)
 }
+
+/// Writes what `put_arp`/`put_nd` learned, as ovn-controller does: the
+/// MAC_Binding row for (`logical_port`, `ip`) gets `mac` and a fresh
+/// timestamp, or is created on `datapath`.
+pub async fn put_mac_binding(
+    client: &Client,
+    logical_port: &str,
+    ip: &str,
+    mac: &str,
+    datapath: &str,
+) -> Result<(), ClientError> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let updated = client
+        .transact(
+            "OVN_Southbound",
+            vec![json!({"op": "update", "table": "MAC_Binding",
+                "where": [["logical_port", "==", logical_port], ["ip", "==", ip]],
+                "row": {"mac": mac, "timestamp": now_ms}})],
+        )
+        .await?;
+    let count = updated
+        .first()
+        .and_then(|r| r.get("count"))
+        .and_then(Value::as_u64);
+    if count != Some(0) {
+        return Ok(());
+    }
+    client
+        .transact(
+            "OVN_Southbound",
+            vec![json!({"op": "insert", "table": "MAC_Binding",
+                "row": {"logical_port": logical_port, "ip": ip, "mac": mac,
+                        "datapath": ["uuid", datapath], "timestamp": now_ms}})],
+        )
+        .await
+        .map(drop)
+}

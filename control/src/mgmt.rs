@@ -66,6 +66,8 @@ pub struct MgmtState {
     pub requests: mpsc::Sender<PortRequestMsg>,
     /// Saved ports whose interface could not be opened.
     pub missing: Mutex<Vec<Value>>,
+    /// What the controller side (pinctrl) did.
+    pub controller: Mutex<crate::daemon::pinctrl::PinctrlStats>,
 }
 
 fn port_json(p: &PortInfo) -> Value {
@@ -128,7 +130,16 @@ impl MgmtState {
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
+        let c = self
+            .controller
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
         json!({
+            "controller": {
+                "handled": c.handled, "sent": c.sent, "rate_limited": c.rate_limited,
+                "unsupported": c.unsupported, "failed": c.failed, "learned": c.learned,
+            },
             "worker": {
                 "packets": w.packets, "passes": w.passes, "upcalls": w.upcalls,
                 "outputs": w.outputs, "tunnelled": w.tunnelled,

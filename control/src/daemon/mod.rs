@@ -8,11 +8,12 @@
 //! its ports in batches, reading the published config through the engine's
 //! atomic pointer, so a recompile never stops forwarding.
 
+pub mod pinctrl;
 pub mod state;
 mod worker;
 
 use crate::attach::{attach, Backend};
-use crate::chassis::{claim, register, release, unregister, ChassisConfig};
+use crate::chassis::{claim, put_mac_binding, register, release, unregister, ChassisConfig};
 use crate::mgmt::{serve, MgmtState, PortRequest, Reply};
 use crate::ovsdb::{Client, Remote};
 use crate::sb::{FollowOptions, SbFollower};
@@ -22,6 +23,7 @@ use ironflow_datapath::conntrack::CtConfig;
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::port::{Port, PortId};
 use ironflow_datapath::worker::WorkerStats;
+use ironflow_pipeline::interp::Learned;
 use ironflow_pipeline::program::{compile, Program};
 use ironflow_pipeline::LogicalNetwork;
 use serde_json::json;
@@ -317,7 +319,9 @@ pub async fn run_with(
         flows_wanted: AtomicBool::new(false),
         requests: requests_tx,
         missing: Mutex::new(Vec::new()),
+        controller: Mutex::new(Default::default()),
     });
+    let (learned_tx, mut learned) = mpsc::unbounded_channel();
     publish_missing(&mgmt, &ports);
     let (worker_tx, worker_rx) = std::sync::mpsc::channel();
     worker_ports.insert(
@@ -328,7 +332,16 @@ pub async fn run_with(
         let (engine, stop, mgmt) = (engine.clone(), stop.clone(), mgmt.clone());
         std::thread::Builder::new()
             .name("ironflow-worker".into())
-            .spawn(move || worker_loop(engine, worker_ports, worker_rx, stop, mgmt))
+            .spawn(move || {
+                worker_loop(
+                    engine,
+                    worker_ports,
+                    worker_rx,
+                    stop,
+                    mgmt,
+                    pinctrl::Pinctrl::new(learned_tx),
+                )
+            })
             .context("cannot start the worker thread")?
     };
     let server = match &cfg.mgmt_socket {
@@ -394,6 +407,7 @@ pub async fn run_with(
                 node.publish(&ports, &current);
             }
             _ = recheck.tick() => node.recheck(&mut ports, &current).await,
+            Some(l) = learned.recv() => node.learn(l, &current.0).await,
             _ = drop_log.tick() => log_drops(&mgmt, &mut last_drops),
         }
     }
@@ -480,6 +494,38 @@ struct Node<'a> {
 }
 
 impl Node<'_> {
+    /// Writes a MAC binding `put_arp`/`put_nd` learned, unless the SB
+    /// has it already.
+    async fn learn(&mut self, l: Learned, net: &LogicalNetwork) {
+        let Learned::MacBinding {
+            datapath,
+            logical_port,
+            ip,
+            ipv6,
+            mac,
+        } = l;
+        let ip = if ipv6 {
+            std::net::Ipv6Addr::from(ip).to_string()
+        } else {
+            Ipv4Addr::from(ip as u32).to_string()
+        };
+        let b = (mac as u64).to_be_bytes();
+        let mac = format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[2], b[3], b[4], b[5], b[6], b[7]
+        );
+        let known = net.mac_bindings.iter().any(|m| {
+            m.logical_port == logical_port && m.ip == ip && m.mac.eq_ignore_ascii_case(&mac)
+        });
+        if known {
+            return;
+        }
+        match put_mac_binding(self.client, &logical_port, &ip, &mac, &datapath.to_string()).await {
+            Ok(()) => info!("learned {ip} at {mac} on {logical_port}"),
+            Err(e) => warn!("cannot write the MAC binding {ip} {mac} on {logical_port}: {e}"),
+        }
+    }
+
     /// Publishes the current network with the current bindings.
     fn publish(&self, ports: &Ports, current: &(Arc<LogicalNetwork>, Arc<Program>)) {
         let config = datapath_config(

@@ -3,6 +3,7 @@
 //! and removed at run time from the control thread, and shares its
 //! counters with the management socket.
 
+use super::pinctrl::Pinctrl;
 use crate::mgmt::{MgmtState, PortInfo};
 use ironflow_datapath::dump::format_megaflow;
 use ironflow_datapath::engine::Engine;
@@ -98,8 +99,10 @@ pub fn worker_loop(
     commands: Receiver<WorkerCommand>,
     stop: Arc<AtomicBool>,
     mgmt: Arc<MgmtState>,
+    mut pinctrl: Pinctrl,
 ) {
-    let mut w = Worker::new(engine);
+    let mut w = Worker::new(engine.clone());
+    let mut sent = Vec::new();
     let mut batch = PacketBatch::new();
     let mut outgoing: HashMap<PortId, PacketBatch> = HashMap::new();
     let mut idle_rounds = 0u32;
@@ -123,7 +126,7 @@ pub fn worker_loop(
             }
         }
         if !done.is_empty() {
-            report(&w, &ports, &mgmt, true);
+            report(&w, &ports, &mgmt, &pinctrl, true);
             for ack in done {
                 let _ = ack.send(());
             }
@@ -145,7 +148,11 @@ pub fn worker_loop(
                 }
             }
             w.process_batch(id, &mut batch);
-            for (out, p) in w.take_tx() {
+            sent.append(&mut w.take_tx());
+            for punt in std::mem::take(&mut w.punted) {
+                pinctrl.handle(&engine, &mut w.pool, punt, &mut sent);
+            }
+            for (out, p) in sent.drain(..) {
                 let b = outgoing.entry(out).or_default();
                 if let Err(p) = b.push(p) {
                     w.pool.free(p);
@@ -159,9 +166,6 @@ pub fn worker_loop(
                     send(&mut ports, *out, b, &mut w);
                 }
             }
-            // The controller side (pinctrl) is not there yet: punted
-            // packets are counted (to_controller) and dropped.
-            w.punted.clear();
         }
         if busy {
             idle_rounds = 0;
@@ -177,7 +181,7 @@ pub fn worker_loop(
         }
         rounds += 1;
         if rounds & 255 == 0 || !busy {
-            report(&w, &ports, &mgmt, false);
+            report(&w, &ports, &mgmt, &pinctrl, false);
         }
     }
 }
@@ -185,9 +189,12 @@ pub fn worker_loop(
 /// Shares counters (and megaflows, when asked) with the management socket.
 /// `wait`: take the locks even if a reader holds them (a port change
 /// must show); else skip a round rather than stall forwarding.
-fn report(w: &Worker, ports: &[WorkerPort], mgmt: &MgmtState, wait: bool) {
+fn report(w: &Worker, ports: &[WorkerPort], mgmt: &MgmtState, pinctrl: &Pinctrl, wait: bool) {
     if let Ok(mut s) = mgmt.worker.try_lock() {
         *s = w.stats();
+    }
+    if let Ok(mut s) = mgmt.controller.try_lock() {
+        *s = pinctrl.stats.clone();
     }
     let locked = if wait {
         mgmt.ports.lock().ok()

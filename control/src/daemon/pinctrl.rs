@@ -1,0 +1,242 @@
+//! The node's controller side (ovn-controller's pinctrl): packets the
+//! datapath handed over because a pass needs the controller are carried
+//! out by the slow path (`interp::execute`), the packets that makes are
+//! built and sent where the pipeline sent them, and what `put_arp` /
+//! `put_nd` learned goes to the control task to be written to the SB.
+//!
+//! It runs on the worker thread between batches, rate-limited by a token
+//! bucket so that a flood of packets needing the controller cannot take
+//! the worker from forwarding.
+
+use ironflow_datapath::compose::{self, ComposeError};
+use ironflow_datapath::config::{Config, TUNNEL_IN_PORT};
+use ironflow_datapath::engine::Engine;
+use ironflow_datapath::exec::{Exec, Flow};
+use ironflow_datapath::extract::extract;
+use ironflow_datapath::flow::{slots, FlowKey};
+use ironflow_datapath::keymap::to_logical;
+use ironflow_datapath::packet::{Packet, PacketPool};
+use ironflow_datapath::port::PortId;
+use ironflow_datapath::rewrite;
+use ironflow_datapath::worker::Punt;
+use ironflow_pipeline::classifier::Key;
+use ironflow_pipeline::dpaction::{DpAction, TunnelOutput};
+use ironflow_pipeline::interp::{execute, Entry, Learned, Output, SimulatedConntrack, Translation};
+use ironflow_pipeline::lflow::symbols::KeyField;
+use ironflow_tunnel::geneve::{source_port, ENCAP_LEN};
+use ironflow_tunnel::ovs_hash::frame_hash;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::debug;
+
+/// Packets per second the controller takes on one worker, and the burst
+/// it absorbs: ovn-controller's default for controller packets is in the
+/// same range, and this is far from what a core can forward.
+const RATE: f64 = 2000.0;
+const BURST: f64 = 500.0;
+
+/// What the controller did, for `ironflow stats`.
+#[derive(Debug, Clone, Default)]
+pub struct PinctrlStats {
+    /// Packets carried out.
+    pub handled: u64,
+    /// Packets sent for them (generated, or the original going on).
+    pub sent: u64,
+    /// Left alone: over the rate limit.
+    pub rate_limited: u64,
+    /// Packets a controller action would make that ironflow does not
+    /// build yet (IPv6 ND, DHCP replies, …).
+    pub unsupported: u64,
+    /// Triggering packets too broken to answer, or with no way in.
+    pub failed: u64,
+    /// MAC bindings learned.
+    pub learned: u64,
+}
+
+/// The controller side of one worker.
+pub struct Pinctrl {
+    tokens: f64,
+    refilled: Instant,
+    pub stats: PinctrlStats,
+    learned: UnboundedSender<Learned>,
+}
+
+/// Header fields an original packet may have changed on its way through
+/// the controller's pass.
+const HEADERS: [KeyField; 10] = [
+    KeyField::EthSrc,
+    KeyField::EthDst,
+    KeyField::Nw4Src,
+    KeyField::Nw4Dst,
+    KeyField::Ip6Src,
+    KeyField::Ip6Dst,
+    KeyField::IpTtl,
+    KeyField::IpTos,
+    KeyField::TpSrc,
+    KeyField::TpDst,
+];
+
+impl Pinctrl {
+    pub fn new(learned: UnboundedSender<Learned>) -> Pinctrl {
+        Pinctrl {
+            tokens: BURST,
+            refilled: Instant::now(),
+            stats: PinctrlStats::default(),
+            learned,
+        }
+    }
+
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let secs = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + secs * RATE).min(BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Carries out `punt`, appending what it sends to `out`.
+    pub fn handle(
+        &mut self,
+        engine: &Engine,
+        pool: &mut PacketPool,
+        punt: Punt,
+        out: &mut Vec<(PortId, Packet)>,
+    ) {
+        if !self.admit() {
+            self.stats.rate_limited += 1;
+            pool.free(punt.packet);
+            return;
+        }
+        self.stats.handled += 1;
+        let config = engine.config();
+        let Some(entry) = entry(&config, &punt.first) else {
+            self.stats.failed += 1;
+            pool.free(punt.packet);
+            return;
+        };
+        let first = to_logical(&punt.first);
+        let recorded: Vec<Key> = punt.after_ct.iter().map(to_logical).collect();
+        // Conntrack after the controller action (rare: generated packets
+        // go out without a trip) answers as ovn-trace's default does.
+        let mut ct = SimulatedConntrack {
+            states: Vec::new(),
+            next: 0,
+            lb_dst: None,
+        };
+        let outcome = execute(
+            &config.program,
+            &config.net,
+            &config.chassis,
+            entry,
+            &first,
+            &recorded,
+            &mut ct,
+        );
+        for l in outcome.learned {
+            self.stats.learned += 1;
+            let _ = self.learned.send(l);
+        }
+        for o in &outcome.outputs {
+            let frame = match o.generated_by {
+                Some(kind) => compose::generated(kind, &o.key, punt.packet.data()),
+                None => Ok(rewritten(punt.packet.data(), punt.first.in_port(), &o.key)),
+            };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    match e {
+                        ComposeError::Unsupported => self.stats.unsupported += 1,
+                        ComposeError::Malformed => self.stats.failed += 1,
+                    }
+                    debug!("controller: no frame for {:?}: {e:?}", o.generated_by);
+                    continue;
+                }
+            };
+            let mut p = pool.alloc();
+            if !p.set_data(&frame) {
+                pool.free(p);
+                self.stats.failed += 1;
+                continue;
+            }
+            match deliver(&config, engine, o, &mut p) {
+                Some(port) => {
+                    self.stats.sent += 1;
+                    out.push((port, p));
+                }
+                None => {
+                    self.stats.failed += 1;
+                    pool.free(p);
+                }
+            }
+        }
+        pool.free(punt.packet);
+    }
+}
+
+/// Where the packet entered, as the slow path names it.
+fn entry(config: &Config, key: &FlowKey) -> Option<Entry> {
+    if key.in_port() == TUNNEL_IN_PORT {
+        let vni = key.get(slots::TUN_VNI) as u32;
+        let opt = key.get(slots::TUN_OPT) as u32;
+        return Some(Entry::Tunnel {
+            datapath: *config.datapaths_by_key.get(&vni)?,
+            inport: opt >> 16,
+            outport: opt & 0xffff,
+        });
+    }
+    let b = config.bindings.get(&key.in_port())?;
+    Some(Entry::Port {
+        datapath: b.datapath,
+        inport: b.port_key,
+    })
+}
+
+/// The original frame with the header fields the pass changed.
+fn rewritten(frame: &[u8], in_port: u32, key: &Key) -> Vec<u8> {
+    let Some(mut p) = Packet::from_slice(frame) else {
+        return frame.to_vec();
+    };
+    let (mut fk, _) = extract(frame, in_port);
+    let before = to_logical(&fk);
+    for f in HEADERS {
+        let (old, new) = (before[f.index()], key[f.index()]);
+        if old != new {
+            // A field the packet lacks stays as it is, as in the datapath.
+            let _ = rewrite::set(&mut p, &mut fk, f, new);
+        }
+    }
+    p.data().to_vec()
+}
+
+/// Sends `p` out the local port or into the tunnel the output names;
+/// returns the datapath port it leaves by.
+fn deliver(config: &Config, engine: &Engine, o: &Output, p: &mut Packet) -> Option<PortId> {
+    let Some(t) = &o.tunnel else {
+        return config.outputs.get(&(o.datapath_key, o.port_key)).copied();
+    };
+    let translation = Translation {
+        actions: vec![DpAction::Tunnel(TunnelOutput {
+            chassis: t.chassis.as_str().into(),
+            datapath_key: t.datapath_key,
+            inport_key: t.inport_key,
+            outport_key: t.outport_key,
+        })],
+        ..Default::default()
+    };
+    let flow = Flow::install(translation, config, engine);
+    let Some(Exec::Tunnel(tunnel)) = flow.actions.first() else {
+        return None;
+    };
+    let hash = frame_hash(p.data());
+    p.push_front(ENCAP_LEN)?;
+    let (hdr, inner) = p.data_mut().split_at_mut(ENCAP_LEN);
+    tunnel
+        .template
+        .write(hdr, inner, source_port(hash))
+        .then_some(tunnel.encap.port)
+}

@@ -1,0 +1,239 @@
+//! The controller side of two ironflow daemons against a real central
+//! with the seed: a packet whose TTL runs out comes back as ICMP time
+//! exceeded from the router; a packet to an address nobody has announced
+//! makes the router ask for it with a broadcast ARP on the far node; the
+//! answer is learned into the SB's MAC_Binding table (as ovn-controller
+//! writes it) and the next packet goes to the MAC it learned.
+
+use ironflow_control::chassis::ChassisConfig;
+use ironflow_control::daemon::{run_with, DaemonConfig, PortSpec};
+use ironflow_control::ovsdb::parse_remotes;
+use ironflow_datapath::port::{MemPeer, MemPort};
+use ironflow_datapath::udp_underlay::UdpUnderlay;
+use ironflow_testbeds::central::OvnCentral;
+use ironflow_testbeds::seed::build_seed;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+const WEB1_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 2];
+const NODE2_ROUTER_MAC: [u8; 6] = [0, 0, 0, 0xd3, 0x4b, 0xaa];
+const NODE1_ROUTER_MAC: [u8; 6] = [0, 0, 0, 0xc0, 0x2e, 0xc7];
+const HOST99_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
+
+fn ipv4_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|p| u32::from(u16::from_be_bytes([p[0], p[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A UDP datagram from web-1 to `dst`:53 with `ttl`, to web-1's router port.
+fn udp_from_web1(dst: [u8; 4], ttl: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + 8 + 18];
+    f[0..6].copy_from_slice(&NODE2_ROUTER_MAC);
+    f[6..12].copy_from_slice(&WEB1_MAC);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let mut ip = [
+        0x45, 0, 0, 46, 0, 1, 0x40, 0, ttl, 17, 0, 0, 192, 168, 3, 3, 0, 0, 0, 0,
+    ];
+    ip[16..20].copy_from_slice(&dst);
+    let sum = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f[14..34].copy_from_slice(&ip);
+    f[34..36].copy_from_slice(&33000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&53u16.to_be_bytes());
+    f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    f
+}
+
+/// host-99's ARP reply to the router's request.
+fn arp_reply_from_host99() -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&NODE1_ROUTER_MAC);
+    f[6..12].copy_from_slice(&HOST99_MAC);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    f[22..28].copy_from_slice(&HOST99_MAC);
+    f[28..32].copy_from_slice(&[192, 168, 2, 99]);
+    f[32..38].copy_from_slice(&NODE1_ROUTER_MAC);
+    f[38..42].copy_from_slice(&[192, 168, 2, 1]);
+    f
+}
+
+fn node(
+    central: &OvnCentral,
+    name: &str,
+    ip: Ipv4Addr,
+    iface_ids: &[&str],
+) -> (DaemonConfig, Vec<MemPeer>) {
+    let mut ports = Vec::new();
+    let mut peers = Vec::new();
+    for id in iface_ids {
+        let (port, peer) = MemPort::pair(id, 256);
+        ports.push(PortSpec {
+            ifname: format!("mem-{id}"),
+            iface_id: id.to_string(),
+            port: Box::new(port),
+            backend: "memory".into(),
+        });
+        peers.push(peer);
+    }
+    let cfg = DaemonConfig {
+        chassis: ChassisConfig {
+            name: name.into(),
+            hostname: name.into(),
+            encap_type: "geneve".into(),
+            encap_ip: ip,
+            bridge_mappings: String::new(),
+        },
+        remotes: parse_remotes(&central.sb_remote()).unwrap(),
+        ports,
+        underlay: Box::new(UdpUnderlay::bind(SocketAddrV4::new(ip, 6081), 6081).unwrap()),
+        mgmt_socket: Some(std::env::temp_dir().join(format!(
+            "ironflow-pinctrl-{}-{name}.sock",
+            std::process::id()
+        ))),
+        state_file: None,
+    };
+    (cfg, peers)
+}
+
+/// Sends `frame` from `from` until `want` finds a frame on `to` (the
+/// nodes see each other's claims on their own time), or panics.
+async fn until(
+    from: &MemPeer,
+    frame: &[u8],
+    to: &MemPeer,
+    what: &str,
+    want: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "{what}: nothing came");
+        assert!(from.inject(frame));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while let Some(f) = to.receive() {
+            if want(&f) {
+                return f;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_answers_asks_and_learns() {
+    let central = OvnCentral::start().expect("start OVN central");
+    build_seed(&central).expect("seed");
+    // A host on kube-node1's switch that no address announces.
+    central
+        .nbctl(&["lsp-add", "kube-node1", "host-99"])
+        .unwrap();
+    central
+        .nbctl(&["lsp-set-addresses", "host-99", "unknown"])
+        .unwrap();
+    central.sync().unwrap();
+    let (cfg1, peers1) = node(
+        &central,
+        "kube-node1",
+        Ipv4Addr::new(127, 0, 0, 5),
+        &["sshd-2", "host-99"],
+    );
+    let (cfg2, peers2) = node(
+        &central,
+        "kube-node2",
+        Ipv4Addr::new(127, 0, 0, 6),
+        &["web-1"],
+    );
+    let (host99, web) = (&peers1[1], &peers2[0]);
+    let (stop1, wait1) = oneshot::channel::<()>();
+    let (stop2, wait2) = oneshot::channel::<()>();
+    let d1 = tokio::spawn(run_with(
+        cfg1,
+        async {
+            wait1.await.ok();
+        },
+        |_| {},
+    ));
+    let d2 = tokio::spawn(run_with(
+        cfg2,
+        async {
+            wait2.await.ok();
+        },
+        |_| {},
+    ));
+
+    // TTL 1 through the router: time exceeded, from the router's port.
+    let reply = until(
+        web,
+        &udp_from_web1([192, 168, 2, 3], 1),
+        web,
+        "time exceeded",
+        |f| f.len() > 34 && f[23] == 1 && f[34] == 11,
+    )
+    .await;
+    assert_eq!(&reply[0..6], &WEB1_MAC);
+    assert_eq!(&reply[6..12], &NODE2_ROUTER_MAC);
+    assert_eq!(&reply[26..30], &[192, 168, 3, 1], "from the router port");
+    assert_eq!(&reply[30..34], &[192, 168, 3, 3]);
+    assert_eq!(ipv4_checksum(&reply[14..34]), 0);
+    // It quotes the datagram that died.
+    assert_eq!(&reply[42 + 12..42 + 20], &[192, 168, 3, 3, 192, 168, 2, 3]);
+
+    // To an address nobody announced: the router asks on kube-node1.
+    let to_99 = udp_from_web1([192, 168, 2, 99], 64);
+    let request = until(web, &to_99, host99, "ARP request", |f| {
+        f.len() >= 42 && f[12..14] == [0x08, 0x06]
+    })
+    .await;
+    assert_eq!(&request[0..6], &[0xff; 6], "broadcast");
+    assert_eq!(&request[6..12], &NODE1_ROUTER_MAC);
+    assert_eq!(&request[20..22], &[0, 1], "a request");
+    assert_eq!(&request[28..32], &[192, 168, 2, 1], "from the router's IP");
+    assert_eq!(&request[38..42], &[192, 168, 2, 99], "for .99");
+
+    // The answer is learned into the SB as ovn-controller writes it.
+    assert!(host99.inject(&arp_reply_from_host99()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = central
+            .sbctl(&["--columns=logical_port,ip,mac", "list", "MAC_Binding"])
+            .unwrap();
+        if rows.contains("192.168.2.99") {
+            assert!(rows.contains("rtos-kube-node1"), "{rows}");
+            assert!(rows.contains("0a:00:00:00:00:99"), "{rows}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no MAC_Binding: {rows}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // And the datagram now goes to the MAC learned.
+    let got = until(web, &to_99, host99, "datagram to .99", |f| {
+        f.len() > 34 && f[12..14] == [0x08, 0x00] && f[23] == 17
+    })
+    .await;
+    assert_eq!(&got[0..6], &HOST99_MAC);
+    assert_eq!(got[22], 63);
+
+    let sock = std::env::temp_dir().join(format!(
+        "ironflow-pinctrl-{}-kube-node2.sock",
+        std::process::id()
+    ));
+    let stats = ironflow_control::mgmt::request(&sock, "stats")
+        .await
+        .unwrap();
+    assert!(
+        stats["controller"]["sent"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+
+    stop1.send(()).unwrap();
+    stop2.send(()).unwrap();
+    d1.await.unwrap().unwrap();
+    d2.await.unwrap().unwrap();
+}
