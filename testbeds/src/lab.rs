@@ -339,7 +339,8 @@ impl SeedLab {
             prefix: cfg.prefix.clone(),
             bin,
             backend: cfg.backend.clone(),
-            keep: cfg.keep,
+            // Until the lab is up, a failure takes down what was built.
+            keep: false,
             pods: Vec::new(),
             nodes: Vec::new(),
             underlay,
@@ -362,6 +363,7 @@ impl SeedLab {
             lab.attach(p)?;
         }
         lab.wait_ready(Duration::from_secs(30))?;
+        lab.keep = cfg.keep;
         Ok(lab)
     }
 

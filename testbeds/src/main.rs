@@ -141,6 +141,10 @@ fn run(cli: Cli) -> Result<()> {
                 keep: true,
                 backend,
                 ..LabConfig::new("lab")
+            })
+            .inspect_err(|_| {
+                // The central was started to outlive this process.
+                let _ = lab::down(&dir);
             })?;
             print!("{}", lab.describe());
             println!("  down: ironflow-lab down --dir {}", dir.display());

@@ -6,6 +6,9 @@
 //!
 //! Needs root; skips with a message otherwise. One lab per test function,
 //! each checking several things, to keep the namespaces and daemons few.
+//! The daemons are the `ironflow` binary next to this test's executable
+//! (or `IRONFLOW_BIN`): `cargo test --workspace` builds it, `cargo test -p
+//! ironflow-testbeds` alone does not rebuild it.
 
 use ironflow_testbeds::lab::{self, LabConfig, PodSpec, SeedLab, TcpSink};
 use ironflow_testbeds::netns::unique_prefix;
@@ -253,10 +256,12 @@ fn ports_come_and_daemons_come_back() {
     // kube-node2's daemon killed outright, then started again: its pods
     // (web-3 added at runtime among them) work again.
     lab.kill_daemon("kube-node2").unwrap();
-    assert!(
-        !lab.pod("web-1").unwrap().ping(SSHD2, 1).unwrap().0,
-        "no daemon, no ping"
-    );
+    let (ok, out) = lab
+        .pod("web-1")
+        .unwrap()
+        .sh(&["ping", "-n", "-c", "1", "-W", "1", "192.168.2.3"])
+        .unwrap();
+    assert!(!ok, "no daemon, no ping: {out}");
     lab.restart_daemon("kube-node2")
         .expect("restart kube-node2");
     assert_eq!(ping_ok(&lab, "web-1", SSHD2), 63);
