@@ -64,6 +64,10 @@ pub struct Report {
     pub seconds: f64,
     pub mpps: f64,
     pub ns_per_packet: f64,
+    /// Nanoseconds per packet of the thread's own CPU time (from
+    /// `/proc/thread-self/schedstat`; 0 where there is none): on a busy
+    /// machine this leaves out the time other processes had the core.
+    pub cpu_ns_per_packet: f64,
     /// Cache misses during the timed part.
     pub upcalls: u64,
     pub megaflows: usize,
@@ -275,6 +279,7 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
         drain(&mut w);
     }
     let before = w.stats();
+    let cpu_start = thread_cpu_ns();
     let start = Instant::now();
     let mut batches: u64 = 0;
     loop {
@@ -289,6 +294,9 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = thread_cpu_ns()
+        .zip(cpu_start)
+        .map_or(0, |(b, a)| b.saturating_sub(a));
     let after = w.stats();
     let packets = batches * BATCH_SIZE as u64;
     let dropped = after.drops.values().sum::<u64>() - before.drops.values().sum::<u64>();
@@ -299,6 +307,7 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
         seconds: elapsed,
         mpps: packets as f64 / elapsed / 1e6,
         ns_per_packet: elapsed * 1e9 / packets as f64,
+        cpu_ns_per_packet: cpu as f64 / packets as f64,
         upcalls: after.upcalls - before.upcalls,
         megaflows: w.megaflows().count(),
         dropped,
@@ -309,6 +318,16 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
             .map(|(k, m, f, hits)| ironflow_datapath::dump::format_megaflow(k, m, f, hits))
             .collect(),
     })
+}
+
+/// The CPU time this thread has run, in nanoseconds (Linux).
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn w_conntrack_entries(w: &Worker) -> u64 {

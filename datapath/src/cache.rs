@@ -12,7 +12,13 @@
 //! The EMC maps a packet's whole key to its megaflow: one hash of the key
 //! (which the caller computes once per packet), two probed slots, one key
 //! compare. It only points into the megaflow slab; a slot's version number
-//! changes whenever its megaflow goes, so stale EMC entries miss.
+//! changes whenever its megaflow goes, so stale EMC entries miss. Each
+//! entry also holds a value of the caller's (`X`, reset whenever the entry
+//! is written): the worker keeps there what it learnt about packets with
+//! that exact key (where their next pass's entry is, where their
+//! connection is in conntrack). A caller that knows which entry a key is
+//! probably in can check that one entry ([`FlowCache::follow`]) instead
+//! of hashing the key.
 //!
 //! Caches belong to one worker and need no locks. Both are bounded: the
 //! megaflow cache evicts the entry under a clock hand when full, the EMC
@@ -171,12 +177,26 @@ struct Slot<A> {
 }
 
 #[derive(Clone, Copy)]
-struct EmcEntry {
+struct EmcEntry<X> {
     hash: u64,
     key: FlowKey,
     flow: u32,
     version: u32,
+    extra: X,
 }
+
+/// What a lookup found: the megaflow, and the EMC entry that now holds
+/// the key ([`NO_EMC`] when the EMC is off), `fresh` when this lookup
+/// wrote that entry (its extra value is the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub flow: FlowRef,
+    pub emc: u32,
+    pub fresh: bool,
+}
+
+/// No EMC entry.
+pub const NO_EMC: u32 = u32::MAX;
 
 /// Counters, OPTE-style: a plain struct the worker reports as it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -195,20 +215,21 @@ pub struct CacheStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowRef(u32);
 
-/// The EMC and megaflow cache of one worker.
-pub struct FlowCache<A> {
+/// The EMC and megaflow cache of one worker; `X` is what the caller keeps
+/// per EMC entry.
+pub struct FlowCache<A, X: Copy + Default = ()> {
     subtables: Vec<Subtable>,
     slots: Vec<Slot<A>>,
     free: Vec<u32>,
     capacity: usize,
     clock: usize,
-    emc: Box<[EmcEntry]>,
+    emc: Box<[EmcEntry<X>]>,
     emc_inserts: bool,
     lookups_since_sort: u32,
     pub stats: CacheStats,
 }
 
-impl<A> FlowCache<A> {
+impl<A, X: Copy + Default> FlowCache<A, X> {
     /// A cache of at most `megaflows` megaflows; `emc` turns the EMC on.
     pub fn new(megaflows: usize, emc: bool) -> Self {
         FlowCache {
@@ -223,6 +244,7 @@ impl<A> FlowCache<A> {
                     key: FlowKey::ZERO,
                     flow: NONE,
                     version: 0,
+                    extra: X::default(),
                 };
                 if emc { EMC_ENTRIES } else { 0 }
             ]
@@ -236,25 +258,78 @@ impl<A> FlowCache<A> {
     /// Finds the megaflow for `key` (whose [`key_hash`] is `hash`).
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, hash: u64) -> Option<FlowRef> {
+        self.lookup_hit(key, hash).map(|h| h.flow)
+    }
+
+    /// [`FlowCache::lookup`], saying which EMC entry holds the key now.
+    #[inline]
+    pub fn lookup_hit(&mut self, key: &FlowKey, hash: u64) -> Option<Hit> {
         if !self.emc.is_empty() {
             for probe in [hash as usize, (hash >> 32) as usize] {
-                let e = &self.emc[probe & (EMC_ENTRIES - 1)];
-                if e.hash == hash && e.flow != NONE && same_key(&e.key, key) {
-                    let slot = &mut self.slots[e.flow as usize];
-                    if slot.version == e.version {
-                        if let Some(f) = &mut slot.flow {
-                            f.hits += 1;
-                            self.stats.emc_hits += 1;
-                            return Some(FlowRef(e.flow));
-                        }
+                let at = probe & (EMC_ENTRIES - 1);
+                let e = &self.emc[at];
+                if e.hash == hash && same_key(&e.key, key) {
+                    if let Some(flow) = self.emc_live(at) {
+                        return Some(Hit {
+                            flow,
+                            emc: at as u32,
+                            fresh: false,
+                        });
                     }
                 }
             }
         }
         let found = self.megaflow_lookup(key)?;
         self.stats.megaflow_hits += 1;
-        self.emc_insert(key, hash, found);
-        Some(FlowRef(found))
+        let emc = self.emc_insert(key, hash, found);
+        Some(Hit {
+            flow: FlowRef(found),
+            emc,
+            fresh: true,
+        })
+    }
+
+    /// The megaflow of EMC entry `at` if it is still cached, counted as
+    /// an EMC hit.
+    #[inline(always)]
+    fn emc_live(&mut self, at: usize) -> Option<FlowRef> {
+        let e = &self.emc[at];
+        let slot = self.slots.get_mut(e.flow as usize)?;
+        if slot.version != e.version {
+            return None;
+        }
+        let f = slot.flow.as_mut()?;
+        f.hits += 1;
+        self.stats.emc_hits += 1;
+        Some(FlowRef(e.flow))
+    }
+
+    /// The megaflow for `key` if EMC entry `emc` holds it: a lookup
+    /// without hashing, for a caller that knows where `key` probably is.
+    /// `None` says nothing about other entries.
+    #[inline]
+    pub fn follow(&mut self, emc: u32, key: &FlowKey) -> Option<FlowRef> {
+        let at = emc as usize;
+        if !same_key(&self.emc.get(at)?.key, key) {
+            return None;
+        }
+        self.emc_live(at)
+    }
+
+    /// The caller's value in EMC entry `emc`.
+    #[inline]
+    pub fn extra_mut(&mut self, emc: u32) -> Option<&mut X> {
+        self.emc.get_mut(emc as usize).map(|e| &mut e.extra)
+    }
+
+    /// A megaflow and the caller's value in EMC entry `emc`, together.
+    #[inline]
+    pub fn flow_and_extra(&mut self, r: FlowRef, emc: u32) -> (&Megaflow<A>, Option<&mut X>) {
+        let flow = self.slots[r.0 as usize]
+            .flow
+            .as_ref()
+            .expect("a FlowRef is used before the cache changes");
+        (flow, self.emc.get_mut(emc as usize).map(|e| &mut e.extra))
     }
 
     fn megaflow_lookup(&mut self, key: &FlowKey) -> Option<u32> {
@@ -282,9 +357,10 @@ impl<A> FlowCache<A> {
         None
     }
 
-    fn emc_insert(&mut self, key: &FlowKey, hash: u64, flow: u32) {
+    /// Points the EMC at megaflow `flow` for `key`; where it went.
+    fn emc_insert(&mut self, key: &FlowKey, hash: u64, flow: u32) -> u32 {
         if !self.emc_inserts {
-            return;
+            return NO_EMC;
         }
         let version = self.slots[flow as usize].version;
         // Of the two slots, take an empty or stale one, else the first.
@@ -292,7 +368,7 @@ impl<A> FlowCache<A> {
             hash as usize & (EMC_ENTRIES - 1),
             (hash >> 32) as usize & (EMC_ENTRIES - 1),
         ];
-        let live = |e: &EmcEntry, slots: &[Slot<A>]| {
+        let live = |e: &EmcEntry<X>, slots: &[Slot<A>]| {
             e.flow != NONE && slots[e.flow as usize].version == e.version
         };
         let at = probes
@@ -304,7 +380,9 @@ impl<A> FlowCache<A> {
             key: *key,
             flow,
             version,
+            extra: X::default(),
         };
+        at as u32
     }
 
     /// The megaflow a lookup found.
@@ -370,14 +448,18 @@ impl<A> FlowCache<A> {
         hash: u64,
         mask: &FlowKey,
         actions: A,
-    ) -> FlowRef {
+    ) -> Hit {
         let r = self.insert(key, mask, actions);
-        self.emc_insert(key, hash, r.0);
+        let emc = self.emc_insert(key, hash, r.0);
         // The packet that made it counts, as in OVS.
         if let Some(f) = &mut self.slots[r.0 as usize].flow {
             f.hits = 1;
         }
-        r
+        Hit {
+            flow: r,
+            emc,
+            fresh: true,
+        }
     }
 
     fn evict_one(&mut self) {

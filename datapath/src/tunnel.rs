@@ -7,6 +7,7 @@ use crate::exec::TunnelOut;
 use crate::flow::{slots, FlowKey};
 use crate::packet::Packet;
 use ironflow_tunnel::geneve::{self, source_port, ENCAP_LEN};
+use ironflow_tunnel::ovs_hash::{flow_hash_5tuple, FiveTuple, FlowAddrs};
 use std::net::Ipv4Addr;
 
 /// A Geneve packet this node accepts.
@@ -47,26 +48,94 @@ pub fn decap(frame: &[u8], config: &Config) -> Result<Arrival, &'static str> {
     })
 }
 
-/// The flow hash OVS spreads tunnel source ports by: the inner 5-tuple.
-fn flow_hash(key: &FlowKey) -> u32 {
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
-    for v in [
-        key.get(slots::IP_SRC) as u64,
-        key.get(slots::IP_DST) as u64,
-        key.get(slots::IP_PROTO) as u64,
-        key.get(slots::TP_SRC) as u64 | (key.get(slots::TP_DST) as u64) << 16,
-    ] {
-        h = (h ^ v).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 32;
-    }
-    h as u32
+/// The hash stock OVS gives a packet as it enters the datapath
+/// (`flow_hash_5tuple` of its 5-tuple, see [`ironflow_tunnel::ovs_hash`]),
+/// from `key` as extracted on arrival: before any rewrite or NAT, so that
+/// a flow's Geneve source port is the one a stock chassis would pick.
+/// Fields a packet lacks are zero in the key as in OVS's flow, so ARP
+/// hashes its sender and target addresses with the opcode as protocol,
+/// and other non-IP frames hash to a constant.
+pub fn arrival_hash(key: &FlowKey) -> u32 {
+    let addr4 = |s| (key.get(s) as u32).to_be_bytes();
+    let (addrs, proto) = match key.eth_type() {
+        0x0800 => (
+            FlowAddrs::V4(addr4(slots::IP_SRC), addr4(slots::IP_DST)),
+            key.ip_proto(),
+        ),
+        0x0806 | 0x8035 => (
+            FlowAddrs::V4(addr4(slots::IP_SRC), addr4(slots::IP_DST)),
+            key.get(slots::ARP_OP) as u8,
+        ),
+        0x86dd => (
+            FlowAddrs::V6(
+                key.get(slots::IP_SRC).to_be_bytes(),
+                key.get(slots::IP_DST).to_be_bytes(),
+            ),
+            key.ip_proto(),
+        ),
+        _ => (FlowAddrs::Other, 0),
+    };
+    let tuple = FiveTuple {
+        addrs,
+        proto,
+        tp_src: key.get(slots::TP_SRC) as u16,
+        tp_dst: key.get(slots::TP_DST) as u16,
+    };
+    flow_hash_5tuple(&tuple, 0)
 }
 
-/// Pushes the outer headers in front of `pkt` (into its headroom).
-pub fn encap(pkt: &mut Packet, t: &TunnelOut, key: &FlowKey) -> bool {
+/// Pushes the outer headers in front of `pkt` (into its headroom), with
+/// the source port for a packet whose [`arrival_hash`] is `hash`.
+#[inline]
+pub fn encap(pkt: &mut Packet, t: &TunnelOut, hash: u32) -> bool {
     if pkt.push_front(ENCAP_LEN).is_none() {
         return false;
     }
     let (hdr, inner) = pkt.data_mut().split_at_mut(ENCAP_LEN);
-    t.template.write(hdr, inner, source_port(flow_hash(key)))
+    t.template.write(hdr, inner, source_port(hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::extract;
+
+    /// Ports stock OVS 3.1 put on the wire for web-1's packets to sshd-2
+    /// (the vectors of `ironflow_tunnel::ovs_hash`), from keys extracted
+    /// from such packets.
+    #[test]
+    fn arrival_hash_is_ovs_flow_hash_5tuple() {
+        let (web, sshd) = ([192, 168, 3, 3], [192, 168, 2, 3]);
+        let mut frame = vec![0u8; 14 + 20 + 20];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&40u16.to_be_bytes());
+        frame[22] = 64;
+        frame[26..30].copy_from_slice(&web);
+        frame[30..34].copy_from_slice(&sshd);
+        frame[46] = 0x50;
+        for (proto, sport, dport, port) in [
+            (6, 46962u16, 22u16, 55718u16),
+            (6, 40000, 22, 51451),
+            (17, 41968, 22, 36502),
+        ] {
+            frame[23] = proto;
+            frame[34..36].copy_from_slice(&sport.to_be_bytes());
+            frame[36..38].copy_from_slice(&dport.to_be_bytes());
+            if proto == 17 {
+                frame[38..40].copy_from_slice(&20u16.to_be_bytes());
+            }
+            let (key, _) = extract(&frame, 1);
+            assert_eq!(source_port(arrival_hash(&key)), port, "{proto} {sport}");
+            assert_eq!(
+                arrival_hash(&key),
+                ironflow_tunnel::ovs_hash::frame_hash(&frame)
+            );
+        }
+        // An echo request: type and code where the ports are.
+        frame[23] = 1;
+        frame[34..38].copy_from_slice(&[8, 0, 0, 0]);
+        let (key, _) = extract(&frame, 1);
+        assert_eq!(source_port(arrival_hash(&key)), 55015);
+    }
 }

@@ -12,8 +12,9 @@
 //! `ironflow_pipeline::interp::translate`); the worker keeps them while
 //! the packet is in flight, a few key copies per recirculation.
 
-use crate::cache::{key_hash, CacheStats, FlowCache, FlowRef, DEFAULT_MEGAFLOWS};
+use crate::cache::{key_hash, CacheStats, FlowCache, Hit, DEFAULT_MEGAFLOWS, NO_EMC};
 use crate::config::{Config, TUNNEL_IN_PORT};
+use crate::conntrack::CtHint;
 use crate::engine::Engine;
 use crate::exec::{Exec, Flow, TunnelOut};
 use crate::extract::{extract_packet_into, Status};
@@ -70,12 +71,35 @@ struct InFlight {
     /// The zone of the packet's last conntrack trip: conntrack state is
     /// forgotten before a trip through another zone, as OVS does.
     ct_zone: Option<u16>,
+    /// OVS's hash of the packet as it arrived, for Geneve source ports
+    /// ([`crate::tunnel::arrival_hash`]).
+    arrival_hash: u32,
+}
+
+/// Conntrack actions per pass that keep a hint; more are rare (OVN's
+/// passes have one or two) and go without.
+const CT_HINTS: usize = 2;
+
+/// What a worker learns about the packets of one exact key, kept in the
+/// key's EMC entry (and forgotten with it).
+#[derive(Clone, Copy, Default)]
+struct Learnt {
+    /// The EMC entry (+ 1; 0 unknown) where the last such packet's next
+    /// pass found its flow: after a recirculation the worker checks that
+    /// entry for the new key before hashing it. Only a guess (the entry
+    /// is compared with the key), as any later pass of a recirculating
+    /// flow usually follows the same way.
+    next: u32,
+    /// [`crate::tunnel::arrival_hash`] of the key (first passes only).
+    arrival_hash: u32,
+    /// Where the pass's conntrack actions found their connections.
+    ct: [CtHint; CT_HINTS],
 }
 
 pub struct Worker {
     engine: Arc<Engine>,
     config: Arc<Config>,
-    cache: FlowCache<Flow>,
+    cache: FlowCache<Flow, Learnt>,
     pub pool: PacketPool,
     stats: WorkerStats,
     /// Packets to send after the batch, with their port.
@@ -116,6 +140,7 @@ impl Worker {
                 starts: [FlowKey::ZERO; MAX_PASSES],
                 passes: 0,
                 ct_zone: None,
+                arrival_hash: 0,
             },
         }
     }
@@ -176,29 +201,71 @@ impl Worker {
         let flight = &mut self.flight;
         flight.passes = 0;
         flight.ct_zone = None;
+        // The EMC entry of the previous pass.
+        let mut prev = NO_EMC;
         loop {
             self.stats.passes += 1;
-            let hash = key_hash(&key);
             if !self.caching {
                 self.cache.flush();
             }
-            let found = match self.cache.lookup(&key, hash) {
-                Some(r) => Some(r),
-                None => upcall(
-                    &self.config,
-                    &self.engine,
-                    &mut self.cache,
-                    &mut self.stats,
-                    &key,
-                    hash,
-                    &self.flight,
-                ),
+            // After a recirculation, the entry the last packet like this
+            // one went on to, if it still holds this key: no hash needed.
+            let followed = match self.cache.extra_mut(prev).map(|l| l.next) {
+                Some(next) if next != 0 => self.cache.follow(next - 1, &key).map(|flow| Hit {
+                    flow,
+                    emc: next - 1,
+                    fresh: false,
+                }),
+                _ => None,
             };
-            let Some(r) = found else {
-                self.drop(pkt, "no logical port bound to the input port");
-                return;
+            let hit = match followed {
+                Some(h) => h,
+                None => {
+                    let hash = key_hash(&key);
+                    let found = match self.cache.lookup_hit(&key, hash) {
+                        Some(h) => Some(h),
+                        None => upcall(
+                            &self.config,
+                            &self.engine,
+                            &mut self.cache,
+                            &mut self.stats,
+                            &key,
+                            hash,
+                            &self.flight,
+                        ),
+                    };
+                    let Some(h) = found else {
+                        self.drop(pkt, "no logical port bound to the input port");
+                        return;
+                    };
+                    if let Some(l) = self.cache.extra_mut(prev) {
+                        l.next = h.emc.wrapping_add(1);
+                    }
+                    h
+                }
             };
-            let flow = &self.cache.get(r).actions;
+            if hit.fresh && key.recirc_id() == 0 {
+                if let Some(l) = self.cache.extra_mut(hit.emc) {
+                    l.arrival_hash = crate::tunnel::arrival_hash(&key);
+                }
+            }
+            let (megaflow, learnt) = self.cache.flow_and_extra(hit.flow, hit.emc);
+            let flow = &megaflow.actions;
+            let mut spare = [CtHint::default(); CT_HINTS];
+            let hints = match learnt {
+                Some(l) => {
+                    if self.flight.passes == 0 {
+                        self.flight.arrival_hash = l.arrival_hash;
+                    }
+                    &mut l.ct
+                }
+                None => {
+                    if self.flight.passes == 0 {
+                        self.flight.arrival_hash = crate::tunnel::arrival_hash(&key);
+                    }
+                    &mut spare
+                }
+            };
             if flow.keeps_key {
                 // Copied only when a later pass or the controller may need
                 // it: the last pass of most packets does not.
@@ -209,6 +276,7 @@ impl Worker {
                 pkt,
                 &mut key,
                 &mut self.flight,
+                hints,
                 &self.engine,
                 now_ns,
                 &mut self.pool,
@@ -244,6 +312,7 @@ impl Worker {
                     pkt = p;
                     flight.passes += 1;
                     key.set(slots::RECIRC_ID, id.into());
+                    prev = hit.emc;
                 }
             }
         }
@@ -295,12 +364,12 @@ impl Worker {
 fn upcall(
     config: &Config,
     engine: &Engine,
-    cache: &mut FlowCache<Flow>,
+    cache: &mut FlowCache<Flow, Learnt>,
     stats: &mut WorkerStats,
     key: &FlowKey,
     hash: u64,
     flight: &InFlight,
-) -> Option<FlowRef> {
+) -> Option<Hit> {
     stats.upcalls += 1;
     let (entry, tunnel) = if key.in_port() == TUNNEL_IN_PORT {
         let vni = key.get(slots::TUN_VNI) as u32;
@@ -373,6 +442,7 @@ fn execute(
     mut pkt: Packet,
     key: &mut FlowKey,
     flight: &mut InFlight,
+    hints: &mut [CtHint; CT_HINTS],
     engine: &Engine,
     now_ns: u64,
     pool: &mut PacketPool,
@@ -380,6 +450,8 @@ fn execute(
     stats: &mut WorkerStats,
 ) -> Outcome {
     let last = flow.actions.len().saturating_sub(1);
+    let mut cts = 0;
+    let mut spare = CtHint::default();
     for (i, action) in flow.actions.iter().enumerate() {
         let take = flow.last_consumes && i == last;
         match action {
@@ -399,12 +471,13 @@ fn execute(
                 tx.push((*port, copy(pool, &pkt)));
             }
             Exec::Tunnel(encap) => {
+                let hash = flight.arrival_hash;
                 if take {
-                    tunnel(pkt, encap, key, pool, tx, stats);
+                    tunnel(pkt, encap, hash, pool, tx, stats);
                     return Outcome::Consumed;
                 }
                 let out = copy(pool, &pkt);
-                tunnel(out, encap, key, pool, tx, stats);
+                tunnel(out, encap, hash, pool, tx, stats);
             }
             Exec::Ct(ct) => {
                 if flight.ct_zone.is_some_and(|z| z != ct.zone) {
@@ -416,7 +489,9 @@ fn execute(
                 let mut saved = [0u64; NAT_WORDS.end - NAT_WORDS.start];
                 saved.copy_from_slice(&key.words[NAT_WORDS]);
                 let l3 = pkt.l3().unwrap_or(&[]);
-                engine.conntrack.execute(key, l3, ct, now_ns);
+                let hint = hints.get_mut(cts).unwrap_or(&mut spare);
+                cts += 1;
+                engine.conntrack.execute_hinted(key, l3, ct, now_ns, hint);
                 if key.words[NAT_WORDS] != saved {
                     let mut before = *key;
                     before.words[NAT_WORDS].copy_from_slice(&saved);
@@ -439,12 +514,12 @@ fn execute(
 fn tunnel(
     mut out: Packet,
     t: &TunnelOut,
-    key: &FlowKey,
+    hash: u32,
     pool: &mut PacketPool,
     tx: &mut Vec<(PortId, Packet)>,
     stats: &mut WorkerStats,
 ) {
-    if crate::tunnel::encap(&mut out, t, key) {
+    if crate::tunnel::encap(&mut out, t, hash) {
         stats.tunnelled += 1;
         tx.push((t.encap.port, out));
     } else {

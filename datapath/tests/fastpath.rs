@@ -356,6 +356,62 @@ fn cross_node_traffic_goes_in_geneve_with_ovn_metadata() {
     assert_eq!(back[0].0, WEB1);
 }
 
+/// The outer UDP source port of a Geneve frame.
+fn udp_source_port(frame: &[u8]) -> u16 {
+    let outer = PacketHeaders::from_ethernet_slice(frame).unwrap();
+    let Some(TransportHeader::Udp(udp)) = &outer.transport else {
+        panic!("UDP expected");
+    };
+    udp.source_port
+}
+
+#[test]
+fn geneve_source_ports_are_the_ones_stock_ovs_picks() {
+    use ironflow_tunnel::geneve::source_port;
+    use ironflow_tunnel::ovs_hash::frame_hash;
+    let ((_e1, _node1), (_e2, mut node2)) = two_nodes();
+    // The vectors of `ironflow_tunnel::ovs_hash` (web-1 to sshd-2): TCP
+    // from port 40000, then the same on a cache hit and after conntrack
+    // has the connection, then UDP from port 5000.
+    let syn = web1_to_sshd2(true, false);
+    for frame in [&syn, &syn, &web1_to_sshd2(false, true)] {
+        let out = run(&mut node2, WEB1, frame);
+        assert_eq!(out.len(), 1, "{:?}", node2.stats());
+        assert_eq!(udp_source_port(&out[0].1), 51451);
+    }
+    let mut udp = Vec::new();
+    PacketBuilder::ethernet2(WEB1_MAC, RTOS_NODE2_MAC)
+        .ipv4(WEB1_IP, SSHD2_IP, 64)
+        .udp(5000, 22)
+        .write(&mut udp, b"ironflow")
+        .unwrap();
+    let out = run(&mut node2, WEB1, &udp);
+    assert_eq!(out.len(), 1, "{:?}", node2.stats());
+    assert_eq!(udp_source_port(&out[0].1), 49215);
+    // Any flow: OVS's hash of the frame as the pod sent it, although the
+    // tunnelled frame was routed (MACs and TTL rewritten).
+    for sport in [1024, 33333, 65535] {
+        let f = tcp(
+            WEB1_MAC,
+            RTOS_NODE2_MAC,
+            WEB1_IP,
+            SSHD2_IP,
+            64,
+            sport,
+            22,
+            true,
+            false,
+        );
+        let out = run(&mut node2, WEB1, &f);
+        assert_eq!(out.len(), 1, "{:?}", node2.stats());
+        assert_eq!(
+            udp_source_port(&out[0].1),
+            source_port(frame_hash(&f)),
+            "source port {sport}"
+        );
+    }
+}
+
 #[test]
 fn decapsulation_refuses_what_it_cannot_vouch_for() {
     let ((_e1, mut node1), (_e2, mut node2)) = two_nodes();

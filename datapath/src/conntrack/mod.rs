@@ -79,6 +79,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
+pub use table::Hint as CtHint;
 use table::{bump, Clash, ConnState, Handle, NewConn, Table};
 use tuple::Extracted;
 
@@ -222,40 +223,60 @@ impl Conntrack {
     /// out), `l3` its bytes from the IP header on (read only for ICMP).
     /// Returns the new `ct_state`.
     pub fn execute(&self, key: &mut FlowKey, l3: &[u8], action: &CtAction, now_ns: u64) -> u32 {
-        let (state, mark, label) = self.run(key, l3, action, now_ns);
+        self.execute_hinted(key, l3, action, now_ns, &mut CtHint::default())
+    }
+
+    /// [`Conntrack::execute`] with a guess at where the packet's
+    /// connection is (what the last call with this `hint` found): a
+    /// worker keeps one per cached flow, so that the packets of an
+    /// established connection find it without hashing their tuple. The
+    /// guess is checked, so a wrong one costs only time.
+    #[inline]
+    pub fn execute_hinted(
+        &self,
+        key: &mut FlowKey,
+        l3: &[u8],
+        action: &CtAction,
+        now_ns: u64,
+        hint: &mut CtHint,
+    ) -> u32 {
+        if let Some(state) = self.hit(key, action, now_ns, hint) {
+            return state;
+        }
+        let (state, mark, label) = self.run_any(key, l3, action, now_ns);
         key.set(slots::CT_STATE, u128::from(state));
         key.set(slots::CT_MARK, u128::from(mark));
         key.set(slots::CT_LABEL, label);
         state
     }
 
-    #[inline(always)]
-    fn run(&self, key: &mut FlowKey, l3: &[u8], action: &CtAction, now: u64) -> (u32, u32, u128) {
-        match self.hit(key, action, now) {
-            Some(out) => out,
-            None => self.run_any(key, l3, action, now),
-        }
-    }
-
     /// The common case on its own, small enough for the compiler to keep
     /// in registers: a TCP/UDP/SCTP packet, not translated yet in this
-    /// zone, of a live connection that needs no translation. `None` (with
-    /// nothing changed) for anything else, which [`Conntrack::run_any`]
-    /// handles.
+    /// zone, of a live connection that needs no translation. Writes the
+    /// ct fields into `key` and returns the state; `None` (with nothing
+    /// changed) for anything else, which [`Conntrack::run_any`] handles.
     #[inline(always)]
-    fn hit(&self, key: &FlowKey, action: &CtAction, now: u64) -> Option<(u32, u32, u128)> {
+    fn hit(
+        &self,
+        key: &mut FlowKey,
+        action: &CtAction,
+        now: u64,
+        hint: &mut CtHint,
+    ) -> Option<u32> {
         let prev = key.get(slots::CT_STATE) as u32;
         if prev & NAT_BITS != 0 {
             return None;
         }
         let w = tuple::fast_words(key, action.zone)?;
         let flags = key.get(slots::TCP_FLAGS) as u16;
-        let hash = self.table.hash_words(&w);
-        // `Some(None)`: leave this packet to the general path, with the
-        // state as it was (so nothing is written).
-        let out = self.table.with(&w, hash, now, |h, st| {
+        let hash = || self.table.hash_words(&w);
+        // The closure's answer is the state, 0 to leave the packet to the
+        // general path with nothing written; mark and label go through
+        // `ml` (small results keep the closure's value in registers).
+        let mut ml = (0u32, 0u128);
+        let state = self.table.with_hint(&w, hint, hash, now, |h, st| {
             if action.nat.is_some() && h.nat != NatKind::None {
-                return Some(None);
+                return Some(0);
             }
             let rpl = if h.reply { ct_state::RPL } else { 0 };
             let (proto, (u, tm)) = {
@@ -267,23 +288,31 @@ impl Conntrack {
                 Update::Valid => ct_state::EST | rpl,
                 Update::ValidNew => ct_state::NEW,
                 // Rare: left to the general path, which counts it.
-                Update::Invalid | Update::Reopen => return Some(None),
+                Update::Invalid | Update::Reopen => return Some(0),
             };
+            let moved = st.proto != proto;
             st.proto = proto;
             if let Some(tm) = tm {
-                st.expires = now.saturating_add(self.cfg.timeouts.get(tm));
+                rearm(st, self.cfg.timeouts.get(tm), now, moved);
             }
             if action.commit {
                 apply_masks(action, &mut st.mark, &mut st.label);
             }
-            Some(Some((state | ct_state::TRK, st.mark, st.label)))
-        })??;
+            ml = (st.mark, st.label);
+            Some(state | ct_state::TRK)
+        })?;
+        if state == 0 {
+            return None;
+        }
         let stats = self.table.stats();
         bump(&stats.hits);
-        if out.0 & ct_state::NEW != 0 {
+        if state & ct_state::NEW != 0 {
             bump(&stats.new);
         }
-        Some(out)
+        key.set(slots::CT_STATE, u128::from(state));
+        key.set(slots::CT_MARK, u128::from(ml.0));
+        key.set(slots::CT_LABEL, ml.1);
+        Some(state)
     }
 
     /// Every packet [`Conntrack::hit`] leaves.
@@ -397,9 +426,10 @@ impl Conntrack {
         let mut state = if related {
             ct_state::REL | rpl
         } else {
+            let before = st.proto;
             let (u, tm) = st.proto.update(reply, flags);
             if let Some(tm) = tm {
-                st.expires = now.saturating_add(self.cfg.timeouts.get(tm));
+                rearm(st, self.cfg.timeouts.get(tm), now, st.proto != before);
             }
             match u {
                 Update::Valid => ct_state::EST | rpl,
@@ -563,6 +593,22 @@ impl Conntrack {
         }
         s.entries = self.len() as u64;
         s
+    }
+}
+
+/// Moves a connection's expiry to `timeout` after `now`, except when its
+/// state did not change (`moved` false) and the expiry would move forward
+/// by less than 1/1024 of the timeout (at most a second): then it stays,
+/// so that a busy connection's packets do not each write the shared slot
+/// (a compare-and-swap apiece). A connection so lives at least 99.9 % of
+/// its timeout after its last packet; Linux refreshed timeouts with the
+/// same kind of slack (a second) for the same reason.
+#[inline(always)]
+fn rearm(st: &mut ConnState, timeout: u64, now: u64, moved: bool) {
+    let expires = now.saturating_add(timeout);
+    let slack = (timeout >> 10).min(1_000_000_000);
+    if moved || expires < st.expires || expires - st.expires > slack {
+        st.expires = expires;
     }
 }
 

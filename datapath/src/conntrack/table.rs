@@ -121,6 +121,15 @@ pub(crate) struct Slot {
     label: [AtomicU64; 2],
 }
 
+/// Where a connection was found last (slot number + 1, 0 for nowhere),
+/// and by which of its tuples: what a worker keeps to find it again
+/// without hashing. Only ever a guess: the slot is checked before use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hint {
+    slot: u32,
+    reply: bool,
+}
+
 /// A connection found by a lookup: which slot, which generation, which
 /// tuple it was found by, and the slot's sequence number when read.
 #[derive(Debug, Clone, Copy)]
@@ -481,6 +490,62 @@ impl Table {
             if !old.live(now) {
                 return None;
             }
+            let mut st = old;
+            let Some(r) = f(&h, &mut st) else {
+                continue;
+            };
+            if self.store(&h, &old, &st) {
+                return Some(r);
+            }
+        }
+    }
+
+    /// [`Table::with`], trying slot `hint` first: a worker that found the
+    /// connection there before skips the hash and the index. The slot is
+    /// only taken when it holds tuple `t` and is live, which is what the
+    /// index would have found (a tuple is indexed once, by its live
+    /// connection or by a dead one that a lookup passes over). `hint` is
+    /// updated to where the connection was found.
+    #[inline(always)]
+    pub(crate) fn with_hint<R>(
+        &self,
+        t: &[u64; 6],
+        hint: &mut Hint,
+        hash: impl FnOnce() -> u64,
+        now: u64,
+        mut f: impl FnMut(&Handle, &mut ConnState) -> Option<R>,
+    ) -> Option<R> {
+        let mut try_hint = hint.slot != 0;
+        let mut hash = Some(hash);
+        let mut hv = 0;
+        // One call of `f` in the loop, so that it is inlined.
+        loop {
+            let mut found = None;
+            if try_hint {
+                try_hint = false;
+                if let Ok(Some((h, old))) = self.read(hint.slot - 1, hint.reply, t) {
+                    if old.live(now) {
+                        found = Some((h, old));
+                    }
+                }
+            }
+            let (h, old) = match found {
+                Some(x) => x,
+                None => {
+                    if let Some(hash) = hash.take() {
+                        hv = hash();
+                    }
+                    let (h, old) = self.find(t, hv)?;
+                    *hint = Hint {
+                        slot: h.idx + 1,
+                        reply: h.reply,
+                    };
+                    if !old.live(now) {
+                        return None;
+                    }
+                    (h, old)
+                }
+            };
             let mut st = old;
             let Some(r) = f(&h, &mut st) else {
                 continue;

@@ -165,7 +165,9 @@ fn tcp_handshake_and_data() {
     let e = ct.entries(5);
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].tcp_state, Some(TcpState::Established));
-    assert_eq!(e[0].expires_ns, 5 + CtTimeouts::default().tcp_established);
+    // Armed when the connection became established; packets a few
+    // nanoseconds later leave it (see `rearm`).
+    assert_eq!(e[0].expires_ns, 3 + CtTimeouts::default().tcp_established);
     assert_eq!(
         e[0].to_string(),
         "tcp,orig=(src=10.0.0.1,dst=10.0.0.100,sport=1000,dport=80),\
@@ -810,4 +812,122 @@ fn threads_commit_and_look_up_concurrently() {
     let s = ct.stats();
     assert_eq!(s.committed as usize, ct.len());
     assert_eq!(ct.entries(1).len(), ct.len());
+}
+
+/// Runs `k` through `ct` with `hint`; the state.
+fn hinted(ct: &Conntrack, k: FlowKey, a: &CtAction, now: u64, hint: &mut CtHint) -> u32 {
+    let mut k = k;
+    let s = ct.execute_hinted(&mut k, &[], a, now, hint);
+    assert_eq!(k.get(slots::CT_STATE), u128::from(s));
+    s
+}
+
+#[test]
+fn hints_find_connections_and_never_the_wrong_one() {
+    let ct = ct();
+    let tm = CtTimeouts::default();
+    establish(&ct, 0, 1000, 0);
+    establish(&ct, 0, 1001, 0);
+    // One hint per direction, as a worker keeps one per exact key.
+    let (mut fwd, mut rev) = (CtHint::default(), CtHint::default());
+    assert_eq!(
+        hinted(&ct, tcp(C, S, 1000, 80, ACK), &next(0), 1, &mut fwd),
+        EST | TRK
+    );
+    assert_eq!(
+        hinted(&ct, tcp(S, C, 80, 1000, ACK), &next(0), 1, &mut rev),
+        EST | RPL | TRK
+    );
+    assert_ne!(fwd, CtHint::default());
+    assert_ne!(fwd, rev);
+    // The hint of another connection, or of its other direction, is
+    // checked and not taken.
+    let mut other = fwd;
+    assert_eq!(
+        hinted(&ct, tcp(C, S, 1001, 80, ACK), &next(0), 2, &mut other),
+        EST | TRK
+    );
+    assert_ne!(other, fwd);
+    let mut wrong_way = fwd;
+    assert_eq!(
+        hinted(&ct, tcp(S, C, 80, 1000, ACK), &next(0), 2, &mut wrong_way),
+        EST | RPL | TRK
+    );
+    assert_eq!(wrong_way, rev);
+    // State changes still happen through a hint: FIN, then RST.
+    assert_eq!(
+        hinted(&ct, tcp(C, S, 1000, 80, FIN | ACK), &next(0), 3, &mut fwd),
+        EST | TRK
+    );
+    let e = ct.entries(3);
+    let e = e.iter().find(|e| e.orig.sport == 1000).unwrap();
+    assert_eq!(e.tcp_state, Some(TcpState::Closing));
+    assert_eq!(e.expires_ns, 3 + tm.tcp_closing);
+    assert_eq!(
+        hinted(&ct, tcp(S, C, 80, 1000, RST), &next(0), 4, &mut rev),
+        EST | RPL | TRK
+    );
+    // Reopened on the same tuple: the hint leads to the new connection.
+    assert_eq!(
+        hinted(&ct, tcp(C, S, 1000, 80, SYN), &commit(0), 5, &mut fwd),
+        NEW | TRK
+    );
+    assert_eq!(
+        hinted(&ct, tcp(C, S, 1000, 80, SYN), &next(0), 6, &mut fwd),
+        NEW | TRK
+    );
+    // Expired: a hint does not bring it back.
+    let late = 6 + tm.tcp_first_packet + 1;
+    assert_eq!(
+        hinted(&ct, tcp(C, S, 1000, 80, ACK), &next(0), late, &mut fwd),
+        NEW | TRK
+    );
+    // Counted as without hints: the same packets through a twin table.
+    let twin = self::ct();
+    establish(&twin, 0, 1000, 0);
+    establish(&twin, 0, 1001, 0);
+    for (k, a, now) in [
+        (tcp(C, S, 1000, 80, ACK), next(0), 1),
+        (tcp(S, C, 80, 1000, ACK), next(0), 1),
+        (tcp(C, S, 1001, 80, ACK), next(0), 2),
+        (tcp(S, C, 80, 1000, ACK), next(0), 2),
+        (tcp(C, S, 1000, 80, FIN | ACK), next(0), 3),
+        (tcp(S, C, 80, 1000, RST), next(0), 4),
+        (tcp(C, S, 1000, 80, SYN), commit(0), 5),
+        (tcp(C, S, 1000, 80, SYN), next(0), 6),
+        (tcp(C, S, 1000, 80, ACK), next(0), late),
+    ] {
+        st(&twin, k, &a, now);
+    }
+    assert_eq!(ct.stats(), twin.stats());
+}
+
+#[test]
+fn busy_connections_rearm_their_timeout_coarsely() {
+    let ct = ct();
+    let tm = CtTimeouts::default();
+    establish(&ct, 0, 1000, 0);
+    let exp = |ct: &Conntrack| ct.entries(0)[0].expires_ns;
+    assert_eq!(exp(&ct), tm.tcp_established);
+    // Within a second (1/1024 of a day is more): the expiry stays.
+    st(&ct, tcp(C, S, 1000, 80, ACK), &next(0), SEC / 2);
+    assert_eq!(exp(&ct), tm.tcp_established);
+    // Later: it moves.
+    st(&ct, tcp(C, S, 1000, 80, ACK), &next(0), 2 * SEC);
+    assert_eq!(exp(&ct), 2 * SEC + tm.tcp_established);
+    // UDP's 30 s: within 1/1024 of it (29 ms) it stays, then it moves.
+    st(&ct, udp(C, S, 5000, 53), &commit(0), 0);
+    st(&ct, udp(S, C, 53, 5000), &next(0), 1);
+    let udp_exp = |ct: &Conntrack| {
+        ct.entries(0)
+            .into_iter()
+            .find(|e| e.orig.proto == 17)
+            .unwrap()
+            .expires_ns
+    };
+    assert_eq!(udp_exp(&ct), 1 + tm.other_bidir);
+    st(&ct, udp(C, S, 5000, 53), &next(0), 20_000_000);
+    assert_eq!(udp_exp(&ct), 1 + tm.other_bidir);
+    st(&ct, udp(C, S, 5000, 53), &next(0), 40_000_000);
+    assert_eq!(udp_exp(&ct), 40_000_000 + tm.other_bidir);
 }
