@@ -179,6 +179,10 @@ pub struct LabConfig {
     /// Leave everything running when the value goes (`ironflow-lab up`).
     pub keep: bool,
     pub pods: Vec<PodSpec>,
+    /// Give each node its `k8s-<node>` management port, as ovn-kubernetes
+    /// does: an internal (TAP) port in the node's namespace with the
+    /// seed's address, and routes to the pods and services through it.
+    pub mgmt_ports: bool,
     /// `ironflow port add --backend` for the pods.
     pub backend: String,
 }
@@ -191,6 +195,7 @@ impl LabConfig {
             dir: None,
             keep: false,
             pods: seed_pods(),
+            mgmt_ports: true,
             backend: "auto".into(),
         }
     }
@@ -249,6 +254,8 @@ pub struct Node {
     log: PathBuf,
     pidfile: PathBuf,
     state: PathBuf,
+    /// The `k8s-<node>` port, if the node has one.
+    mgmt_port: Option<PodSpec>,
 }
 
 impl Node {
@@ -278,6 +285,11 @@ impl Node {
             .ok()?;
         let ours = has_arg(pid, &format!("--pidfile={}", self.pidfile.display()));
         (ours && alive(pid)).then_some(pid)
+    }
+
+    /// The `k8s-<node>` management port, if the node has one.
+    pub fn mgmt_port(&self) -> Option<&PodSpec> {
+        self.mgmt_port.as_ref()
     }
 
     /// The last `lines` lines of the daemon's log, for failure messages.
@@ -361,6 +373,11 @@ impl SeedLab {
         for spec in cfg.pods {
             let p = lab.plumb_pod(spec)?;
             lab.attach(p)?;
+        }
+        if cfg.mgmt_ports {
+            for i in 0..lab.nodes.len() {
+                lab.add_mgmt_port(i)?;
+            }
         }
         lab.wait_ready(Duration::from_secs(30))?;
         lab.keep = cfg.keep;
@@ -457,6 +474,7 @@ impl SeedLab {
             log: path("log"),
             pidfile: path("pid"),
             state: path("ports.json"),
+            mgmt_port: None,
             ns,
         });
         Ok(())
@@ -559,6 +577,32 @@ impl SeedLab {
         Ok(())
     }
 
+    /// The node's `k8s-<node>` port: `ironflow port add --backend tap`
+    /// makes the interface, which then gets the seed's MAC and address and
+    /// carries the node's own traffic to the cluster's pods (192.168.0.0/16)
+    /// and services (172.30.0.0/16).
+    fn add_mgmt_port(&mut self, i: usize) -> Result<()> {
+        let node = &self.nodes[i];
+        let lsp = format!("k8s-{}", node.name);
+        let spec = PodSpec::seed(&lsp, &node.name)?;
+        let gateway = spec.gateway()?.to_string();
+        let iface_id = format!("--iface-id={lsp}");
+        self.ironflow(
+            &node.name,
+            &["port", "add", &lsp, &iface_id, "--backend=tap"],
+        )
+        .with_context(|| format!("attaching {lsp}"))?;
+        let mtu = POD_MTU.to_string();
+        let ns = &node.ns;
+        ns.ip(&["link", "set", &lsp, "address", &spec.mac, "mtu", &mtu, "up"])?;
+        ns.ip(&["addr", "add", &format!("{}/24", spec.ip), "dev", &lsp])?;
+        for net in ["192.168.0.0/16", "172.30.0.0/16"] {
+            ns.ip(&["route", "add", net, "via", &gateway, "dev", &lsp])?;
+        }
+        self.nodes[i].mgmt_port = Some(spec);
+        Ok(())
+    }
+
     /// Waits until every daemon answers on its socket with a tunnel to
     /// every other node, and every pod's port is up in the NB.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
@@ -584,10 +628,12 @@ impl SeedLab {
                     Err(_) => missing.push(format!("{}: no answer on its socket", node.name)),
                 }
             }
-            for pod in &self.pods {
-                let up = self.central.nbctl(&["lsp-get-up", &pod.spec.lsp])?;
+            let pods = self.pods.iter().map(|p| &p.spec);
+            let mgmt = self.nodes.iter().filter_map(|n| n.mgmt_port.as_ref());
+            for spec in pods.chain(mgmt) {
+                let up = self.central.nbctl(&["lsp-get-up", &spec.lsp])?;
                 if up.trim() != "up" {
-                    missing.push(format!("{} not up", pod.spec.lsp));
+                    missing.push(format!("{} not up", spec.lsp));
                 }
             }
             if missing.is_empty() {
@@ -664,7 +710,9 @@ impl SeedLab {
 
     /// Starts a node's daemon again (after [`SeedLab::kill_daemon`], or
     /// stopping it first) with nothing but its state file to find its
-    /// ports, and waits for the lab to be ready.
+    /// ports, and waits for the lab to be ready. A TAP management port
+    /// went away with the killed daemon and comes back bare (no address,
+    /// MAC or routes): the lab leaves it so, as nothing would redo it.
     pub fn restart_daemon(&mut self, node: &str) -> Result<()> {
         let n = self.node_index(node)?;
         stop_pidfile(&self.nodes[n].pidfile)?;
@@ -693,6 +741,9 @@ impl SeedLab {
                 node.encap_ip,
                 node.log.display()
             ));
+            if let Some(m) = &node.mgmt_port {
+                s.push_str(&format!("      management port {} {} (tap)\n", m.lsp, m.ip));
+            }
             s.push_str(&format!(
                 "      {bin} show|stats|flows|port list --mgmt-socket {}\n",
                 node.mgmt.display()

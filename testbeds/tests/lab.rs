@@ -205,6 +205,42 @@ fn pods_talk_through_ironflow_nodes() {
         report(&lab)
     );
 
+    // The node itself through its management port (TAP, offloads on):
+    // 192.168.3.2 is one of sshd-2's $web_clients.
+    let node2 = lab.node("kube-node2").unwrap();
+    assert_eq!(
+        node2.mgmt_port().map(|m| m.ip),
+        Some(Ipv4Addr::new(192, 168, 3, 2))
+    );
+    let (ok, out) = node2
+        .ns()
+        .exec(&[
+            "ping",
+            "-n",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-w",
+            "6",
+            "192.168.2.3",
+        ])
+        .map(|o| (true, o))
+        .unwrap_or_else(|e| (false, format!("{e:#}")));
+    assert!(ok && out.contains("ttl=63"), "kube-node2 -> sshd-2:\n{out}");
+    match lab::tcp_send(
+        node2.ns(),
+        SocketAddrV4::new(SSHD2, 22),
+        TRANSFER,
+        Duration::from_secs(5),
+    ) {
+        Ok(t) => eprintln!(
+            "kube-node2 (k8s-kube-node2, tap) -> sshd-2:22: {:.0} Mbit/s",
+            t.mbit_per_s()
+        ),
+        Err(e) => panic!("kube-node2 -> sshd-2:22: {e:#}\n{}", report(&lab)),
+    }
+
     // The load balancer's VIP reaches sshd-2:22 (DNAT on kube-node2,
     // un-DNAT of the replies there too).
     transfer(&lab, "web-1", SocketAddrV4::new(VIP, 22));
