@@ -178,6 +178,44 @@ pub fn tcp_reset(key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
     Ok(pad(f))
 }
 
+/// A UDP/IPv4 frame with the key's addresses and ports around `payload`
+/// (a controller's answer that replaces the packet's payload, such as a
+/// DHCP reply).
+pub fn udp4(key: &Key, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let mut f = Vec::with_capacity(14 + 20 + udp_len);
+    ethernet(key, 0x0800, &mut f);
+    ipv4_header(key, 17, udp_len, &mut f);
+    let start = f.len();
+    f.extend_from_slice(&(field(key, KeyField::TpSrc) as u16).to_be_bytes());
+    f.extend_from_slice(&(field(key, KeyField::TpDst) as u16).to_be_bytes());
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    let pseudo = pseudo_header_v4(
+        field(key, KeyField::Nw4Src) as u32,
+        field(key, KeyField::Nw4Dst) as u32,
+        17,
+        udp_len as u16,
+    );
+    let sum = match !fold64(sum_bytes(&f[start..], pseudo)) {
+        0 => 0xffff, // zero means "no checksum" in UDP
+        s => s,
+    };
+    f[start + 6..start + 8].copy_from_slice(&sum.to_be_bytes());
+    pad(f)
+}
+
+/// The UDP payload of the IPv4 datagram in `frame`, if it has one.
+pub fn udp4_payload(frame: &[u8]) -> Option<&[u8]> {
+    let ip = ipv4_datagram(frame)?;
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ip[9] != 17 || ip.len() < ihl + 8 {
+        return None;
+    }
+    Some(&ip[ihl + 8..])
+}
+
 /// The frame for a packet `generated_by` a controller action.
 pub fn generated(generated_by: &str, key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
     match generated_by {

@@ -13,6 +13,7 @@ pub mod checksum;
 pub mod compose;
 pub mod config;
 pub mod conntrack;
+pub mod dhcp;
 pub mod dump;
 pub mod engine;
 pub mod exec;

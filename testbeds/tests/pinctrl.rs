@@ -3,7 +3,8 @@
 //! exceeded from the router; a packet to an address nobody has announced
 //! makes the router ask for it with a broadcast ARP on the far node; the
 //! answer is learned into the SB's MAC_Binding table (as ovn-controller
-//! writes it) and the next packet goes to the MAC it learned.
+//! writes it) and the next packet goes to the MAC it learned; a pod's
+//! DHCPDISCOVER gets an OFFER with the NB's DHCP_Options.
 
 use ironflow_control::chassis::ChassisConfig;
 use ironflow_control::daemon::{run_with, DaemonConfig, PortSpec};
@@ -62,6 +63,37 @@ fn arp_reply_from_host99() -> Vec<u8> {
     f[28..32].copy_from_slice(&[192, 168, 2, 99]);
     f[32..38].copy_from_slice(&NODE1_ROUTER_MAC);
     f[38..42].copy_from_slice(&[192, 168, 2, 1]);
+    f
+}
+
+const DHCP1_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x42];
+const XID: u32 = 0x1234_5678;
+
+/// dhcp-1's DHCPDISCOVER, broadcast.
+fn discover() -> Vec<u8> {
+    let mut dhcp = vec![0u8; 236];
+    dhcp[0] = 1;
+    dhcp[1] = 1;
+    dhcp[2] = 6;
+    dhcp[4..8].copy_from_slice(&XID.to_be_bytes());
+    dhcp[28..34].copy_from_slice(&DHCP1_MAC);
+    dhcp.extend_from_slice(&[99, 130, 83, 99, 53, 1, 1, 255]);
+    let udp_len = 8 + dhcp.len();
+    let mut f = vec![0xffu8; 6];
+    f.extend_from_slice(&DHCP1_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = [
+        0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255,
+    ];
+    ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    let sum = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&68u16.to_be_bytes());
+    f.extend_from_slice(&67u16.to_be_bytes());
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&dhcp);
     f
 }
 
@@ -136,12 +168,53 @@ async fn the_controller_answers_asks_and_learns() {
     central
         .nbctl(&["lsp-set-addresses", "host-99", "unknown"])
         .unwrap();
+    // A pod that gets its address by DHCP.
+    central.nbctl(&["lsp-add", "kube-node1", "dhcp-1"]).unwrap();
+    central
+        .nbctl(&[
+            "lsp-set-addresses",
+            "dhcp-1",
+            "0a:00:00:00:00:42 192.168.2.42",
+        ])
+        .unwrap();
+    let options = central
+        .nbctl(&["dhcp-options-create", "192.168.2.0/24"])
+        .unwrap();
+    let options = if options.trim().is_empty() {
+        central
+            .nbctl(&[
+                "--bare",
+                "--columns=_uuid",
+                "find",
+                "DHCP_Options",
+                "cidr=\"192.168.2.0/24\"",
+            ])
+            .unwrap()
+    } else {
+        options
+    };
+    let options = options.trim().to_string();
+    central
+        .nbctl(&[
+            "dhcp-options-set-options",
+            &options,
+            "lease_time=3600",
+            "router=192.168.2.1",
+            "server_id=192.168.2.1",
+            "server_mac=00:00:00:c0:2e:c7",
+            "netmask=255.255.255.0",
+            "dns_server={8.8.8.8,8.8.4.4}",
+        ])
+        .unwrap();
+    central
+        .nbctl(&["lsp-set-dhcpv4-options", "dhcp-1", &options])
+        .unwrap();
     central.sync().unwrap();
     let (cfg1, peers1) = node(
         &central,
         "kube-node1",
         Ipv4Addr::new(127, 0, 0, 5),
-        &["sshd-2", "host-99"],
+        &["sshd-2", "host-99", "dhcp-1"],
     );
     let (cfg2, peers2) = node(
         &central,
@@ -219,6 +292,29 @@ async fn the_controller_answers_asks_and_learns() {
     .await;
     assert_eq!(&got[0..6], &HOST99_MAC);
     assert_eq!(got[22], 63);
+
+    // DHCP: the DISCOVER gets an OFFER of the port's address.
+    let dhcp1 = &peers1[2];
+    let offer = until(dhcp1, &discover(), dhcp1, "DHCP offer", |f| {
+        f.len() > 42 && f[23] == 17 && f[34..36] == [0, 67]
+    })
+    .await;
+    assert_eq!(&offer[0..6], &DHCP1_MAC, "to the client");
+    assert_eq!(&offer[6..12], &NODE1_ROUTER_MAC, "from server_mac");
+    assert_eq!(&offer[26..30], &[192, 168, 2, 1], "from server_id");
+    assert_eq!(&offer[36..38], &[0, 68]);
+    let dhcp = &offer[42..];
+    assert_eq!(dhcp[0], 2, "BOOTREPLY");
+    assert_eq!(&dhcp[4..8], &XID.to_be_bytes());
+    assert_eq!(&dhcp[16..20], &[192, 168, 2, 42], "yiaddr");
+    let opts = &dhcp[240..];
+    assert_eq!(&opts[0..3], &[53, 1, 2], "an OFFER");
+    assert_eq!(&opts[3..9], &[54, 4, 192, 168, 2, 1], "server id first");
+    assert!(
+        opts.windows(10)
+            .any(|w| w == [6, 8, 8, 8, 8, 8, 8, 8, 4, 4]),
+        "dns servers: {opts:?}"
+    );
 
     let sock = std::env::temp_dir().join(format!(
         "ironflow-pinctrl-{}-kube-node2.sock",

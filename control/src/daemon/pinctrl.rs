@@ -10,6 +10,7 @@
 
 use ironflow_datapath::compose::{self, ComposeError};
 use ironflow_datapath::config::{Config, TUNNEL_IN_PORT};
+use ironflow_datapath::dhcp;
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::exec::{Exec, Flow};
 use ironflow_datapath::extract::extract;
@@ -45,9 +46,10 @@ pub struct PinctrlStats {
     /// Left alone: over the rate limit.
     pub rate_limited: u64,
     /// Packets a controller action would make that ironflow does not
-    /// build yet (IPv6 ND, DHCP replies, …).
+    /// build yet (IPv6 ND, DHCPv6, DNS answers, …).
     pub unsupported: u64,
-    /// Triggering packets too broken to answer, or with no way in.
+    /// Triggering packets too broken to answer (or DHCP messages that
+    /// get no answer), or with no way in.
     pub failed: u64,
     /// MAC bindings learned.
     pub learned: u64,
@@ -142,9 +144,19 @@ impl Pinctrl {
             let _ = self.learned.send(l);
         }
         for o in &outcome.outputs {
-            let frame = match o.generated_by {
-                Some(kind) => compose::generated(kind, &o.key, punt.packet.data()),
-                None => Ok(rewritten(punt.packet.data(), punt.first.in_port(), &o.key)),
+            let frame = match (o.generated_by, &outcome.dhcp_options) {
+                (Some(kind), _) => compose::generated(kind, &o.key, punt.packet.data()),
+                // The DHCP request goes back as the answer to it.
+                (None, Some(options)) => {
+                    let Some(answer) = compose::udp4_payload(punt.packet.data())
+                        .and_then(|request| dhcp::reply(request, options).ok())
+                    else {
+                        self.stats.failed += 1;
+                        continue;
+                    };
+                    Ok(compose::udp4(&o.key, &answer))
+                }
+                (None, None) => Ok(rewritten(punt.packet.data(), punt.first.in_port(), &o.key)),
             };
             let frame = match frame {
                 Ok(f) => f,

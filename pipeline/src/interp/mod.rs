@@ -124,6 +124,9 @@ pub struct Outcome {
     pub conntrack: Vec<CtUse>,
     /// What `put_arp`/`put_nd` learned.
     pub learned: Vec<Learned>,
+    /// The options of a `put_dhcp_opts` the packet met: the controller
+    /// answers the packet's DHCP message with them.
+    pub dhcp_options: Option<Vec<(String, crate::lflow::actions::ArgValue)>>,
 }
 
 /// One trip through conntrack.
@@ -727,6 +730,11 @@ impl<'a> Interp<'a> {
                 .iter()
                 .filter_map(|f| place(f).map(|(k, _, _)| k.index())),
         );
+        if func == Func::PutDhcpOpts && !self.replaying() {
+            if let Args::KeyValues(kv) = args {
+                self.out.dhcp_options = Some(kv.clone());
+            }
+        }
         if matches!(func, Func::PutArp | Func::PutNd) && !self.replaying() {
             if let Some(port) = self.port(pkt.dp, arg(0) as u32) {
                 self.out.learned.push(Learned::MacBinding {
