@@ -169,24 +169,7 @@ pub fn execute(
         rec.begin(packet);
     }
     let mut it = Interp::new(program, net, ct, Some(chassis), Some(rec));
-    let mut pkt = Packet::new(*packet, Uuid::default(), Provenance::headers_input(0));
-    match entry {
-        Entry::Port { datapath, inport } => {
-            pkt.dp = datapath;
-            pkt.key[KeyField::InPort.index()] = inport.into();
-            it.table(&mut pkt, Pipeline::Ingress, 0, 0);
-        }
-        Entry::Tunnel {
-            datapath,
-            inport,
-            outport,
-        } => {
-            pkt.dp = datapath;
-            pkt.key[KeyField::InPort.index()] = inport.into();
-            pkt.key[KeyField::OutPort.index()] = outport.into();
-            it.tunnel_arrival(&pkt, outport);
-        }
-    }
+    it.enter(entry, packet);
     it.out
 }
 
@@ -232,24 +215,7 @@ pub fn translate(
         rec.begin(packet);
     }
     let mut it = Interp::new(program, net, &mut none, Some(chassis), Some(rec));
-    let mut pkt = Packet::new(*packet, Uuid::default(), Provenance::headers_input(0));
-    match entry {
-        Entry::Port { datapath, inport } => {
-            pkt.dp = datapath;
-            pkt.key[KeyField::InPort.index()] = inport.into();
-            it.table(&mut pkt, Pipeline::Ingress, 0, 0);
-        }
-        Entry::Tunnel {
-            datapath,
-            inport,
-            outport,
-        } => {
-            pkt.dp = datapath;
-            pkt.key[KeyField::InPort.index()] = inport.into();
-            pkt.key[KeyField::OutPort.index()] = outport.into();
-            it.tunnel_arrival(&pkt, outport);
-        }
-    }
+    it.enter(entry, packet);
     it.rec.map(|r| r.out).unwrap_or_default()
 }
 
@@ -361,6 +327,29 @@ impl<'a> Interp<'a> {
     /// recirculation or handed to the controller).
     fn stopped(&self) -> bool {
         self.rec.as_ref().is_some_and(Recorder::stopped)
+    }
+
+    /// Walks `packet` in from where it entered this chassis: a port's
+    /// ingress pipeline, or a tunnel's egress.
+    fn enter(&mut self, entry: Entry, packet: &Key) {
+        let mut pkt = Packet::new(*packet, Uuid::default(), Provenance::headers_input(0));
+        match entry {
+            Entry::Port { datapath, inport } => {
+                pkt.dp = datapath;
+                pkt.key[KeyField::InPort.index()] = inport.into();
+                self.table(&mut pkt, Pipeline::Ingress, 0, 0);
+            }
+            Entry::Tunnel {
+                datapath,
+                inport,
+                outport,
+            } => {
+                pkt.dp = datapath;
+                pkt.key[KeyField::InPort.index()] = inport.into();
+                pkt.key[KeyField::OutPort.index()] = outport.into();
+                self.tunnel_arrival(&pkt, outport);
+            }
+        }
     }
 
     /// The recorder, when the pass being walked is the one recorded.
