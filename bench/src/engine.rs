@@ -73,6 +73,12 @@ pub struct Report {
     pub megaflows: usize,
     pub dropped: u64,
     pub conntrack_entries: u64,
+    /// Connections conntrack committed during the timed part, per second
+    /// (conntrack-new's figure: once the table is full, packets still
+    /// flow but commit nothing).
+    pub new_connections_per_s: f64,
+    /// Commits refused during the timed part because the table was full.
+    pub conntrack_limit_drops: u64,
     pub cores: u32,
     /// The worker's megaflows after the run, as `dpctl/dump-flows` prints
     /// them (for `--show-flows`).
@@ -173,7 +179,17 @@ fn zipf(n: usize, len: usize) -> Vec<usize> {
 pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, String> {
     let net = seed()?;
     let flows = flows.max(1);
-    let ct = CtConfig::default();
+    // conntrack-new commits every packet: room for all a run makes (OVS's
+    // default 3 M would fill in a few seconds, and refused commits are
+    // cheap), so that it measures inserts into an ever bigger table.
+    let ct = if scenario == Scenario::ConntrackNew {
+        CtConfig {
+            max_entries: 64 << 20,
+            ..CtConfig::default()
+        }
+    } else {
+        CtConfig::default()
+    };
     // Each scenario: the worker, its input port, and the frames it cycles
     // through (conntrack-new writes a fresh one per packet instead).
     let (mut w, in_port, frames): (Worker, PortId, Vec<Vec<u8>>) = match scenario {
@@ -279,6 +295,7 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
         drain(&mut w);
     }
     let before = w.stats();
+    let ct_before = w.engine().conntrack.stats();
     let cpu_start = thread_cpu_ns();
     let start = Instant::now();
     let mut batches: u64 = 0;
@@ -298,6 +315,7 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
         .zip(cpu_start)
         .map_or(0, |(b, a)| b.saturating_sub(a));
     let after = w.stats();
+    let ct_after = w.engine().conntrack.stats();
     let packets = batches * BATCH_SIZE as u64;
     let dropped = after.drops.values().sum::<u64>() - before.drops.values().sum::<u64>();
     Ok(Report {
@@ -311,7 +329,9 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
         upcalls: after.upcalls - before.upcalls,
         megaflows: w.megaflows().count(),
         dropped,
-        conntrack_entries: w_conntrack_entries(&w),
+        conntrack_entries: ct_after.entries,
+        new_connections_per_s: (ct_after.committed - ct_before.committed) as f64 / elapsed,
+        conntrack_limit_drops: ct_after.limit_drops - ct_before.limit_drops,
         cores: 1,
         megaflow_dump: w
             .megaflows()
@@ -328,10 +348,6 @@ fn thread_cpu_ns() -> Option<u64> {
         .next()?
         .parse()
         .ok()
-}
-
-fn w_conntrack_entries(w: &Worker) -> u64 {
-    w.engine().conntrack.stats().entries
 }
 
 #[cfg(test)]

@@ -69,6 +69,20 @@ fn hash_keys() -> &'static HashKeys {
     })
 }
 
+/// Asks the CPU to bring `x`'s cache line in, for a lookup soon after.
+#[inline(always)]
+pub(crate) fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; it never faults nor reads into
+    // anything the program sees, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// 64×64→128 multiply, halves folded (wyhash's mixing step).
 #[inline(always)]
 fn fold_mul(a: u64, b: u64) -> u64 {
@@ -178,7 +192,6 @@ struct Slot<A> {
 
 #[derive(Clone, Copy)]
 struct EmcEntry<X> {
-    hash: u64,
     key: FlowKey,
     flow: u32,
     version: u32,
@@ -224,6 +237,10 @@ pub struct FlowCache<A, X: Copy + Default = ()> {
     capacity: usize,
     clock: usize,
     emc: Box<[EmcEntry<X>]>,
+    /// The hash of each EMC entry's key, apart: a probe that misses reads
+    /// only this small array, not an entry (three cache lines of a table
+    /// too big for the caches).
+    emc_hashes: Box<[u64]>,
     emc_inserts: bool,
     lookups_since_sort: u32,
     pub stats: CacheStats,
@@ -238,9 +255,9 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
             free: Vec::new(),
             capacity: megaflows.max(1),
             clock: 0,
+            emc_hashes: vec![0; if emc { EMC_ENTRIES } else { 0 }].into_boxed_slice(),
             emc: vec![
                 EmcEntry {
-                    hash: 0,
                     key: FlowKey::ZERO,
                     flow: NONE,
                     version: 0,
@@ -267,8 +284,7 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
         if !self.emc.is_empty() {
             for probe in [hash as usize, (hash >> 32) as usize] {
                 let at = probe & (EMC_ENTRIES - 1);
-                let e = &self.emc[at];
-                if e.hash == hash && same_key(&e.key, key) {
+                if self.emc_hashes[at] == hash && same_key(&self.emc[at].key, key) {
                     if let Some(flow) = self.emc_live(at) {
                         return Some(Hit {
                             flow,
@@ -287,6 +303,54 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
             emc,
             fresh: true,
         })
+    }
+
+    /// Asks for the cache lines a lookup of a key with `hash` starts with,
+    /// so that a batch's lookups wait for memory together rather than one
+    /// after the other.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        if self.emc.is_empty() {
+            return;
+        }
+        let at = hash as usize & (EMC_ENTRIES - 1);
+        prefetch(&self.emc_hashes[at]);
+        prefetch(&self.emc_hashes[(hash >> 32) as usize & (EMC_ENTRIES - 1)]);
+        prefetch(&self.emc[at]);
+    }
+
+    /// What a lookup would probably find for `key`, without counting or
+    /// changing anything: the megaflow's actions, and the EMC entry that
+    /// holds a key with the same hash, with the caller's value there, if
+    /// one does. For looking ahead (what to prefetch): the keys are not
+    /// compared (the caller's lookup will, through [`FlowCache::follow`]),
+    /// and the answer is only good until the cache changes.
+    #[inline]
+    pub fn peek(&self, key: &FlowKey, hash: u64) -> Option<(&A, u32, Option<&X>)> {
+        if !self.emc.is_empty() {
+            for probe in [hash as usize, (hash >> 32) as usize] {
+                let at = probe & (EMC_ENTRIES - 1);
+                if self.emc_hashes[at] == hash {
+                    let e = &self.emc[at];
+                    let slot = self.slots.get(e.flow as usize)?;
+                    if slot.version == e.version {
+                        let f = slot.flow.as_ref()?;
+                        return Some((&f.actions, at as u32, Some(&e.extra)));
+                    }
+                }
+            }
+        }
+        for (i, sub) in self.subtables.iter().enumerate() {
+            let h = sub.hash(key);
+            let mut idx = sub.map.get(&h).copied().unwrap_or(NONE);
+            while let Some(f) = self.slots.get(idx as usize).and_then(|s| s.flow.as_ref()) {
+                if f.hash == h && f.subtable == i as u32 && sub.matches(key, &f.key) {
+                    return Some((&f.actions, NO_EMC, None));
+                }
+                idx = f.next;
+            }
+        }
+        None
     }
 
     /// The megaflow of EMC entry `at` if it is still cached, counted as
@@ -375,8 +439,8 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
             .into_iter()
             .find(|&p| !live(&self.emc[p], &self.slots))
             .unwrap_or(probes[0]);
+        self.emc_hashes[at] = hash;
         self.emc[at] = EmcEntry {
-            hash,
             key: *key,
             flow,
             version,

@@ -157,6 +157,19 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// The zone of the first conntrack trip, if the actions take one
+    /// before they recirculate.
+    #[inline]
+    pub fn first_ct_zone(&self) -> Option<u16> {
+        self.actions.iter().find_map(|a| match a {
+            Exec::Ct(ct) => Some(Some(ct.zone)),
+            Exec::Recirc(_) | Exec::Controller => Some(None),
+            _ => None,
+        })?
+    }
+}
+
 /// The encapsulation towards `chassis`, less the per-packet OVN metadata.
 fn tunnel(config: &Config, chassis: &str) -> Option<Encap> {
     let u = config.underlay.as_ref()?;

@@ -20,7 +20,7 @@ use crate::exec::{Exec, Flow, TunnelOut};
 use crate::extract::{extract_packet_into, Status};
 use crate::flow::{slots, FlowKey};
 use crate::keymap::{to_flow_mask, to_logical};
-use crate::packet::{Packet, PacketBatch, PacketPool};
+use crate::packet::{Packet, PacketBatch, PacketPool, BATCH_SIZE};
 use crate::port::PortId;
 use crate::rewrite;
 use ironflow_pipeline::classifier::Key;
@@ -96,8 +96,19 @@ struct Learnt {
     ct: [CtHint; CT_HINTS],
 }
 
+/// A packet of a batch as looked at before any runs.
+#[derive(Clone, Copy)]
+struct Ahead {
+    key: FlowKey,
+    hash: u64,
+    /// The EMC entry that held the key, or [`NO_EMC`].
+    emc: u32,
+    malformed: bool,
+}
+
 pub struct Worker {
     engine: Arc<Engine>,
+    ahead: Box<[Ahead; BATCH_SIZE]>,
     config: Arc<Config>,
     cache: FlowCache<Flow, Learnt>,
     pub pool: PacketPool,
@@ -129,6 +140,14 @@ impl Worker {
         let config = engine.config();
         Worker {
             engine,
+            ahead: Box::new(
+                [Ahead {
+                    key: FlowKey::ZERO,
+                    hash: 0,
+                    emc: NO_EMC,
+                    malformed: false,
+                }; BATCH_SIZE],
+            ),
             config,
             cache: FlowCache::new(megaflows, emc),
             pool: PacketPool::new(1024),
@@ -172,11 +191,47 @@ impl Worker {
     }
 
     /// Runs a batch that arrived on `in_port`; outputs go to [`Worker::tx`].
+    ///
+    /// Packets run one after the other, but first the whole batch is
+    /// looked at: keys extracted and hashed, and the cache lines their
+    /// first pass will read (EMC entries, the connection a first conntrack
+    /// trip will look up) asked for, so that the batch waits for memory
+    /// once rather than packet after packet. Packets from the underlay
+    /// (decapsulation may drop them) run one by one.
     pub fn process_batch(&mut self, in_port: PortId, batch: &mut PacketBatch) {
         self.refresh();
         let now = self.engine.now_ns();
-        for pkt in batch.drain() {
-            self.process(in_port, pkt, now);
+        let underlay = self.config.underlay.as_ref().map(|u| u.port);
+        if underlay == Some(in_port) || !self.caching || batch.len() > BATCH_SIZE {
+            for pkt in batch.drain() {
+                self.process(in_port, pkt, now);
+            }
+            return;
+        }
+        for (a, pkt) in self.ahead.iter_mut().zip(batch.iter_mut()) {
+            a.malformed = extract_packet_into(pkt, in_port, &mut a.key) != Status::Ok;
+            a.hash = key_hash(&a.key);
+            self.cache.prefetch(a.hash);
+        }
+        for a in self.ahead.iter_mut().take(batch.len()) {
+            a.emc = NO_EMC;
+            let Some((flow, emc, learnt)) = self.cache.peek(&a.key, a.hash) else {
+                continue;
+            };
+            a.emc = emc;
+            if let Some(zone) = flow.first_ct_zone() {
+                let hint = learnt.map_or(CtHint::default(), |l| l.ct[0]);
+                self.engine.conntrack.prefetch(&a.key, zone, &hint);
+            }
+        }
+        for (i, pkt) in batch.drain().enumerate() {
+            let a = &self.ahead[i];
+            self.stats.packets += 1;
+            if a.malformed {
+                self.stats.malformed += 1;
+            }
+            let (key, first) = (a.key, (a.hash, a.emc));
+            self.run(pkt, key, Some(first), now);
         }
     }
 
@@ -196,6 +251,14 @@ impl Worker {
         } else if extract_packet_into(&mut pkt, in_port, &mut key) != Status::Ok {
             self.stats.malformed += 1;
         }
+        self.run(pkt, key, None, now_ns);
+    }
+
+    /// Runs the passes of a packet with `key`; `first`, when the batch
+    /// looked ahead, is the key's hash and the EMC entry that held it.
+    fn run(&mut self, pkt: Packet, key: FlowKey, first: Option<(u64, u32)>, now_ns: u64) {
+        let mut pkt = pkt;
+        let mut key = key;
         // Kept in the worker: zeroing a fresh one per packet costs more
         // than the rest of a cache hit.
         let flight = &mut self.flight;
@@ -208,20 +271,25 @@ impl Worker {
             if !self.caching {
                 self.cache.flush();
             }
-            // After a recirculation, the entry the last packet like this
-            // one went on to, if it still holds this key: no hash needed.
-            let followed = match self.cache.extra_mut(prev).map(|l| l.next) {
-                Some(next) if next != 0 => self.cache.follow(next - 1, &key).map(|flow| Hit {
+            // The entry the batch's look ahead found, or after a
+            // recirculation the one the last packet like this one went on
+            // to: if it still holds this key, no hash is needed.
+            let (guess, known_hash) = match first {
+                Some((hash, emc)) if self.flight.passes == 0 => (emc.wrapping_add(1), Some(hash)),
+                _ => (self.cache.extra_mut(prev).map_or(0, |l| l.next), None),
+            };
+            let followed = match guess {
+                0 => None,
+                next => self.cache.follow(next - 1, &key).map(|flow| Hit {
                     flow,
                     emc: next - 1,
                     fresh: false,
                 }),
-                _ => None,
             };
             let hit = match followed {
                 Some(h) => h,
                 None => {
-                    let hash = key_hash(&key);
+                    let hash = known_hash.unwrap_or_else(|| key_hash(&key));
                     let found = match self.cache.lookup_hit(&key, hash) {
                         Some(h) => Some(h),
                         None => upcall(

@@ -187,9 +187,36 @@ fn run(w: &mut Worker, port: PortId, frame: &[u8]) -> (Sent, usize) {
     (sent, punted)
 }
 
+/// Runs `frames` as one batch; what was sent and how many were punted.
+fn run_batch(w: &mut Worker, port: PortId, frames: &[Vec<u8>]) -> (Sent, usize) {
+    let mut batch = PacketBatch::new();
+    for f in frames {
+        batch.push(Packet::from_slice(f).unwrap()).ok();
+    }
+    w.process_batch(port, &mut batch);
+    let sent = w
+        .take_tx()
+        .into_iter()
+        .map(|(p, pkt)| (p, pkt.data().to_vec()))
+        .collect();
+    let punted = w.punted.len();
+    w.punted.clear();
+    (sent, punted)
+}
+
 /// Sends the same random packets through a caching worker and an
 /// uncached one, each on its own engine (so conntrack evolves alike).
-fn agree(net: LogicalNetwork, chassis: &str, pods: &[(&str, PortId)], packets: usize, seed: u64) {
+/// With `batches`, the caching worker gets them in batches of up to 32
+/// from one port (some repeating a packet of the batch, as a flow's
+/// packets come together), the uncached one still one at a time.
+fn agree(
+    net: LogicalNetwork,
+    chassis: &str,
+    pods: &[(&str, PortId)],
+    packets: usize,
+    seed: u64,
+    batches: bool,
+) {
     let (macs, ips) = addresses(&net);
     let mut config = Config::new(net.clone(), chassis);
     let mut bound = Vec::new();
@@ -223,7 +250,31 @@ fn agree(net: LogicalNetwork, chassis: &str, pods: &[(&str, PortId)], packets: u
     let mut slow = Worker::uncached(Engine::new(config2, CtConfig::default()));
     let mut rng = Rng(seed);
     let mut delivered = 0;
-    for i in 0..packets {
+    let mut i = 0;
+    while batches && i < packets {
+        let from = &bound[rng.below(bound.len())];
+        let n = 1 + rng.below(32);
+        let mut frames: Vec<Vec<u8>> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let f = match frames.len() {
+                0 => frame(&mut rng, from, &bound, &macs, &ips),
+                k if rng.chance(50) => frames[rng.below(k)].clone(),
+                _ => frame(&mut rng, from, &bound, &macs, &ips),
+            };
+            frames.push(f);
+        }
+        let a = run_batch(&mut fast, from.port, &frames);
+        let mut b: (Sent, usize) = (Vec::new(), 0);
+        for f in &frames {
+            let (sent, punted) = run(&mut slow, from.port, f);
+            b.0.extend(sent);
+            b.1 += punted;
+        }
+        assert_eq!(a, b, "batch at packet {i} from port {}", from.port);
+        delivered += a.0.len();
+        i += n;
+    }
+    for i in (0..packets).filter(|_| !batches) {
         let from = &bound[rng.below(bound.len())];
         let f = frame(&mut rng, from, &bound, &macs, &ips);
         let a = run(&mut fast, from.port, &f);
@@ -261,6 +312,24 @@ fn seed_fast_and_slow_paths_agree() {
         ],
         3000,
         0x1234_5678_9abc_def1,
+        false,
+    );
+}
+
+#[test]
+fn seed_batches_agree_with_packets_one_at_a_time() {
+    agree(
+        snapshot(include_str!("../../testdata/seed-snapshot.json")),
+        "node",
+        &[
+            ("web-1", 1),
+            ("sshd-2", 2),
+            ("k8s-kube-node1", 3),
+            ("k8s-kube-node2", 4),
+        ],
+        6000,
+        0x2545_f491_4f6c_dd1d,
+        true,
     );
 }
 
@@ -272,5 +341,18 @@ fn port_group_acls_fast_and_slow_paths_agree() {
         &[("web1", 1), ("web2", 2), ("db1", 3)],
         3000,
         0x0fed_cba9_8765_4321,
+        false,
+    );
+}
+
+#[test]
+fn port_group_batches_agree_with_packets_one_at_a_time() {
+    agree(
+        snapshot(include_str!("../../testdata/acls-snapshot.json")),
+        "node",
+        &[("web1", 1), ("web2", 2), ("db1", 3)],
+        6000,
+        0x9e37_79b9_7f4a_7c15,
+        true,
     );
 }

@@ -234,7 +234,7 @@ fn run_engine(
         }
     }
     println!(
-        "{}: {:.2} Mpps ({:.0} ns/packet, {:.0} ns of CPU time) on 1 core, {} flows, {} packets in {:.2} s, {} upcalls, {} megaflows, {} dropped, {} conntrack entries",
+        "{}: {:.2} Mpps ({:.0} ns/packet, {:.0} ns of CPU time) on 1 core, {} flows, {} packets in {:.2} s, {} upcalls, {} megaflows, {} dropped, {} conntrack entries, {:.2} M new connections/s, {} refused by the limit",
         r.scenario,
         r.mpps,
         r.ns_per_packet,
@@ -245,7 +245,9 @@ fn run_engine(
         r.upcalls,
         r.megaflows,
         r.dropped,
-        r.conntrack_entries
+        r.conntrack_entries,
+        r.new_connections_per_s / 1e6,
+        r.conntrack_limit_drops
     );
     if json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);

@@ -250,6 +250,19 @@ impl Conntrack {
         state
     }
 
+    /// Asks for the cache lines [`Conntrack::execute_hinted`] will read
+    /// for a packet with `key` in `zone`: the hinted slot, or where the
+    /// tuple's index entry is. A worker calls it for a whole batch before
+    /// running any of it, so that the misses overlap.
+    #[inline]
+    pub fn prefetch(&self, key: &FlowKey, zone: u16, hint: &CtHint) {
+        if *hint != CtHint::default() {
+            self.table.prefetch_hint(hint);
+        } else if let Some(w) = tuple::fast_words(key, zone) {
+            self.table.prefetch_home(self.table.hash_words(&w));
+        }
+    }
+
     /// The common case on its own, small enough for the compiler to keep
     /// in registers: a TCP/UDP/SCTP packet, not translated yet in this
     /// zone, of a live connection that needs no translation. Writes the
@@ -469,6 +482,10 @@ impl Conntrack {
         };
         let uncommitted = Some((ct_state::NEW | ct_state::TRK, 0, 0));
         if !action.commit {
+            // A later pass may commit it (OVN's stateful stage does): the
+            // reply tuple's index entry is then a cache miss in a big
+            // table, so its line is asked for now.
+            self.table.prefetch_home(self.table.hash(&t.reverse()));
             return uncommitted;
         }
         let stats = self.table.stats();

@@ -37,6 +37,7 @@
 use super::nat::NatKind;
 use super::proto::ProtoState;
 use super::tuple::CtTuple;
+use crate::cache::prefetch;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -144,13 +145,23 @@ pub(crate) struct Handle {
 const CHUNK: usize = 1024;
 
 /// An index entry: tag (high 32 bits of the hash), slot number + 1, and
-/// whether it is the reply tuple (lowest bit). 0 is empty.
+/// whether it is the reply tuple (lowest bit). 0 is empty. The tag also
+/// says where in an array the entry belongs ([`home`]), so that arrays
+/// are rebuilt from their entries alone.
 const EMPTY: u64 = 0;
 const TOMB: u64 = u64::MAX;
 
 #[inline]
 fn entry(hash: u64, idx: u32, reply: bool) -> u64 {
     (hash & 0xffff_ffff_0000_0000) | u64::from(idx + 1) << 1 | u64::from(reply)
+}
+
+/// Where the entry for `hash` (or an entry, which has its tag in the
+/// same bits) is first looked for in an array of `m + 1` entries: from
+/// the tag's bits, which arrays never outgrow (2^32 entries).
+#[inline(always)]
+fn home(hash: u64, m: usize) -> usize {
+    (hash >> 32) as usize & m
 }
 
 #[inline]
@@ -313,9 +324,9 @@ pub(crate) struct Table {
     cursor: AtomicUsize,
 }
 
-/// Where in the hash the shard index comes from: bits the index arrays
-/// use neither for the position (low bits) nor for the tag (high 32), so
-/// entries in one shard still spread over its array.
+/// Where in the hash the shard index comes from: bits below the tag (the
+/// high 32, which also place entries in arrays), so that entries in one
+/// shard still spread over its array.
 const SHARD_SHIFT: u32 = 20;
 
 /// Why a slot read failed: the slot changed under the reader.
@@ -352,6 +363,26 @@ impl Table {
     #[inline(always)]
     pub(crate) fn hash_words(&self, w: &[u64; 6]) -> u64 {
         hash_words(w, self.seed)
+    }
+
+    /// Prefetches the slot `hint` names (its first line, which a hinted
+    /// lookup reads first).
+    #[inline]
+    pub(crate) fn prefetch_hint(&self, hint: &Hint) {
+        if let Some(s) = hint.slot.checked_sub(1).and_then(|i| self.slot(i)) {
+            prefetch(s);
+        }
+    }
+
+    /// Prefetches where a lookup of the tuple with `hash` starts: for a
+    /// connection about to be committed, whose reply tuple's place in a
+    /// big table is a cache miss.
+    #[inline]
+    pub(crate) fn prefetch_home(&self, hash: u64) {
+        let a = self.shard(hash).array();
+        if let Some(e) = a.get(home(hash, a.len().wrapping_sub(1))) {
+            prefetch(e);
+        }
     }
 
     #[inline]
@@ -438,7 +469,7 @@ impl Table {
             }
             let a = shard.array();
             let m = a.len().wrapping_sub(1);
-            let mut p = hash as usize & m;
+            let mut p = home(hash, m);
             let mut found = None;
             for _ in 0..a.len() {
                 let e = a[p].load(Acquire);
@@ -714,7 +745,7 @@ impl Table {
             let a = shard.array();
             let want = entry(hash, idx, which == 1);
             let m = a.len() - 1;
-            let mut p = hash as usize & m;
+            let mut p = home(hash, m);
             for _ in 0..a.len() {
                 let e = a[p].load(Relaxed);
                 if e == EMPTY {
@@ -782,7 +813,7 @@ impl Table {
         let w = t.words();
         let tag = hash & 0xffff_ffff_0000_0000;
         let m = a.len() - 1;
-        let mut p = hash as usize & m;
+        let mut p = home(hash, m);
         for _ in 0..a.len() {
             let e = a[p].load(Relaxed);
             if e == EMPTY {
@@ -847,7 +878,7 @@ impl Table {
         }
         let a = shard.array();
         let m = a.len() - 1;
-        let mut p = hash as usize & m;
+        let mut p = home(hash, m);
         loop {
             let e = a[p].load(Relaxed);
             if e == EMPTY || e == TOMB {
@@ -887,19 +918,10 @@ impl Table {
             old
         };
         let m = a.len() - 1;
+        // An entry's tag is where its home is: no slot is read (each would
+        // be a cache miss in a big table).
         for &e in &live {
-            let (idx, reply) = entry_slot(e);
-            let Some(t) = self.slot(idx).map(|s| {
-                let mut k = [0; 6];
-                for (i, x) in s.keys[usize::from(reply)].iter().enumerate() {
-                    k[i] = x.load(Relaxed);
-                }
-                k[5] = s.common.load(Relaxed) & IDENT_MASK;
-                CtTuple::from_words(&k)
-            }) else {
-                continue;
-            };
-            let mut p = self.hash(&t) as usize & m;
+            let mut p = home(e, m);
             while a[p].load(Relaxed) != EMPTY {
                 p = (p + 1) & m;
             }
