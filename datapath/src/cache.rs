@@ -380,6 +380,13 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
         self.emc_live(at)
     }
 
+    /// The key EMC entry `emc` holds (whether or not its flow is still
+    /// cached).
+    #[inline]
+    pub fn emc_key(&self, emc: u32) -> Option<&FlowKey> {
+        self.emc.get(emc as usize).map(|e| &e.key)
+    }
+
     /// The caller's value in EMC entry `emc`.
     #[inline]
     pub fn extra_mut(&mut self, emc: u32) -> Option<&mut X> {

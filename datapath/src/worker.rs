@@ -74,6 +74,26 @@ struct InFlight {
     /// OVS's hash of the packet as it arrived, for Geneve source ports
     /// ([`crate::tunnel::arrival_hash`]).
     arrival_hash: u32,
+    /// Passes (bits) whose start key is not in `starts` yet but in EMC
+    /// entry `start_emc[pass]`: copied out only before something may
+    /// change the EMC (a lookup that may insert) or needs them (a miss, the
+    /// controller), which most packets never come to.
+    lazy: u8,
+    start_emc: [u32; MAX_PASSES],
+}
+
+impl InFlight {
+    /// Copies the start keys still in EMC entries into `starts`.
+    #[inline]
+    fn keep_starts<A, X: Copy + Default>(&mut self, cache: &FlowCache<A, X>) {
+        while self.lazy != 0 {
+            let p = self.lazy.trailing_zeros() as usize;
+            self.lazy &= self.lazy - 1;
+            if let (Some(k), Some(s)) = (cache.emc_key(self.start_emc[p]), self.starts.get_mut(p)) {
+                *s = *k;
+            }
+        }
+    }
 }
 
 /// Conntrack actions per pass that keep a hint; more are rare (OVN's
@@ -106,9 +126,16 @@ struct Ahead {
     malformed: bool,
 }
 
+const AHEAD_NONE: Ahead = Ahead {
+    key: FlowKey::ZERO,
+    hash: 0,
+    emc: NO_EMC,
+    malformed: false,
+};
+
 pub struct Worker {
     engine: Arc<Engine>,
-    ahead: Box<[Ahead; BATCH_SIZE]>,
+    ahead: Box<[Ahead]>,
     config: Arc<Config>,
     cache: FlowCache<Flow, Learnt>,
     pub pool: PacketPool,
@@ -140,14 +167,7 @@ impl Worker {
         let config = engine.config();
         Worker {
             engine,
-            ahead: Box::new(
-                [Ahead {
-                    key: FlowKey::ZERO,
-                    hash: 0,
-                    emc: NO_EMC,
-                    malformed: false,
-                }; BATCH_SIZE],
-            ),
+            ahead: Box::new([AHEAD_NONE; BATCH_SIZE]),
             config,
             cache: FlowCache::new(megaflows, emc),
             pool: PacketPool::new(1024),
@@ -160,6 +180,8 @@ impl Worker {
                 passes: 0,
                 ct_zone: None,
                 arrival_hash: 0,
+                lazy: 0,
+                start_emc: [NO_EMC; MAX_PASSES],
             },
         }
     }
@@ -224,15 +246,18 @@ impl Worker {
                 self.engine.conntrack.prefetch(&a.key, zone, &hint);
             }
         }
-        for (i, pkt) in batch.drain().enumerate() {
-            let a = &self.ahead[i];
+        // Out of the worker while its packets run, so that their keys are
+        // worked on where they are rather than copied.
+        let mut ahead = std::mem::replace(&mut self.ahead, Box::new([AHEAD_NONE; 0]));
+        for (a, pkt) in ahead.iter_mut().zip(batch.drain()) {
             self.stats.packets += 1;
             if a.malformed {
                 self.stats.malformed += 1;
             }
-            let (key, first) = (a.key, (a.hash, a.emc));
-            self.run(pkt, key, Some(first), now);
+            let first = (a.hash, a.emc);
+            self.run(pkt, &mut a.key, Some(first), now);
         }
+        self.ahead = ahead;
     }
 
     /// Runs one packet (the config must be current: see `process_batch`).
@@ -251,19 +276,19 @@ impl Worker {
         } else if extract_packet_into(&mut pkt, in_port, &mut key) != Status::Ok {
             self.stats.malformed += 1;
         }
-        self.run(pkt, key, None, now_ns);
+        self.run(pkt, &mut key, None, now_ns);
     }
 
     /// Runs the passes of a packet with `key`; `first`, when the batch
     /// looked ahead, is the key's hash and the EMC entry that held it.
-    fn run(&mut self, pkt: Packet, key: FlowKey, first: Option<(u64, u32)>, now_ns: u64) {
+    fn run(&mut self, pkt: Packet, key: &mut FlowKey, first: Option<(u64, u32)>, now_ns: u64) {
         let mut pkt = pkt;
-        let mut key = key;
         // Kept in the worker: zeroing a fresh one per packet costs more
         // than the rest of a cache hit.
         let flight = &mut self.flight;
         flight.passes = 0;
         flight.ct_zone = None;
+        flight.lazy = 0;
         // The EMC entry of the previous pass.
         let mut prev = NO_EMC;
         loop {
@@ -280,7 +305,7 @@ impl Worker {
             };
             let followed = match guess {
                 0 => None,
-                next => self.cache.follow(next - 1, &key).map(|flow| Hit {
+                next => self.cache.follow(next - 1, key).map(|flow| Hit {
                     flow,
                     emc: next - 1,
                     fresh: false,
@@ -289,15 +314,18 @@ impl Worker {
             let hit = match followed {
                 Some(h) => h,
                 None => {
-                    let hash = known_hash.unwrap_or_else(|| key_hash(&key));
-                    let found = match self.cache.lookup_hit(&key, hash) {
+                    // The lookup may overwrite EMC entries that hold
+                    // earlier passes' keys, and a miss needs them.
+                    self.flight.keep_starts(&self.cache);
+                    let hash = known_hash.unwrap_or_else(|| key_hash(key));
+                    let found = match self.cache.lookup_hit(key, hash) {
                         Some(h) => Some(h),
                         None => upcall(
                             &self.config,
                             &self.engine,
                             &mut self.cache,
                             &mut self.stats,
-                            &key,
+                            key,
                             hash,
                             &self.flight,
                         ),
@@ -314,7 +342,7 @@ impl Worker {
             };
             if hit.fresh && key.recirc_id() == 0 {
                 if let Some(l) = self.cache.extra_mut(hit.emc) {
-                    l.arrival_hash = crate::tunnel::arrival_hash(&key);
+                    l.arrival_hash = crate::tunnel::arrival_hash(key);
                 }
             }
             let (megaflow, learnt) = self.cache.flow_and_extra(hit.flow, hit.emc);
@@ -329,20 +357,27 @@ impl Worker {
                 }
                 None => {
                     if self.flight.passes == 0 {
-                        self.flight.arrival_hash = crate::tunnel::arrival_hash(&key);
+                        self.flight.arrival_hash = crate::tunnel::arrival_hash(key);
                     }
                     &mut spare
                 }
             };
             if flow.keeps_key {
-                // Copied only when a later pass or the controller may need
-                // it: the last pass of most packets does not.
-                self.flight.starts[self.flight.passes] = key;
+                // Kept only when a later pass or the controller may need
+                // it: the last pass of most packets does not. While the
+                // EMC entry that matched holds it, that is where it stays.
+                let p = self.flight.passes;
+                if hit.emc != NO_EMC {
+                    self.flight.start_emc[p] = hit.emc;
+                    self.flight.lazy |= 1 << p;
+                } else {
+                    self.flight.starts[p] = *key;
+                }
             }
             match execute(
                 flow,
                 pkt,
-                &mut key,
+                key,
                 &mut self.flight,
                 hints,
                 &self.engine,
@@ -363,6 +398,7 @@ impl Worker {
                 }
                 Outcome::Controller(p) => {
                     self.stats.to_controller += 1;
+                    self.flight.keep_starts(&self.cache);
                     let starts = &self.flight.starts[..=self.flight.passes];
                     self.punted.push(Punt {
                         packet: p,
@@ -560,7 +596,12 @@ fn execute(
                 let hint = hints.get_mut(cts).unwrap_or(&mut spare);
                 cts += 1;
                 engine.conntrack.execute_hinted(key, l3, ct, now_ns, hint);
-                if key.words[NAT_WORDS] != saved {
+                // Word by word: a slice compare is a call to `memcmp`.
+                let changed = key.words[NAT_WORDS]
+                    .iter()
+                    .zip(&saved)
+                    .fold(0, |acc, (a, b)| acc | (a ^ b));
+                if changed != 0 {
                     let mut before = *key;
                     before.words[NAT_WORDS].copy_from_slice(&saved);
                     let _ = rewrite::rewrite_from_key_diff(&mut pkt, &before, key);
