@@ -94,8 +94,7 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 /// in two independent lanes (the multiplies do not wait on each other),
 /// then mixed so that the high bits reach the low ones the tables index by.
 #[inline(always)]
-fn multilinear(words: impl Iterator<Item = (usize, u64)>) -> u64 {
-    let k = hash_keys();
+fn multilinear(k: &HashKeys, words: impl Iterator<Item = (usize, u64)>) -> u64 {
     let (mut a, mut b) = (0u64, 0u64);
     for (i, w) in words {
         let p = w.wrapping_mul(k.words[i]).rotate_left(32);
@@ -111,7 +110,7 @@ fn multilinear(words: impl Iterator<Item = (usize, u64)>) -> u64 {
 /// The hash of a whole key, for the EMC.
 #[inline]
 pub fn key_hash(key: &FlowKey) -> u64 {
-    multilinear(key.words.iter().copied().enumerate())
+    multilinear(hash_keys(), key.words.iter().copied().enumerate())
 }
 
 /// Whether two keys are equal, without a call to `memcmp`.
@@ -159,6 +158,7 @@ impl Subtable {
     #[inline]
     fn hash(&self, key: &FlowKey) -> u64 {
         multilinear(
+            hash_keys(),
             self.words
                 .iter()
                 .map(|&w| (w, key.words[w] & self.mask.words[w])),
@@ -231,6 +231,8 @@ pub struct FlowRef(u32);
 /// The EMC and megaflow cache of one worker; `X` is what the caller keeps
 /// per EMC entry.
 pub struct FlowCache<A, X: Copy + Default = ()> {
+    /// The process's hash keys, looked up once (not per packet).
+    keys: &'static HashKeys,
     subtables: Vec<Subtable>,
     slots: Vec<Slot<A>>,
     free: Vec<u32>,
@@ -250,6 +252,7 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
     /// A cache of at most `megaflows` megaflows; `emc` turns the EMC on.
     pub fn new(megaflows: usize, emc: bool) -> Self {
         FlowCache {
+            keys: hash_keys(),
             subtables: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -270,6 +273,12 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
             lookups_since_sort: 0,
             stats: CacheStats::default(),
         }
+    }
+
+    /// [`key_hash`] of `key`.
+    #[inline]
+    pub fn key_hash(&self, key: &FlowKey) -> u64 {
+        multilinear(self.keys, key.words.iter().copied().enumerate())
     }
 
     /// Finds the megaflow for `key` (whose [`key_hash`] is `hash`).

@@ -12,7 +12,7 @@
 //! `ironflow_pipeline::interp::translate`); the worker keeps them while
 //! the packet is in flight, a few key copies per recirculation.
 
-use crate::cache::{key_hash, CacheStats, FlowCache, Hit, DEFAULT_MEGAFLOWS, NO_EMC};
+use crate::cache::{CacheStats, FlowCache, Hit, DEFAULT_MEGAFLOWS, NO_EMC};
 use crate::config::{Config, TUNNEL_IN_PORT};
 use crate::conntrack::CtHint;
 use crate::engine::Engine;
@@ -232,7 +232,7 @@ impl Worker {
         }
         for (a, pkt) in self.ahead.iter_mut().zip(batch.iter_mut()) {
             a.malformed = extract_packet_into(pkt, in_port, &mut a.key) != Status::Ok;
-            a.hash = key_hash(&a.key);
+            a.hash = self.cache.key_hash(&a.key);
             self.cache.prefetch(a.hash);
         }
         for a in self.ahead.iter_mut().take(batch.len()) {
@@ -317,7 +317,7 @@ impl Worker {
                     // The lookup may overwrite EMC entries that hold
                     // earlier passes' keys, and a miss needs them.
                     self.flight.keep_starts(&self.cache);
-                    let hash = known_hash.unwrap_or_else(|| key_hash(key));
+                    let hash = known_hash.unwrap_or_else(|| self.cache.key_hash(key));
                     let found = match self.cache.lookup_hit(key, hash) {
                         Some(h) => Some(h),
                         None => upcall(

@@ -303,7 +303,8 @@ impl Conntrack {
                 // Rare: left to the general path, which counts it.
                 Update::Invalid | Update::Reopen => return Some(0),
             };
-            let moved = st.proto != proto;
+            // As packed bytes: a compare of the enums is a chain of branches.
+            let moved = st.proto.pack() != proto.pack();
             st.proto = proto;
             if let Some(tm) = tm {
                 rearm(st, self.cfg.timeouts.get(tm), now, moved);
@@ -439,10 +440,15 @@ impl Conntrack {
         let mut state = if related {
             ct_state::REL | rpl
         } else {
-            let before = st.proto;
+            let before = st.proto.pack();
             let (u, tm) = st.proto.update(reply, flags);
             if let Some(tm) = tm {
-                rearm(st, self.cfg.timeouts.get(tm), now, st.proto != before);
+                rearm(
+                    st,
+                    self.cfg.timeouts.get(tm),
+                    now,
+                    st.proto.pack() != before,
+                );
             }
             match u {
                 Update::Valid => ct_state::EST | rpl,

@@ -594,10 +594,13 @@ impl Table {
         let Some(s) = self.slot(h.idx) else {
             return false;
         };
-        if new == old {
+        // Compared as the words the slot holds (the derived comparison
+        // walks the protocol state's enums).
+        let same_word = new.word() == old.word();
+        if same_word && new.expires == old.expires && new.label == old.label {
             return true;
         }
-        if new.expires > old.expires && new.word() == old.word() && new.label == old.label {
+        if new.expires > old.expires && same_word && new.label == old.label {
             // A later expiry alone: one compare-and-swap. It fails when
             // anyone changed the expiry since `old` was read; a slot
             // reused meanwhile has a new expiry of its own, so this cannot
