@@ -135,6 +135,7 @@ const AHEAD_NONE: Ahead = Ahead {
 
 pub struct Worker {
     engine: Arc<Engine>,
+    vouched: crate::tunnel::Vouched,
     ahead: Box<[Ahead]>,
     config: Arc<Config>,
     cache: FlowCache<Flow, Learnt>,
@@ -167,6 +168,7 @@ impl Worker {
         let config = engine.config();
         Worker {
             engine,
+            vouched: Default::default(),
             ahead: Box::new([AHEAD_NONE; BATCH_SIZE]),
             config,
             cache: FlowCache::new(megaflows, emc),
@@ -434,7 +436,7 @@ impl Worker {
     /// Strips the Geneve encapsulation of a packet from the underlay and
     /// extracts the inner key with the tunnel metadata in it.
     fn decapsulate(&mut self, pkt: &mut Packet, key: &mut FlowKey) -> bool {
-        let d = match crate::tunnel::decap(pkt.data(), &self.config) {
+        let d = match self.vouched.decap(pkt.data(), &self.config) {
             Ok(d) => d,
             Err(reason) => {
                 *self.stats.drops.entry(reason.into()).or_default() += 1;

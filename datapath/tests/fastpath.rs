@@ -270,9 +270,9 @@ fn megaflows_read_like_dpctl_dump_flows() {
     assert!(text.contains("packets:1"), "{text}");
 }
 
-/// kube-node2 (web-1) and kube-node1 (sshd-2), joined by their underlay
-/// ports: what one sends on the underlay, the other receives.
-fn two_nodes() -> ((Arc<Engine>, Worker), (Arc<Engine>, Worker)) {
+/// The config of kube-node1 (`me` 0) or kube-node2 (1), with `lsp` on
+/// `port` and the other node as the only chassis on the underlay.
+fn node_config(me: usize, chassis: &str, port: PortId, lsp: &str) -> Config {
     use ironflow_datapath::config::Underlay;
     use std::collections::HashMap;
     use std::net::Ipv4Addr;
@@ -281,20 +281,24 @@ fn two_nodes() -> ((Arc<Engine>, Worker), (Arc<Engine>, Worker)) {
     let mut net = seed();
     net.ports.get_mut("sshd-2").unwrap().chassis = Some("kube-node1".into());
     net.ports.get_mut("web-1").unwrap().chassis = Some("kube-node2".into());
+    let other = 1 - me;
+    let mut config = Config::new(net, chassis);
+    config.bind(port, lsp).unwrap();
+    config.underlay = Some(Underlay {
+        port: UNDERLAY,
+        local_ip: ips[me],
+        local_mac: macs[me],
+        next_hop_macs: HashMap::from([(ips[other], macs[other])]),
+        chassis_ips: HashMap::from([(["kube-node1", "kube-node2"][other].to_string(), ips[other])]),
+    });
+    config
+}
+
+/// kube-node2 (web-1) and kube-node1 (sshd-2), joined by their underlay
+/// ports: what one sends on the underlay, the other receives.
+fn two_nodes() -> ((Arc<Engine>, Worker), (Arc<Engine>, Worker)) {
     let node = |me: usize, chassis: &str, port: PortId, lsp: &str| {
-        let other = 1 - me;
-        let mut config = Config::new(net.clone(), chassis);
-        config.bind(port, lsp).unwrap();
-        config.underlay = Some(Underlay {
-            port: UNDERLAY,
-            local_ip: ips[me],
-            local_mac: macs[me],
-            next_hop_macs: HashMap::from([(ips[other], macs[other])]),
-            chassis_ips: HashMap::from([(
-                ["kube-node1", "kube-node2"][other].to_string(),
-                ips[other],
-            )]),
-        });
+        let config = node_config(me, chassis, port, lsp);
         let engine = Engine::new(config, CtConfig::default());
         let worker = Worker::new(engine.clone());
         (engine, worker)
@@ -410,6 +414,24 @@ fn geneve_source_ports_are_the_ones_stock_ovs_picks() {
             "source port {sport}"
         );
     }
+}
+
+#[test]
+fn a_sender_let_in_before_is_refused_once_the_config_drops_it() {
+    let ((e1, mut node1), (_e2, mut node2)) = two_nodes();
+    let syn = web1_to_sshd2(true, false);
+    let geneve = run(&mut node2, WEB1, &syn).remove(0).1;
+    assert_eq!(run(&mut node1, UNDERLAY, &geneve).len(), 1);
+    assert_eq!(run(&mut node1, UNDERLAY, &geneve).len(), 1);
+    // kube-node2 leaves: its encap IP is no chassis's now.
+    let mut config = node_config(0, "kube-node1", SSHD2, "sshd-2");
+    if let Some(u) = config.underlay.as_mut() {
+        u.chassis_ips.clear();
+    }
+    e1.publish(config);
+    let before = node1.stats().drops.values().sum::<u64>();
+    assert!(run(&mut node1, UNDERLAY, &geneve).is_empty());
+    assert_eq!(node1.stats().drops.values().sum::<u64>(), before + 1);
 }
 
 #[test]
