@@ -5,6 +5,7 @@
 //! show|stats|flows|port|trace --live` commands use.
 
 use crate::chassis::ChassisConfig;
+use crate::daemon::pinctrl::PinctrlStats;
 use anyhow::{bail, Context, Result};
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::port::{PortId, PortStats};
@@ -52,22 +53,61 @@ pub type Reply = Value;
 /// A port request with where its answer goes.
 pub type PortRequestMsg = (PortRequest, oneshot::Sender<Result<Reply, String>>);
 
-/// What the worker thread shares with the management socket.
-pub struct MgmtState {
-    pub chassis: ChassisConfig,
-    pub engine: Arc<Engine>,
-    pub worker: Mutex<WorkerStats>,
+/// What one worker thread shares with the management socket.
+#[derive(Default)]
+pub struct WorkerShare {
+    pub stats: Mutex<WorkerStats>,
     pub ports: Mutex<Vec<PortInfo>>,
+    /// What its controller side (pinctrl) did.
+    pub controller: Mutex<PinctrlStats>,
     /// Megaflows as `dpctl/dump-flows` prints them, filled by the worker
     /// when asked (it owns its caches).
     pub flows: Mutex<Vec<String>>,
     pub flows_wanted: AtomicBool,
+}
+
+/// What the daemon shares with the management socket.
+pub struct MgmtState {
+    pub chassis: ChassisConfig,
+    pub engine: Arc<Engine>,
+    /// One per worker thread.
+    pub workers: Vec<WorkerShare>,
     /// Port changes go to the daemon's control task.
     pub requests: mpsc::Sender<PortRequestMsg>,
     /// Saved ports whose interface could not be opened.
     pub missing: Mutex<Vec<Value>>,
-    /// What the controller side (pinctrl) did.
-    pub controller: Mutex<crate::daemon::pinctrl::PinctrlStats>,
+}
+
+/// Adds `b`'s counters to `a`'s.
+fn add_stats(a: &mut WorkerStats, b: &WorkerStats) {
+    a.packets += b.packets;
+    a.passes += b.passes;
+    a.upcalls += b.upcalls;
+    a.outputs += b.outputs;
+    a.tunnelled += b.tunnelled;
+    a.decapsulated += b.decapsulated;
+    a.to_controller += b.to_controller;
+    a.malformed += b.malformed;
+    for (reason, n) in &b.drops {
+        *a.drops.entry(reason.clone()).or_default() += n;
+    }
+    let (x, y) = (&mut a.cache, &b.cache);
+    x.emc_hits += y.emc_hits;
+    x.megaflow_hits += y.megaflow_hits;
+    x.misses += y.misses;
+    x.inserted += y.inserted;
+    x.evicted += y.evicted;
+    x.flushes += y.flushes;
+    x.subtables_visited += y.subtables_visited;
+}
+
+fn add_controller(a: &mut PinctrlStats, b: &PinctrlStats) {
+    a.handled += b.handled;
+    a.sent += b.sent;
+    a.rate_limited += b.rate_limited;
+    a.unsupported += b.unsupported;
+    a.failed += b.failed;
+    a.learned += b.learned;
 }
 
 fn port_json(p: &PortInfo) -> Value {
@@ -89,6 +129,39 @@ fn field<'a>(request: &'a Value, name: &str) -> Result<&'a str, String> {
 }
 
 impl MgmtState {
+    /// The workers' counters summed.
+    pub fn worker_stats(&self) -> WorkerStats {
+        let mut total = WorkerStats::default();
+        for w in &self.workers {
+            if let Ok(s) = w.stats.lock() {
+                add_stats(&mut total, &s);
+            }
+        }
+        total
+    }
+
+    fn controller_stats(&self) -> PinctrlStats {
+        let mut total = PinctrlStats::default();
+        for w in &self.workers {
+            if let Ok(s) = w.controller.lock() {
+                add_controller(&mut total, &s);
+            }
+        }
+        total
+    }
+
+    /// Every worker's ports, by port number.
+    fn all_ports(&self) -> Vec<PortInfo> {
+        let mut v: Vec<PortInfo> = self
+            .workers
+            .iter()
+            .filter_map(|w| w.ports.lock().ok().map(|p| p.clone()))
+            .flatten()
+            .collect();
+        v.sort_by_key(|p| p.id);
+        v
+    }
+
     fn show(&self) -> Value {
         let config = self.engine.config();
         let tunnels: Vec<Value> = config
@@ -101,11 +174,7 @@ impl MgmtState {
                     .collect()
             })
             .unwrap_or_default();
-        let ports: Vec<Value> = self
-            .ports
-            .lock()
-            .map(|p| p.iter().map(port_json).collect())
-            .unwrap_or_default();
+        let ports: Vec<Value> = self.all_ports().iter().map(port_json).collect();
         let bound: Vec<Value> = config
             .bindings
             .iter()
@@ -116,6 +185,7 @@ impl MgmtState {
             "hostname": self.chassis.hostname,
             "encap": {"type": self.chassis.encap_type, "ip": self.chassis.encap_ip.to_string()},
             "generation": config.generation,
+            "workers": self.workers.len(),
             "tunnels": tunnels,
             "ports": ports,
             "bindings": bound,
@@ -123,18 +193,23 @@ impl MgmtState {
     }
 
     fn stats(&self) -> Value {
-        let w = self.worker.lock().map(|w| w.clone()).unwrap_or_default();
+        let w = self.worker_stats();
         let ct = self.engine.conntrack.stats();
         let drops: serde_json::Map<String, Value> = w
             .drops
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
-        let c = self
-            .controller
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_default();
+        let c = self.controller_stats();
+        let per_worker: Vec<Value> = self
+            .workers
+            .iter()
+            .map(|share| {
+                let s = share.stats.lock().map(|s| s.clone()).unwrap_or_default();
+                json!({"packets": s.packets, "upcalls": s.upcalls,
+                       "emc_hits": s.cache.emc_hits, "megaflow_hits": s.cache.megaflow_hits})
+            })
+            .collect();
         json!({
             "controller": {
                 "handled": c.handled, "sent": c.sent, "rate_limited": c.rate_limited,
@@ -148,34 +223,47 @@ impl MgmtState {
                 "emc_hits": w.cache.emc_hits, "megaflow_hits": w.cache.megaflow_hits,
                 "misses": w.cache.misses, "flushes": w.cache.flushes,
             },
+            "workers": per_worker,
             "conntrack": {
                 "entries": ct.entries, "lookups": ct.lookups, "hits": ct.hits,
                 "new": ct.new, "committed": ct.committed, "invalid": ct.invalid,
                 "limit_drops": ct.limit_drops, "expired": ct.expired,
             },
-            "ports": self.ports.lock().map(|p| p.iter().map(port_json).collect::<Vec<_>>()).unwrap_or_default(),
+            "ports": self.all_ports().iter().map(port_json).collect::<Vec<_>>(),
         })
     }
 
     async fn flows(&self) -> Value {
-        self.flows_wanted.store(true, Ordering::Release);
-        // The worker answers within a poll round; give it a moment.
+        for w in &self.workers {
+            w.flows_wanted.store(true, Ordering::Release);
+        }
+        // Each worker answers within a poll round; give them a moment.
         for _ in 0..200 {
-            if !self.flows_wanted.load(Ordering::Acquire) {
+            if self
+                .workers
+                .iter()
+                .all(|w| !w.flows_wanted.load(Ordering::Acquire))
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let flows = self.flows.lock().map(|f| f.clone()).unwrap_or_default();
+        let flows: Vec<String> = self
+            .workers
+            .iter()
+            .filter_map(|w| w.flows.lock().ok().map(|f| f.clone()))
+            .flatten()
+            .collect();
         json!({ "flows": flows })
     }
 
     fn port_list(&self) -> Value {
         let ports: Vec<Value> = self
-            .ports
-            .lock()
-            .map(|p| p.iter().filter(|p| p.id != 0).map(port_json).collect())
-            .unwrap_or_default();
+            .all_ports()
+            .iter()
+            .filter(|p| p.id != 0)
+            .map(port_json)
+            .collect();
         let missing = self.missing.lock().map(|m| m.clone()).unwrap_or_default();
         json!({"ports": ports, "missing": missing})
     }

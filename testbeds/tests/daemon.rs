@@ -62,6 +62,9 @@ fn node(central: &OvnCentral, name: &str, ip: Ipv4Addr, iface_id: &str) -> (Daem
             std::env::temp_dir().join(format!("ironflow-test-{}-{name}.sock", std::process::id())),
         ),
         state_file: None,
+        // kube-node1 spreads its ports over two workers: packets between
+        // the underlay and its pods cross from one worker to the other.
+        workers: if name == "kube-node1" { 2 } else { 1 },
     };
     (cfg, peer)
 }

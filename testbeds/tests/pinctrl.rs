@@ -131,6 +131,9 @@ fn node(
             std::process::id()
         ))),
         state_file: None,
+        // kube-node1 spreads its ports over two workers: packets between
+        // the underlay and its pods cross from one worker to the other.
+        workers: if name == "kube-node1" { 2 } else { 1 },
     };
     (cfg, peers)
 }

@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// reboot, and neither do a node's pod interfaces).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Worker threads forwarding (poll-mode, each owning some of the
+    /// ports); one core each while traffic runs.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub workers: usize,
     /// Run in the background; the command returns once the node is up
     /// (status 0) or failed to start (its error, status 1).
     #[arg(long)]
@@ -73,6 +77,9 @@ pub const DEFAULT_MGMT_SOCKET: &str = "/run/ironflow/ironflow.sock";
 /// plain mistakes on the terminal.
 pub fn precheck(args: &RunArgs) -> Result<()> {
     args.backend.parse::<Backend>()?;
+    if args.workers == 0 || args.workers > 256 {
+        bail!("--workers {}: give 1 to 256 worker threads", args.workers);
+    }
     if args.log_file.is_some() && !args.detach {
         bail!("--log-file goes with --detach (in the foreground the log is stderr)");
     }
@@ -149,6 +156,7 @@ pub async fn run_node(args: RunArgs) -> Result<()> {
         underlay: Box::new(underlay),
         mgmt_socket: Some(args.mgmt_socket),
         state_file: Some(state),
+        workers: args.workers,
     };
     let result = run_with(cfg, shutdown_signal(), |_| detach::notify_ready()).await;
     detach::remove_pidfile();

@@ -14,15 +14,15 @@ mod worker;
 
 use crate::attach::{attach, Backend};
 use crate::chassis::{claim, put_mac_binding, register, release, unregister, ChassisConfig};
-use crate::mgmt::{serve, MgmtState, PortRequest, Reply};
+use crate::mgmt::{serve, MgmtState, PortRequest, Reply, WorkerShare};
 use crate::ovsdb::{Client, Remote};
 use crate::sb::{FollowOptions, SbFollower};
 use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
 use ironflow_datapath::config::{Config, Underlay};
 use ironflow_datapath::conntrack::CtConfig;
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::port::{Port, PortId};
-use ironflow_datapath::worker::WorkerStats;
 use ironflow_pipeline::interp::Learned;
 use ironflow_pipeline::program::{compile, Program};
 use ironflow_pipeline::LogicalNetwork;
@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
-use worker::{worker_loop, WorkerCommand, WorkerPort};
+use worker::{worker_loop, Lanes, WorkerCommand, WorkerPort};
 
 /// The datapath port number of the underlay.
 pub const UNDERLAY_PORT: PortId = 0;
@@ -74,6 +74,8 @@ pub struct DaemonConfig {
     /// Where ports added at run time are kept (see [`state`]); none keeps
     /// them for this run only.
     pub state_file: Option<PathBuf>,
+    /// Worker threads (at least one); ports are spread over them.
+    pub workers: usize,
 }
 
 /// A port the daemon has (or was asked to have and could not open).
@@ -84,6 +86,8 @@ struct Attachment {
     backend: String,
     /// Added at run time or restored from the state file: saved there.
     saved: bool,
+    /// The worker thread that owns it.
+    worker: usize,
 }
 
 /// A port whose interface is not there.
@@ -184,6 +188,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
     started: impl FnOnce(&Daemon),
 ) -> Result<()> {
+    let workers = cfg.workers.max(1);
     let remote = cfg
         .remotes
         .first()
@@ -241,6 +246,7 @@ pub async fn run_with(
             iface_id: p.iface_id,
             backend: p.backend,
             saved: false,
+            worker: 0,
         });
     }
     let saved = match &cfg.state_file {
@@ -276,6 +282,7 @@ pub async fn run_with(
                     iface_id: s.iface_id,
                     backend: s.backend,
                     saved: true,
+                    worker: 0,
                 });
             }
             Err(e) => {
@@ -313,37 +320,56 @@ pub async fn run_with(
     let mgmt = Arc::new(MgmtState {
         chassis: chassis.clone(),
         engine: engine.clone(),
-        worker: Mutex::new(WorkerStats::default()),
-        ports: Mutex::new(Vec::new()),
-        flows: Mutex::new(Vec::new()),
-        flows_wanted: AtomicBool::new(false),
+        workers: (0..workers).map(|_| WorkerShare::default()).collect(),
         requests: requests_tx,
         missing: Mutex::new(Vec::new()),
-        controller: Mutex::new(Default::default()),
     });
     let (learned_tx, mut learned) = mpsc::unbounded_channel();
     publish_missing(&mgmt, &ports);
-    let (worker_tx, worker_rx) = std::sync::mpsc::channel();
-    worker_ports.insert(
-        0,
-        WorkerPort::new(UNDERLAY_PORT, "(underlay)", "", "udp", cfg.underlay),
-    );
-    let worker = {
+    // The underlay on the first worker, the ports spread over all.
+    let mut per_worker: Vec<Vec<WorkerPort>> = (0..workers).map(|_| Vec::new()).collect();
+    per_worker[0].push(WorkerPort::new(
+        UNDERLAY_PORT,
+        "(underlay)",
+        "",
+        "udp",
+        cfg.underlay,
+    ));
+    let mut owners = HashMap::from([(UNDERLAY_PORT, 0)]);
+    for wp in worker_ports {
+        let k = (0..workers)
+            .min_by_key(|&k| per_worker[k].len())
+            .unwrap_or(0);
+        owners.insert(wp.id, k);
+        if let Some(a) = ports.list.iter_mut().find(|a| a.id == wp.id) {
+            a.worker = k;
+        }
+        per_worker[k].push(wp);
+    }
+    let owners = Arc::new(ArcSwap::from_pointee(owners));
+    let inboxes: Vec<_> = (0..workers).map(|_| std::sync::mpsc::channel()).collect();
+    let peers: Vec<_> = inboxes.iter().map(|(tx, _)| tx.clone()).collect();
+    let mut worker_txs = Vec::new();
+    let mut threads = Vec::new();
+    for (me, (wports, (_, inbox))) in per_worker.into_iter().zip(inboxes).enumerate() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        worker_txs.push(tx);
+        let lanes = Lanes {
+            me,
+            inbox,
+            peers: peers.clone(),
+            owners: owners.clone(),
+        };
         let (engine, stop, mgmt) = (engine.clone(), stop.clone(), mgmt.clone());
-        std::thread::Builder::new()
-            .name("ironflow-worker".into())
-            .spawn(move || {
-                worker_loop(
-                    engine,
-                    worker_ports,
-                    worker_rx,
-                    stop,
-                    mgmt,
-                    pinctrl::Pinctrl::new(learned_tx),
-                )
-            })
-            .context("cannot start the worker thread")?
-    };
+        let pinctrl = pinctrl::Pinctrl::new(learned_tx.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("ironflow-worker-{me}"))
+                .spawn(move || worker_loop(engine, wports, rx, lanes, stop, mgmt, pinctrl))
+                .context("cannot start a worker thread")?,
+        );
+    }
+    drop((peers, learned_tx));
     let server = match &cfg.mgmt_socket {
         Some(path) => {
             let (path, mgmt) = (path.clone(), mgmt.clone());
@@ -366,7 +392,8 @@ pub async fn run_with(
         client: &client,
         chassis: &chassis,
         engine: &engine,
-        worker: worker_tx,
+        workers: worker_txs,
+        owners,
         state_file: cfg.state_file.as_deref(),
         mgmt: &mgmt,
     };
@@ -413,7 +440,9 @@ pub async fn run_with(
     }
 
     stop.store(true, Ordering::Relaxed);
-    let _ = worker.join();
+    for t in threads {
+        let _ = t.join();
+    }
     if let Some(server) = server {
         server.abort();
         if let Some(path) = &cfg.mgmt_socket {
@@ -441,9 +470,7 @@ struct DropCounts {
 /// something was: bad input is counted per packet (`ironflow stats`) and
 /// logged at a rate that cannot flood the log.
 fn log_drops(mgmt: &MgmtState, last: &mut DropCounts) {
-    let Ok(stats) = mgmt.worker.lock().map(|w| w.clone()) else {
-        return;
-    };
+    let stats = mgmt.worker_stats();
     let mut parts = Vec::new();
     let malformed = stats.malformed.saturating_sub(last.malformed);
     if malformed > 0 {
@@ -488,12 +515,26 @@ struct Node<'a> {
     client: &'a Client,
     chassis: &'a ChassisConfig,
     engine: &'a Arc<Engine>,
-    worker: Sender<WorkerCommand>,
+    /// Each worker's command channel, by index.
+    workers: Vec<Sender<WorkerCommand>>,
+    /// Which worker owns each port (the workers read it to hand packets
+    /// to each other).
+    owners: Arc<ArcSwap<HashMap<PortId, usize>>>,
     state_file: Option<&'a std::path::Path>,
     mgmt: &'a MgmtState,
 }
 
 impl Node<'_> {
+    /// Publishes which worker owns port `id` (none: it is gone).
+    fn set_owner(&self, id: PortId, worker: Option<usize>) {
+        let mut owners = HashMap::clone(&self.owners.load());
+        match worker {
+            Some(k) => owners.insert(id, k),
+            None => owners.remove(&id),
+        };
+        self.owners.store(Arc::new(owners));
+    }
+
     /// Writes a MAC binding `put_arp`/`put_nd` learned, unless the SB
     /// has it already.
     async fn learn(&mut self, l: Learned, net: &LogicalNetwork) {
@@ -590,8 +631,16 @@ impl Node<'_> {
         let id = ports.next_id;
         ports.next_id += 1;
         let used = attached.backend.to_string();
+        // The worker with the fewest ports (the first also has the
+        // underlay).
+        let worker = (0..self.workers.len())
+            .min_by_key(|&k| {
+                ports.list.iter().filter(|a| a.worker == k).count() + usize::from(k == 0)
+            })
+            .unwrap_or(0);
+        self.set_owner(id, Some(worker));
         let (ack, added) = tokio::sync::oneshot::channel();
-        self.worker
+        self.workers[worker]
             .send(WorkerCommand::Add(
                 WorkerPort::new(id, ifname, iface_id, &used, attached.port),
                 ack,
@@ -606,6 +655,7 @@ impl Node<'_> {
             iface_id: iface_id.to_string(),
             backend: backend.to_string(),
             saved,
+            worker,
         });
         self.publish(ports, current);
         if let Err(e) = claim(self.client, iface_id, &self.chassis.name).await {
@@ -625,9 +675,13 @@ impl Node<'_> {
     ) {
         self.publish(ports, current);
         let (ack, removed) = tokio::sync::oneshot::channel();
-        if self.worker.send(WorkerCommand::Remove(a.id, ack)).is_ok() {
+        if self.workers[a.worker]
+            .send(WorkerCommand::Remove(a.id, ack))
+            .is_ok()
+        {
             let _ = removed.await;
         }
+        self.set_owner(a.id, None);
         if let Err(e) = release(self.client, &a.iface_id).await {
             warn!("cannot release {}: {e}", a.iface_id);
         }

@@ -1,18 +1,24 @@
-//! The daemon's worker thread: polls its ports in batches, runs what
-//! arrives through the datapath, sends what came out, takes ports added
-//! and removed at run time from the control thread, and shares its
-//! counters with the management socket.
+//! The daemon's worker threads: each polls the ports it owns in batches,
+//! runs what arrives through the datapath, sends what came out — on its
+//! own ports, or handed in batches to the worker that owns the output
+//! port — takes ports added and removed at run time from the control
+//! thread, and shares its counters with the management socket.
+//!
+//! A port belongs to one worker, so its socket is never used from two
+//! threads; the engine (published program, conntrack) is shared.
 
 use super::pinctrl::Pinctrl;
-use crate::mgmt::{MgmtState, PortInfo};
+use crate::mgmt::{MgmtState, PortInfo, WorkerShare};
+use arc_swap::ArcSwap;
 use ironflow_datapath::dump::format_megaflow;
 use ironflow_datapath::engine::Engine;
+use ironflow_datapath::packet::Packet;
 use ironflow_datapath::packet::PacketBatch;
 use ironflow_datapath::port::{Port, PortId};
 use ironflow_datapath::worker::Worker;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -91,18 +97,37 @@ impl WorkerPort {
     }
 }
 
-/// Polls every port, runs what arrives through the worker and sends what
-/// it produced, until `stop`.
+/// Packets for another worker's ports.
+pub type Handoff = Vec<(PortId, Packet)>;
+
+/// How a worker reaches the ports other workers own.
+pub struct Lanes {
+    /// This worker's index.
+    pub me: usize,
+    /// Packets other workers produced for this worker's ports.
+    pub inbox: Receiver<Handoff>,
+    /// Every worker's inbox, by index.
+    pub peers: Vec<Sender<Handoff>>,
+    /// Which worker owns each port, published by the control thread.
+    pub owners: Arc<ArcSwap<HashMap<PortId, usize>>>,
+}
+
+/// Polls every port this worker owns, runs what arrives through the
+/// datapath and sends what it produced, until `stop`.
+#[allow(clippy::too_many_arguments)]
 pub fn worker_loop(
     engine: Arc<Engine>,
     mut ports: Vec<WorkerPort>,
     commands: Receiver<WorkerCommand>,
+    lanes: Lanes,
     stop: Arc<AtomicBool>,
     mgmt: Arc<MgmtState>,
     mut pinctrl: Pinctrl,
 ) {
+    let share = &mgmt.workers[lanes.me];
     let mut w = Worker::new(engine.clone());
     let mut sent = Vec::new();
+    let mut handoff: Vec<Handoff> = vec![Vec::new(); lanes.peers.len()];
     let mut batch = PacketBatch::new();
     let mut outgoing: HashMap<PortId, PacketBatch> = HashMap::new();
     let mut idle_rounds = 0u32;
@@ -126,13 +151,29 @@ pub fn worker_loop(
             }
         }
         if !done.is_empty() {
-            report(&w, &ports, &mgmt, &pinctrl, true);
+            report(&w, &ports, share, &pinctrl, true);
             for ack in done {
                 let _ = ack.send(());
             }
         }
         let now = Instant::now();
         let mut busy = false;
+        while let Ok(packets) = lanes.inbox.try_recv() {
+            busy = true;
+            sent.extend(packets);
+        }
+        let owners = lanes.owners.load();
+        if !sent.is_empty() {
+            dispatch(
+                &mut sent,
+                &owners,
+                &lanes,
+                &mut handoff,
+                &mut outgoing,
+                &mut ports,
+                &mut w,
+            );
+        }
         for i in 0..ports.len() {
             if ports[i].resting(now) {
                 continue;
@@ -152,20 +193,15 @@ pub fn worker_loop(
             for punt in std::mem::take(&mut w.punted) {
                 pinctrl.handle(&engine, &mut w.pool, punt, &mut sent);
             }
-            for (out, p) in sent.drain(..) {
-                let b = outgoing.entry(out).or_default();
-                if let Err(p) = b.push(p) {
-                    w.pool.free(p);
-                }
-                if b.is_full() {
-                    send(&mut ports, out, b, &mut w);
-                }
-            }
-            for (out, b) in outgoing.iter_mut() {
-                if !b.is_empty() {
-                    send(&mut ports, *out, b, &mut w);
-                }
-            }
+            dispatch(
+                &mut sent,
+                &owners,
+                &lanes,
+                &mut handoff,
+                &mut outgoing,
+                &mut ports,
+                &mut w,
+            );
         }
         if busy {
             idle_rounds = 0;
@@ -181,7 +217,7 @@ pub fn worker_loop(
         }
         rounds += 1;
         if rounds & 255 == 0 || !busy {
-            report(&w, &ports, &mgmt, &pinctrl, false);
+            report(&w, &ports, share, &pinctrl, false);
         }
     }
 }
@@ -189,8 +225,8 @@ pub fn worker_loop(
 /// Shares counters (and megaflows, when asked) with the management socket.
 /// `wait`: take the locks even if a reader holds them (a port change
 /// must show); else skip a round rather than stall forwarding.
-fn report(w: &Worker, ports: &[WorkerPort], mgmt: &MgmtState, pinctrl: &Pinctrl, wait: bool) {
-    if let Ok(mut s) = mgmt.worker.try_lock() {
+fn report(w: &Worker, ports: &[WorkerPort], mgmt: &WorkerShare, pinctrl: &Pinctrl, wait: bool) {
+    if let Ok(mut s) = mgmt.stats.try_lock() {
         *s = w.stats();
     }
     if let Ok(mut s) = mgmt.controller.try_lock() {
@@ -224,6 +260,49 @@ fn report(w: &Worker, ports: &[WorkerPort], mgmt: &MgmtState, pinctrl: &Pinctrl,
                 .collect();
         }
         mgmt.flows_wanted.store(false, Ordering::Release);
+    }
+}
+
+/// Sends what `sent` holds: packets for this worker's ports batched per
+/// port, the others handed to their owners in one message each.
+fn dispatch(
+    sent: &mut Vec<(PortId, Packet)>,
+    owners: &HashMap<PortId, usize>,
+    lanes: &Lanes,
+    handoff: &mut [Handoff],
+    outgoing: &mut HashMap<PortId, PacketBatch>,
+    ports: &mut [WorkerPort],
+    w: &mut Worker,
+) {
+    for (out, p) in sent.drain(..) {
+        match owners.get(&out) {
+            Some(&owner) if owner != lanes.me => handoff[owner].push((out, p)),
+            _ => {
+                let b = outgoing.entry(out).or_default();
+                if let Err(p) = b.push(p) {
+                    w.pool.free(p);
+                }
+                if b.is_full() {
+                    send(ports, out, b, w);
+                }
+            }
+        }
+    }
+    for (out, b) in outgoing.iter_mut() {
+        if !b.is_empty() {
+            send(ports, *out, b, w);
+        }
+    }
+    for (owner, packets) in handoff.iter_mut().enumerate() {
+        if packets.is_empty() {
+            continue;
+        }
+        if let Err(e) = lanes.peers[owner].send(std::mem::take(packets)) {
+            // That worker stopped: the packets go back to the pool.
+            for (_, p) in e.0 {
+                w.pool.free(p);
+            }
+        }
     }
 }
 
