@@ -356,3 +356,58 @@ fn port_group_batches_agree_with_packets_one_at_a_time() {
         true,
     );
 }
+
+/// A TCP segment between two pods through their router.
+fn tcp_via_router(from: &Pod, to: &Pod, sport: u16, dport: u16, syn: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(from.mac, from.gateway)
+        .ipv4(from.ip, to.ip, 64)
+        .tcp(sport, dport, 1, 64240);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut out = Vec::new();
+    b.write(&mut out, &[0u8; 8]).unwrap();
+    out
+}
+
+/// The same packet (the same key) is refused before its connection exists
+/// and delivered once it does: the fast path's shortcuts from one pass to
+/// the next must go by what conntrack answered, not by the key alone.
+#[test]
+fn an_answer_refused_before_its_connection_is_delivered_after() {
+    let net = snapshot(include_str!("../../testdata/acls-snapshot.json"));
+    let mut config = Config::new(net, "node");
+    config.bind(1, "web1").unwrap();
+    config.bind(3, "db1").unwrap();
+    let web1 = Pod {
+        port: 1,
+        mac: [0x0a, 0, 0, 0x0a, 0, 0x0a],
+        ip: [10, 10, 0, 10],
+        gateway: [0, 0, 0, 0x0a, 0, 1],
+    };
+    let db1 = Pod {
+        port: 3,
+        mac: [0x0a, 0, 0, 0x0b, 0, 0x0a],
+        ip: [10, 20, 0, 10],
+        gateway: [0, 0, 0, 0x0b, 0, 1],
+    };
+    let mut w = Worker::new(Engine::new(config, CtConfig::default()));
+    let answer = tcp_via_router(&db1, &web1, 5432, 40000, false);
+    for _ in 0..3 {
+        let (sent, _) = run(&mut w, db1.port, &answer);
+        assert!(
+            sent.iter().all(|(p, _)| *p != web1.port),
+            "no connection: not delivered"
+        );
+    }
+    let (sent, _) = run(
+        &mut w,
+        web1.port,
+        &tcp_via_router(&web1, &db1, 40000, 5432, true),
+    );
+    assert_eq!(sent.len(), 1, "web1 may open a connection to db1:5432");
+    assert_eq!(sent[0].0, db1.port);
+    for _ in 0..3 {
+        let (sent, _) = run(&mut w, db1.port, &answer);
+        assert_eq!(sent.len(), 1, "the answer is delivered: {:?}", w.stats());
+        assert_eq!(sent[0].0, web1.port);
+    }
+}
