@@ -161,6 +161,23 @@ pub async fn unregister(client: &Client, name: &str) -> Result<(), ClientError> 
 /// port up (`ovn-nbctl lsp-get-up`), as ovn-controller does once the
 /// port's flows are in place.
 pub async fn claim(client: &Client, port: &str, chassis: &str) -> Result<(), ClientError> {
+    bind_port(client, port, chassis, true).await
+}
+
+/// Claims a gateway router's port (`l3gateway`, whose
+/// `options:l3gateway-chassis` names this chassis): the Port_Binding
+/// names the chassis, as ovn-controller writes it, so that other chassis
+/// tunnel the router's traffic here.
+pub async fn claim_gateway(client: &Client, port: &str, chassis: &str) -> Result<(), ClientError> {
+    bind_port(client, port, chassis, false).await
+}
+
+async fn bind_port(
+    client: &Client,
+    port: &str,
+    chassis: &str,
+    vif: bool,
+) -> Result<(), ClientError> {
     let found = client
         .transact(
             "OVN_Southbound",
@@ -176,8 +193,12 @@ pub async fn claim(client: &Client, port: &str, chassis: &str) -> Result<(), Cli
         .transact(
             "OVN_Southbound",
             vec![json!({"op": "update", "table": "Port_Binding",
-                "where": [["logical_port", "==", port]],
-                "row": {"chassis": ["uuid", uuid], "up": true}})],
+            "where": [["logical_port", "==", port]],
+            "row": if vif {
+                json!({"chassis": ["uuid", uuid], "up": true})
+            } else {
+                json!({"chassis": ["uuid", uuid]})
+            }})],
         )
         .await?;
     match updated

@@ -134,6 +134,7 @@ fn node(
         // kube-node1 spreads its ports over two workers: packets between
         // the underlay and its pods cross from one worker to the other.
         workers: if name == "kube-node1" { 2 } else { 1 },
+        localnet: Vec::new(),
     };
     (cfg, peers)
 }

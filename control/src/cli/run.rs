@@ -5,7 +5,7 @@
 use super::detach;
 use super::settings::{merge, FileSettings, FlagSettings};
 use crate::attach::{attach, Backend};
-use crate::daemon::{run_with, DaemonConfig, PortSpec};
+use crate::daemon::{run_with, DaemonConfig, LocalnetSpec, PortSpec};
 use crate::ovsdb::parse_remotes;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -28,7 +28,9 @@ pub struct RunArgs {
     /// Tunnel type (`ovn-encap-type`): geneve.
     #[arg(long)]
     pub encap_type: Option<String>,
-    /// `ovn-bridge-mappings`: physnet:bridge,…
+    /// `ovn-bridge-mappings`: PHYSNET:IFNAME,… — where OVS names a bridge,
+    /// ironflow takes the interface the physical network is reached by
+    /// (attached with --backend's choice).
     #[arg(long)]
     pub bridge_mappings: Option<String>,
     #[arg(long)]
@@ -139,6 +141,26 @@ pub async fn run_node(args: RunArgs) -> Result<()> {
             backend: a.backend.to_string(),
         });
     }
+    let mut localnet = Vec::new();
+    for mapping in settings
+        .chassis
+        .bridge_mappings
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        let Some((physnet, ifname)) = mapping.split_once(':') else {
+            bail!("ovn-bridge-mappings {mapping:?}: write PHYSNET:IFNAME (e.g. physnet1:eth1)");
+        };
+        let a =
+            attach(ifname, backend).with_context(|| format!("ovn-bridge-mappings {mapping}"))?;
+        localnet.push(LocalnetSpec {
+            physnet: physnet.to_string(),
+            ifname: ifname.to_string(),
+            port: a.port,
+            backend: a.backend.to_string(),
+        });
+    }
     if let Some(dir) = args.mgmt_socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| {
             format!("cannot create {} for the management socket", dir.display())
@@ -157,6 +179,7 @@ pub async fn run_node(args: RunArgs) -> Result<()> {
         mgmt_socket: Some(args.mgmt_socket),
         state_file: Some(state),
         workers: args.workers,
+        localnet,
     };
     let result = run_with(cfg, shutdown_signal(), |_| detach::notify_ready()).await;
     detach::remove_pidfile();

@@ -13,7 +13,9 @@ pub mod state;
 mod worker;
 
 use crate::attach::{attach, Backend};
-use crate::chassis::{claim, put_mac_binding, register, release, unregister, ChassisConfig};
+use crate::chassis::{
+    claim, claim_gateway, put_mac_binding, register, release, unregister, ChassisConfig,
+};
 use crate::mgmt::{serve, MgmtState, PortRequest, Reply, WorkerShare};
 use crate::ovsdb::{Client, Remote};
 use crate::sb::{FollowOptions, SbFollower};
@@ -24,6 +26,7 @@ use ironflow_datapath::conntrack::CtConfig;
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::port::{Port, PortId};
 use ironflow_pipeline::interp::Learned;
+use ironflow_pipeline::network::PortType;
 use ironflow_pipeline::program::{compile, Program};
 use ironflow_pipeline::LogicalNetwork;
 use serde_json::json;
@@ -76,6 +79,18 @@ pub struct DaemonConfig {
     pub state_file: Option<PathBuf>,
     /// Worker threads (at least one); ports are spread over them.
     pub workers: usize,
+    /// The interfaces `ovn-bridge-mappings` names: each physical network's
+    /// traffic leaves and enters the logical network through its
+    /// switch's localnet port (`options:network_name`).
+    pub localnet: Vec<LocalnetSpec>,
+}
+
+/// A physical network and the interface it is reached by.
+pub struct LocalnetSpec {
+    pub physnet: String,
+    pub ifname: String,
+    pub port: Box<dyn Port>,
+    pub backend: String,
 }
 
 /// A port the daemon has (or was asked to have and could not open).
@@ -104,6 +119,8 @@ struct Ports {
     /// start, or it vanished): listed with why, kept in the state file if
     /// they were saved, and attached again when the interface comes back.
     missing: Vec<Missing>,
+    /// Ports on physical networks: (port, physnet).
+    localnet: Vec<(PortId, String)>,
     next_id: PortId,
 }
 
@@ -143,7 +160,27 @@ fn datapath_config(
     program: Arc<Program>,
     chassis: &ChassisConfig,
     bindings: &[(PortId, String)],
+    localnet: &[(PortId, String)],
 ) -> Config {
+    // Each mapped physical network binds to its localnet port, found
+    // anew in every view (northd may add it at any time).
+    let localnet_bindings: Vec<(PortId, String)> = localnet
+        .iter()
+        .filter_map(|(port, physnet)| {
+            let mut ports = net.ports.values().filter(|p| {
+                p.port_type == PortType::Localnet
+                    && p.options.get("network_name").map(String::as_str) == Some(physnet.as_str())
+            });
+            let first = ports.next()?;
+            if ports.next().is_some() {
+                warn!(
+                    "several localnet ports on {physnet}: only {} is bound",
+                    first.name
+                );
+            }
+            Some((*port, first.name.clone()))
+        })
+        .collect();
     // Every other chassis's Geneve endpoint. The kernel's UDP stack
     // resolves next hops, so no MACs are needed.
     let chassis_ips: HashMap<String, Ipv4Addr> = net
@@ -156,7 +193,7 @@ fn datapath_config(
         })
         .collect();
     let mut config = Config::with_program(net, program, &chassis.name);
-    for (port, iface_id) in bindings {
+    for (port, iface_id) in bindings.iter().chain(&localnet_bindings) {
         if let Err(e) = config.bind(*port, iface_id) {
             // A port may be attached before its logical port exists; it
             // binds on the Southbound update that brings it.
@@ -227,9 +264,21 @@ pub async fn run_with(
     let mut ports = Ports {
         list: Vec::new(),
         missing: Vec::new(),
+        localnet: Vec::new(),
         next_id: 1,
     };
     let mut worker_ports = Vec::new();
+    for l in cfg.localnet {
+        let id = ports.next_id;
+        ports.next_id += 1;
+        info!(
+            "physical network {} on {} ({})",
+            l.physnet, l.ifname, l.backend
+        );
+        let label = format!("localnet:{}", l.physnet);
+        worker_ports.push(WorkerPort::new(id, &l.ifname, &label, &l.backend, l.port));
+        ports.localnet.push((id, l.physnet));
+    }
     for p in cfg.ports {
         let id = ports.next_id;
         ports.next_id += 1;
@@ -313,6 +362,7 @@ pub async fn run_with(
         current.1.clone(),
         &chassis,
         &ports.bindings(),
+        &ports.localnet,
     );
     let engine = Engine::new(config, CtConfig::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -397,6 +447,7 @@ pub async fn run_with(
         state_file: cfg.state_file.as_deref(),
         mgmt: &mgmt,
     };
+    node.claim_gateways(&current.0).await;
     tokio::pin!(shutdown);
     let mut drop_log = tokio::time::interval(DROP_LOG);
     drop_log.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -432,6 +483,7 @@ pub async fn run_with(
                 })
                 .await?;
                 node.publish(&ports, &current);
+                node.claim_gateways(&current.0).await;
             }
             _ = recheck.tick() => node.recheck(&mut ports, &current).await,
             Some(l) = learned.recv() => node.learn(l, &current.0).await,
@@ -525,6 +577,22 @@ struct Node<'a> {
 }
 
 impl Node<'_> {
+    /// Claims the gateway routers' ports bound to this chassis
+    /// (`options:l3gateway-chassis`) that the SB does not show here yet.
+    async fn claim_gateways(&self, net: &LogicalNetwork) {
+        let me = self.chassis.name.as_str();
+        for p in net.ports.values() {
+            let here = p.options.get("l3gateway-chassis").map(String::as_str) == Some(me);
+            if p.port_type != PortType::L3Gateway || !here || p.chassis.as_deref() == Some(me) {
+                continue;
+            }
+            match claim_gateway(self.client, &p.name, me).await {
+                Ok(()) => info!("claimed gateway port {}", p.name),
+                Err(e) => warn!("cannot claim gateway port {}: {e}", p.name),
+            }
+        }
+    }
+
     /// Publishes which worker owns port `id` (none: it is gone).
     fn set_owner(&self, id: PortId, worker: Option<usize>) {
         let mut owners = HashMap::clone(&self.owners.load());
@@ -574,6 +642,7 @@ impl Node<'_> {
             current.1.clone(),
             self.chassis,
             &ports.bindings(),
+            &ports.localnet,
         );
         self.engine.publish(config);
     }

@@ -315,8 +315,10 @@ impl<'a> Interp<'a> {
         pipeline: Pipeline,
         writes: Vec<(FieldRef, u128)>,
     ) {
-        // ovn-controller commits in the SNAT zone on a router.
-        let zone = self.zone(pkt, pipeline, ZoneRole::Snat);
+        // ovn-controller encodes `ct_commit { }` in the DNAT zone on a
+        // router (a gateway router's lr_out_post_undnat commits there what
+        // lr_out_undnat's ct_dnat tracked), in the port's zone on a switch.
+        let zone = self.zone(pkt, pipeline, ZoneRole::Default);
         if let Some(rec) = self.recording() {
             let (mark, label) = commit_writes(writes);
             rec.commit(&pkt.key, &pkt.prov);
