@@ -38,6 +38,12 @@ use std::sync::OnceLock;
 pub const EMC_ENTRIES: usize = 8192;
 /// Megaflows a worker keeps by default.
 pub const DEFAULT_MEGAFLOWS: usize = 65536;
+/// A megaflow hit puts its key in the EMC once in this many times (OVS's
+/// `emc-insert-inv-prob`, same default): a flow of many packets gets in
+/// soon enough, while a stream of short ones (every packet a new
+/// connection) does not push everything else out, nor pay for writing
+/// entries nobody reads. A slow-path translation always puts the key in.
+pub const EMC_INSERT_INV_PROB: u32 = 100;
 
 const NONE: u32 = u32::MAX;
 
@@ -245,6 +251,8 @@ pub struct FlowCache<A, X: Copy + Default = ()> {
     emc_hashes: Box<[u64]>,
     emc_inserts: bool,
     lookups_since_sort: u32,
+    /// Xorshift state for [`EMC_INSERT_INV_PROB`].
+    lottery: u32,
     pub stats: CacheStats,
 }
 
@@ -271,6 +279,7 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
             .into_boxed_slice(),
             emc_inserts: emc,
             lookups_since_sort: 0,
+            lottery: 0x9e37_79b9,
             stats: CacheStats::default(),
         }
     }
@@ -306,7 +315,16 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
         }
         let found = self.megaflow_lookup(key)?;
         self.stats.megaflow_hits += 1;
-        let emc = self.emc_insert(key, hash, found);
+        let mut x = self.lottery;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.lottery = x;
+        let emc = if x <= u32::MAX / EMC_INSERT_INV_PROB {
+            self.emc_insert(key, hash, found)
+        } else {
+            NO_EMC
+        };
         Some(Hit {
             flow: FlowRef(found),
             emc,
@@ -676,10 +694,20 @@ mod tests {
         let r = c.lookup(&other, key_hash(&other)).expect("hit");
         assert_eq!(c.get(r).actions, "subnet");
         assert_eq!(c.stats.megaflow_hits, 1);
-        // Now in the EMC.
-        let r2 = c.lookup(&other, key_hash(&other)).expect("hit");
-        assert_eq!(r, r2);
-        assert_eq!(c.stats.emc_hits, 1);
+        // In the EMC after a lottery won once in EMC_INSERT_INV_PROB
+        // megaflow hits, then found there.
+        for _ in 0..20 * EMC_INSERT_INV_PROB {
+            if c.stats.emc_hits > 0 {
+                break;
+            }
+            let r2 = c.lookup(&other, key_hash(&other)).expect("hit");
+            assert_eq!(r, r2);
+        }
+        assert_eq!(c.stats.emc_hits, 1, "{:?}", c.stats);
+        assert!(c.stats.megaflow_hits > 1, "{:?}", c.stats);
+        let hits = c.stats.megaflow_hits;
+        c.lookup(&other, key_hash(&other)).expect("hit");
+        assert_eq!((c.stats.emc_hits, c.stats.megaflow_hits), (2, hits));
         let outside = key(0x0b00_0001, 80);
         assert!(c.lookup(&outside, key_hash(&outside)).is_none());
     }
