@@ -121,7 +121,7 @@ pub fn key_hash(key: &FlowKey) -> u64 {
 
 /// Whether two keys are equal, without a call to `memcmp`.
 #[inline(always)]
-fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
+pub fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
     a.words
         .iter()
         .zip(&b.words)

@@ -12,7 +12,7 @@
 //! `ironflow_pipeline::interp::translate`); the worker keeps them while
 //! the packet is in flight, a few key copies per recirculation.
 
-use crate::cache::{CacheStats, FlowCache, Hit, DEFAULT_MEGAFLOWS, NO_EMC};
+use crate::cache::{same_key, CacheStats, FlowCache, Hit, DEFAULT_MEGAFLOWS, NO_EMC};
 use crate::config::{Config, TUNNEL_IN_PORT};
 use crate::conntrack::CtHint;
 use crate::engine::Engine;
@@ -120,6 +120,8 @@ struct Learnt {
 #[derive(Clone, Copy)]
 struct Ahead {
     key: FlowKey,
+    /// The same key as the packet before it in the batch.
+    same: bool,
     hash: u64,
     /// The EMC entry that held the key, or [`NO_EMC`].
     emc: u32,
@@ -128,6 +130,7 @@ struct Ahead {
 
 const AHEAD_NONE: Ahead = Ahead {
     key: FlowKey::ZERO,
+    same: false,
     hash: 0,
     emc: NO_EMC,
     malformed: false,
@@ -232,16 +235,33 @@ impl Worker {
             }
             return;
         }
-        for (a, pkt) in self.ahead.iter_mut().zip(batch.iter_mut()) {
+        // A packet of the same flow as the one before it (a burst) takes
+        // that one's hash and look-ahead: one key compare instead.
+        let n = batch.len().min(BATCH_SIZE);
+        for (i, pkt) in batch.iter_mut().enumerate().take(n) {
+            let (before, rest) = self.ahead.split_at_mut(i);
+            let Some(a) = rest.first_mut() else { break };
             a.malformed = extract_packet_into(pkt, in_port, &mut a.key) != Status::Ok;
-            a.hash = self.cache.key_hash(&a.key);
-            self.cache.prefetch(a.hash);
+            a.same = before.last().is_some_and(|b| same_key(&b.key, &a.key));
+            if a.same {
+                a.hash = before.last().map_or(0, |b| b.hash);
+            } else {
+                a.hash = self.cache.key_hash(&a.key);
+                self.cache.prefetch(a.hash);
+            }
         }
-        for a in self.ahead.iter_mut().take(batch.len()) {
+        let mut last_emc = NO_EMC;
+        for a in self.ahead.iter_mut().take(n) {
+            if a.same {
+                a.emc = last_emc;
+                continue;
+            }
             a.emc = NO_EMC;
+            last_emc = NO_EMC;
             let Some((flow, emc, learnt)) = self.cache.peek(&a.key, a.hash) else {
                 continue;
             };
+            last_emc = emc;
             a.emc = emc;
             if let Some(zone) = flow.first_ct_zone() {
                 let hint = learnt.map_or(CtHint::default(), |l| l.ct[0]);
