@@ -196,6 +196,14 @@ impl<'de> Deserialize<'de> for PortType {
     }
 }
 
+/// A gateway chassis of a chassisredirect port, with its priority.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaChassis {
+    pub chassis: String,
+    pub priority: i64,
+}
+
 /// A Port_Binding: one logical port of one datapath.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -221,6 +229,9 @@ pub struct LogicalPort {
     pub requested_chassis: Option<String>,
     pub up: Option<bool>,
     pub external_ids: StringMap,
+    /// A chassisredirect port's gateway chassis (its HA_Chassis_Group),
+    /// highest priority first.
+    pub ha_chassis: Vec<HaChassis>,
 }
 
 impl LogicalPort {

@@ -154,14 +154,30 @@ pub struct Program {
 /// the datapaths (and of the datapath groups), so nothing is shared while
 /// compiling and the parts are simply put together after.
 pub fn compile(net: &LogicalNetwork) -> Program {
+    compile_for(net, None)
+}
+
+/// [`compile`] as chassis `chassis` runs it: `is_chassis_resident(p)`
+/// holds where `p` is bound to that chassis (as ovn-controller evaluates
+/// it). Without a chassis it always holds, as in ovn-trace.
+pub fn compile_for(net: &LogicalNetwork, chassis: Option<&str>) -> Program {
     let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    compile_in(net, parts)
+    compile_parts(net, parts, chassis)
 }
 
 /// [`compile`] split `parts` ways (1: on the calling thread).
 pub fn compile_in(net: &LogicalNetwork, parts: usize) -> Program {
+    compile_parts(net, parts, None)
+}
+
+fn compile_parts(net: &LogicalNetwork, parts: usize, chassis: Option<&str>) -> Program {
     let parts = parts.max(1);
-    let names = DatapathNames::for_all(net);
+    let mut names = DatapathNames::for_all(net);
+    if chassis.is_some() {
+        for n in names.values_mut() {
+            n.chassis = chassis;
+        }
+    }
     let compiled: Vec<Part> = if parts == 1 {
         vec![compile_part(net, &names, 0, 1)]
     } else {
@@ -328,7 +344,7 @@ fn names_ports(e: &MatchExpr) -> bool {
             .any(|v| matches!(v, Value::Str(_) | Value::PortGroup(_))),
         MatchExpr::Not(inner) => names_ports(inner),
         MatchExpr::And(terms) | MatchExpr::Or(terms) => terms.iter().any(names_ports),
-        MatchExpr::Bool(_) | MatchExpr::Field(_) => false,
+        MatchExpr::Bool(_) | MatchExpr::Field(_) | MatchExpr::Resident(_) => false,
     }
 }
 

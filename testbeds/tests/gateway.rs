@@ -9,6 +9,10 @@
 //! the localnet port, learns the answer, and leaves from the floating IP;
 //! the external host's reply and its own ping to the floating IP reach
 //! web-1.
+//!
+//! And a distributed gateway port on the cluster router whose gateway
+//! chassis (HA_Chassis_Group) is kube-node2: the daemon claims its
+//! chassisredirect port, and web-1's traffic leaves through it, NATed.
 
 use ironflow_control::chassis::ChassisConfig;
 use ironflow_control::daemon::{run_with, DaemonConfig, LocalnetSpec, PortSpec};
@@ -195,14 +199,18 @@ async fn until(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_router_on_an_ironflow_node_reaches_the_physical_network() {
-    let central = OvnCentral::start().expect("start OVN central");
-    build_seed(&central).expect("seed");
-    central.nbctl_batch(&gateway_commands()).expect("gateway");
-    central.sync().unwrap();
-
-    let ip = Ipv4Addr::new(127, 0, 0, 7);
+/// kube-node2 as an ironflow daemon: web-1 on an in-memory port, and
+/// physnet1 mapped to another (the external host's side).
+#[allow(clippy::type_complexity)]
+fn node(
+    central: &OvnCentral,
+    ip: Ipv4Addr,
+) -> (
+    MemPeer,
+    MemPeer,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let (web_port, web) = MemPort::pair("web-1", 256);
     let (ext_port, ext) = MemPort::pair("ext", 256);
     let cfg = DaemonConfig {
@@ -239,6 +247,17 @@ async fn a_gateway_router_on_an_ironflow_node_reaches_the_physical_network() {
         },
         |_| {},
     ));
+    (web, ext, stop, daemon)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_router_on_an_ironflow_node_reaches_the_physical_network() {
+    let central = OvnCentral::start().expect("start OVN central");
+    build_seed(&central).expect("seed");
+    central.nbctl_batch(&gateway_commands()).expect("gateway");
+    central.sync().unwrap();
+
+    let (web, ext, stop, daemon) = node(&central, Ipv4Addr::new(127, 0, 0, 7));
 
     // The gateway router's ports are claimed for this chassis.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -318,6 +337,103 @@ async fn a_gateway_router_on_an_ironflow_node_reaches_the_physical_network() {
     .await;
     assert_eq!(&got[0..6], &WEB1_MAC);
     assert_eq!(&got[30..34], &[192, 168, 3, 3], "DNAT to web-1");
+
+    stop.send(()).unwrap();
+    daemon.await.unwrap().unwrap();
+}
+
+/// A distributed gateway port on the cluster router, gateway chassis
+/// kube-node2, with a floating IP for web-1.
+fn dgp_commands() -> Vec<Vec<String>> {
+    let cmds: &[&[&str]] = &[
+        &["ls-add", "ext2"],
+        &["lsp-add", "ext2", "lnet-ext2"],
+        &["lsp-set-type", "lnet-ext2", "localnet"],
+        &["lsp-set-addresses", "lnet-ext2", "unknown"],
+        &["lsp-set-options", "lnet-ext2", "network_name=physnet1"],
+        &[
+            "lrp-add",
+            "kube-master",
+            "rtoe-dgp",
+            "00:00:00:0e:00:09",
+            "172.18.0.2/24",
+        ],
+        &["lsp-add", "ext2", "etor-dgp"],
+        &["lsp-set-type", "etor-dgp", "router"],
+        &["lsp-set-addresses", "etor-dgp", "router"],
+        &["lsp-set-options", "etor-dgp", "router-port=rtoe-dgp"],
+        &["lrp-set-gateway-chassis", "rtoe-dgp", "kube-node2", "20"],
+        &[
+            "lr-nat-add",
+            "kube-master",
+            "dnat_and_snat",
+            "172.18.0.100",
+            "192.168.3.3",
+        ],
+    ];
+    cmds.iter()
+        .map(|c| c.iter().map(|w| w.to_string()).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_distributed_gateway_port_on_an_ironflow_gateway_chassis() {
+    const DGP_MAC: [u8; 6] = [0, 0, 0, 0x0e, 0, 9];
+    const HOST: [u8; 4] = [172, 18, 0, 1];
+    const FIP: [u8; 4] = [172, 18, 0, 100];
+    let central = OvnCentral::start().expect("start OVN central");
+    build_seed(&central).expect("seed");
+    central
+        .nbctl_batch(&dgp_commands())
+        .expect("distributed gateway");
+    central.sync().unwrap();
+    let (web, ext, stop, daemon) = node(&central, Ipv4Addr::new(127, 0, 0, 8));
+
+    // The chassisredirect port is claimed by its gateway chassis.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let bound = central
+            .sbctl(&[
+                "--bare",
+                "--columns=chassis",
+                "find",
+                "Port_Binding",
+                "logical_port=cr-rtoe-dgp",
+            ])
+            .unwrap();
+        if !bound.trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cr-rtoe-dgp was never claimed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let out = ping(NODE2_ROUTER_MAC, WEB1_MAC, [192, 168, 3, 3], HOST, 1);
+    let request = until(&web, &out, &ext, "ARP request from the gateway port", |f| {
+        f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1]
+    })
+    .await;
+    assert_eq!(&request[6..12], &DGP_MAC);
+    assert_eq!(&request[38..42], &HOST);
+    let mut reply = arp_reply(&request);
+    reply[28..32].copy_from_slice(&HOST);
+    assert!(ext.inject(&reply));
+    let echo = until(&web, &out, &ext, "the echo request outside", |f| {
+        is_echo(f, 8)
+    })
+    .await;
+    assert_eq!(&echo[0..6], &HOST_MAC);
+    assert_eq!(&echo[26..30], &FIP, "web-1 leaves as its floating IP");
+    let back = until(
+        &ext,
+        &echo_reply(&echo, HOST_MAC),
+        &web,
+        "the echo reply inside",
+        |f| is_echo(f, 0),
+    )
+    .await;
+    assert_eq!(&back[26..30], &HOST);
+    assert_eq!(&back[30..34], &[192, 168, 3, 3]);
 
     stop.send(()).unwrap();
     daemon.await.unwrap().unwrap();

@@ -290,7 +290,10 @@ pub async fn run(cli: Cli) -> Result<bool> {
                 print!("{}", reply["output"].as_str().unwrap_or_default());
             } else {
                 let loaded = args.source.load().await?;
-                let program = ironflow_pipeline::program::compile(&loaded.network);
+                let program = ironflow_pipeline::program::compile_for(
+                    &loaded.network,
+                    opts.chassis.as_deref(),
+                );
                 let out =
                     trace::render(&loaded.network, &program, &opts).map_err(anyhow::Error::msg)?;
                 print!("{out}");

@@ -27,7 +27,7 @@ use ironflow_datapath::engine::Engine;
 use ironflow_datapath::port::{Port, PortId};
 use ironflow_pipeline::interp::Learned;
 use ironflow_pipeline::network::PortType;
-use ironflow_pipeline::program::{compile, Program};
+use ironflow_pipeline::program::{compile_for, Program};
 use ironflow_pipeline::LogicalNetwork;
 use serde_json::json;
 use state::SavedPort;
@@ -350,9 +350,9 @@ pub async fn run_with(
 
     let chassis = cfg.chassis.clone();
     let mut current = {
-        let net = first.network.clone();
+        let (net, name) = (first.network.clone(), chassis.name.clone());
         tokio::task::spawn_blocking(move || {
-            let program = Arc::new(compile(&net));
+            let program = Arc::new(compile_for(&net, Some(&name)));
             (net, program)
         })
         .await?
@@ -476,9 +476,9 @@ pub async fn run_with(
                     continue;
                 }
                 last = view.generation;
-                let net = view.network.clone();
+                let (net, name) = (view.network.clone(), chassis.name.clone());
                 current = tokio::task::spawn_blocking(move || {
-                    let program = Arc::new(compile(&net));
+                    let program = Arc::new(compile_for(&net, Some(&name)));
                     (net, program)
                 })
                 .await?;
@@ -577,13 +577,27 @@ struct Node<'a> {
 }
 
 impl Node<'_> {
-    /// Claims the gateway routers' ports bound to this chassis
-    /// (`options:l3gateway-chassis`) that the SB does not show here yet.
+    /// Claims the gateway ports this chassis should have and the SB does
+    /// not show here yet: a gateway router's (`options:l3gateway-chassis`
+    /// names this chassis), and a distributed gateway port's
+    /// chassisredirect port when this chassis is the highest-priority
+    /// registered member of its HA_Chassis_Group (ovn-controller also
+    /// drops members BFD finds dead; ironflow has no BFD yet).
     async fn claim_gateways(&self, net: &LogicalNetwork) {
         let me = self.chassis.name.as_str();
         for p in net.ports.values() {
-            let here = p.options.get("l3gateway-chassis").map(String::as_str) == Some(me);
-            if p.port_type != PortType::L3Gateway || !here || p.chassis.as_deref() == Some(me) {
+            let ours = match p.port_type {
+                PortType::L3Gateway => {
+                    p.options.get("l3gateway-chassis").map(String::as_str) == Some(me)
+                }
+                PortType::ChassisRedirect => p
+                    .ha_chassis
+                    .iter()
+                    .find(|h| net.chassis.contains_key(&h.chassis))
+                    .is_some_and(|h| h.chassis == me),
+                _ => false,
+            };
+            if !ours || p.chassis.as_deref() == Some(me) {
                 continue;
             }
             match claim_gateway(self.client, &p.name, me).await {

@@ -60,6 +60,33 @@ pub fn build_network(t: &SbTables) -> LogicalNetwork {
                 .filter_map(chassis_name)
                 .collect();
             port.requested_chassis = row.requested_chassis.as_ref().and_then(chassis_name);
+            port.ha_chassis = row
+                .ha_chassis_group
+                .as_ref()
+                .and_then(|g| t.ha_chassis_groups.get(g))
+                .map(|g| {
+                    let mut members: Vec<HaChassis> = g
+                        .ha_chassis
+                        .iter()
+                        .filter_map(|h| t.ha_chassis.get(h))
+                        .filter_map(|h| {
+                            let chassis = h
+                                .chassis
+                                .as_ref()
+                                .and_then(chassis_name)
+                                .or_else(|| h.chassis_name.clone())?;
+                            Some(HaChassis {
+                                chassis,
+                                priority: h.priority,
+                            })
+                        })
+                        .collect();
+                    members.sort_by(|a, b| {
+                        b.priority.cmp(&a.priority).then(a.chassis.cmp(&b.chassis))
+                    });
+                    members
+                })
+                .unwrap_or_default();
             (port.name.clone(), port)
         })
         .collect();

@@ -208,6 +208,7 @@ pub struct PortBindingRow {
     pub chassis: Option<Uuid>,
     pub additional_chassis: Vec<Uuid>,
     pub requested_chassis: Option<Uuid>,
+    pub ha_chassis_group: Option<Uuid>,
 }
 
 impl SbRow for PortBindingRow {
@@ -229,6 +230,7 @@ impl SbRow for PortBindingRow {
         "nat_addresses",
         "up",
         "external_ids",
+        "ha_chassis_group",
     ];
     fn decode(r: &RowReader) -> Result<Self, RowError> {
         Ok(PortBindingRow {
@@ -250,10 +252,12 @@ impl SbRow for PortBindingRow {
                 requested_chassis: None,
                 up: r.opt_bool("up")?,
                 external_ids: r.string_map("external_ids")?,
+                ha_chassis: Vec::new(),
             },
             chassis: r.opt_uuid("chassis")?,
             additional_chassis: r.uuids("additional_chassis")?,
             requested_chassis: r.opt_uuid("requested_chassis")?,
+            ha_chassis_group: r.opt_uuid("ha_chassis_group")?,
         })
     }
 }
@@ -453,6 +457,46 @@ impl SbRow for LoadBalancerRow {
     }
 }
 
+/// An HA_Chassis_Group row: the gateway chassis of a distributed
+/// gateway port.
+#[derive(Debug, Clone)]
+pub struct HaChassisGroupRow {
+    pub name: String,
+    pub ha_chassis: Vec<Uuid>,
+}
+
+impl SbRow for HaChassisGroupRow {
+    const TABLE: &'static str = "HA_Chassis_Group";
+    const COLUMNS: &'static [&'static str] = &["name", "ha_chassis"];
+    fn decode(r: &RowReader) -> Result<Self, RowError> {
+        Ok(HaChassisGroupRow {
+            name: r.string("name")?,
+            ha_chassis: r.uuids("ha_chassis")?,
+        })
+    }
+}
+
+/// An HA_Chassis row: a chassis (by reference once it is registered, and
+/// by name in `external_ids:chassis-name` before) and its priority.
+#[derive(Debug, Clone)]
+pub struct HaChassisRow {
+    pub chassis: Option<Uuid>,
+    pub chassis_name: Option<String>,
+    pub priority: i64,
+}
+
+impl SbRow for HaChassisRow {
+    const TABLE: &'static str = "HA_Chassis";
+    const COLUMNS: &'static [&'static str] = &["chassis", "priority", "external_ids"];
+    fn decode(r: &RowReader) -> Result<Self, RowError> {
+        Ok(HaChassisRow {
+            chassis: r.opt_uuid("chassis")?,
+            chassis_name: r.string_map("external_ids")?.get("chassis-name").cloned(),
+            priority: r.integer("priority")?,
+        })
+    }
+}
+
 /// Every SB table ironflow follows, decoded.
 #[derive(Debug, Clone, Default)]
 pub struct SbTables {
@@ -470,6 +514,8 @@ pub struct SbTables {
     pub address_sets: Table<AddressSetRow>,
     pub port_groups: Table<PortGroupRow>,
     pub load_balancers: Table<LoadBalancerRow>,
+    pub ha_chassis_groups: Table<HaChassisGroupRow>,
+    pub ha_chassis: Table<HaChassisRow>,
 }
 
 /// (table, columns) for every table in [`SbTables`], in one place so the
@@ -489,6 +535,8 @@ pub const MONITORED: &[(&str, &[&str])] = &[
     (AddressSetRow::TABLE, AddressSetRow::COLUMNS),
     (PortGroupRow::TABLE, PortGroupRow::COLUMNS),
     (LoadBalancerRow::TABLE, LoadBalancerRow::COLUMNS),
+    (HaChassisGroupRow::TABLE, HaChassisGroupRow::COLUMNS),
+    (HaChassisRow::TABLE, HaChassisRow::COLUMNS),
 ];
 
 impl SbTables {
@@ -511,6 +559,8 @@ impl SbTables {
         self.address_sets.sync(replica, report, e);
         self.port_groups.sync(replica, report, e);
         self.load_balancers.sync(replica, report, e);
+        self.ha_chassis_groups.sync(replica, report, e);
+        self.ha_chassis.sync(replica, report, e);
         errors
     }
 }

@@ -182,7 +182,7 @@ impl<'a> Interp<'a> {
                 return;
             }
             match self.placement(pkt.dp, outport) {
-                Placement::Local => self.egress(pkt, outport, depth),
+                Placement::Local => self.egress(pkt, self.redirected(pkt.dp, outport), depth),
                 Placement::Remote(chassis) => self.tunnel(pkt, outport, chassis),
                 Placement::Unbound => self.drop(
                     pkt,
@@ -236,7 +236,7 @@ impl<'a> Interp<'a> {
                 }
             }
             None => match self.placement(pkt.dp, outport) {
-                Placement::Local => self.egress(pkt, outport, 0),
+                Placement::Local => self.egress(pkt, self.redirected(pkt.dp, outport), 0),
                 _ => self.drop(
                     pkt,
                     format!("port with tunnel key {outport} is not on this chassis"),
@@ -260,6 +260,19 @@ impl<'a> Interp<'a> {
             copy.fix(field, 0);
         }
         self.table(&mut copy, Pipeline::Egress, 0, depth + 1);
+    }
+
+    /// The port egress runs for when `outport` is output here: a
+    /// chassisredirect port on its gateway chassis stands for its
+    /// distributed gateway port (`options:distributed-port`), as
+    /// ovn-controller maps it before the egress pipeline.
+    fn redirected(&self, dp: Uuid, outport: u32) -> u32 {
+        self.port(dp, outport)
+            .filter(|p| p.port_type == PortType::ChassisRedirect)
+            .and_then(|p| p.options.get("distributed-port"))
+            .map(|name| self.port_key(dp, name))
+            .filter(|&key| key != 0)
+            .unwrap_or(outport)
     }
 
     /// Where the port (or group) with `key` on `dp` is.

@@ -92,13 +92,11 @@ impl Checker {
                 ..*self
             }
             .list(body),
-            Action::Block {
-                kind: Block::Clone,
-                body,
-            } => self.list(body),
-            // The other blocks build a new packet, which may be sent back
-            // to the ingress pipeline (northd's `reject { outport <-> inport;
-            // next(pipeline=ingress, …); }` in egress ACLs).
+            // A clone or a block that builds a new packet may send its
+            // packet back to the ingress pipeline (northd's `reject {
+            // outport <-> inport; next(pipeline=ingress, …); }` in egress
+            // ACLs, and a gateway router's lr_out_egr_loop `clone { …
+            // outport = ""; … next(pipeline=ingress, table=0); }`).
             Action::Block { body, .. } => Checker {
                 pipeline: Pipeline::Ingress,
                 ..*self
@@ -239,6 +237,12 @@ mod tests {
             Pipeline::Egress,
         )
         .unwrap();
+        // northd 23.03's lr_out_egr_loop on a gateway router.
+        check(
+            "clone { ct_clear; inport = outport; outport = \"\"; flags = 0; flags.loopback = 1; next(pipeline=ingress, table=0); };",
+            Pipeline::Egress,
+        )
+        .unwrap();
         check(
             "reject { outport <-> inport; next(pipeline=ingress,table=25); };",
             Pipeline::Egress,
@@ -263,7 +267,6 @@ mod tests {
                 "only ct_mark and ct_label",
             ),
             ("outport = \"p\";", Pipeline::Egress, "egress"),
-            ("clone { outport = \"p\"; };", Pipeline::Egress, "egress"),
             ("outport = 3;", Pipeline::Ingress, "quoted port name"),
             ("reg0 = \"p\";", Pipeline::Ingress, "integer field"),
             ("reg0[0..3] = 16;", Pipeline::Ingress, "does not fit 4-bit"),

@@ -96,6 +96,9 @@ pub enum MatchExpr {
     Not(Box<MatchExpr>),
     And(Vec<MatchExpr>),
     Or(Vec<MatchExpr>),
+    /// `is_chassis_resident("port")`: decided where the flow is compiled
+    /// (the port is bound to that chassis).
+    Resident(String),
 }
 
 /// Deepest nesting of parentheses accepted; beyond it input is refused
@@ -158,6 +161,15 @@ fn parse_primary(
         let e = parse_or_and(c, depth + 1)?;
         c.expect(&Token::RParen)?;
         return Ok((e, true));
+    }
+    if matches!(c.peek(), Token::Id(id) if id == "is_chassis_resident")
+        && *c.peek2() == Token::LParen
+    {
+        c.advance();
+        c.advance();
+        let port = c.expect_string()?;
+        c.expect(&Token::RParen)?;
+        return Ok((MatchExpr::Resident(port), true));
     }
     if let Token::Id(_) = c.peek() {
         let pos = c.pos();
@@ -289,6 +301,7 @@ impl fmt::Display for MatchExpr {
         };
         match self {
             MatchExpr::Bool(b) => f.write_str(if *b { "1" } else { "0" }),
+            MatchExpr::Resident(port) => write!(f, "is_chassis_resident({})", quote(port)),
             MatchExpr::Field(field) => write!(f, "{field}"),
             MatchExpr::Cmp {
                 field,
@@ -346,6 +359,8 @@ mod tests {
             "eth.dst[40] && arp.op == 1 && 1 <= tcp.dst <= 1024",
             "!(ip4 && ip4.src == 10.0.0.0/8)",
             "ip.proto == {6 17}",
+            "is_chassis_resident(\"cr-rtoe-gw\") && ip4.dst == 172.16.0.100",
+            "!is_chassis_resident(\"cr-rtoe-gw\")",
             "reg9[4] == 0 && ip6.mcast_rsvd",
         ] {
             round_trip(text);

@@ -13,6 +13,9 @@ pub struct DatapathNames<'a> {
     tunnel_key: u32,
     /// Logical ports and multicast groups of the datapath → tunnel key.
     ports: HashMap<&'a str, u32, BuildKeyHasher>,
+    /// The chassis `is_chassis_resident` asks about; none: every port is
+    /// resident (ovn-trace's answer).
+    pub chassis: Option<&'a str>,
 }
 
 impl<'a> DatapathNames<'a> {
@@ -33,6 +36,7 @@ impl<'a> DatapathNames<'a> {
             net,
             tunnel_key: dp.tunnel_key,
             ports,
+            chassis: None,
         }
     }
 
@@ -47,6 +51,7 @@ impl<'a> DatapathNames<'a> {
                     net,
                     tunnel_key: dp.tunnel_key,
                     ports: HashMap::default(),
+                    chassis: None,
                 };
                 (dp.uuid, names)
             })
@@ -76,6 +81,17 @@ impl Resolver for DatapathNames<'_> {
             return Some(0);
         }
         self.ports.get(name).copied()
+    }
+
+    fn is_chassis_resident(&self, port: &str) -> bool {
+        match self.chassis {
+            None => true,
+            Some(me) => self
+                .net
+                .ports
+                .get(port)
+                .is_some_and(|p| p.chassis.as_deref() == Some(me)),
+        }
     }
 
     fn address_set(&self, name: &str) -> Option<Vec<String>> {

@@ -31,6 +31,12 @@ pub trait Resolver {
     fn address_set(&self, name: &str) -> Option<Vec<String>>;
     /// Port names of a port group (`@name`), `None` if there is none.
     fn port_group(&self, name: &str) -> Option<Vec<String>>;
+    /// `is_chassis_resident("port")`: whether the port is bound to the
+    /// chassis the flows are compiled for (always, by default, as in
+    /// ovn-trace).
+    fn is_chassis_resident(&self, _port: &str) -> bool {
+        true
+    }
 }
 
 /// Bits of one key field: `field & mask == value`.
@@ -207,6 +213,7 @@ impl Lower<'_> {
         }
         Ok(match e {
             MatchExpr::Bool(b) => Formula::Const(*b != neg),
+            MatchExpr::Resident(port) => Formula::Const(self.r.is_chassis_resident(port) != neg),
             MatchExpr::Not(inner) => self.expr(inner, !neg, depth)?,
             MatchExpr::And(terms) | MatchExpr::Or(terms) => {
                 let parts = terms
