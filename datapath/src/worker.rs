@@ -14,7 +14,7 @@
 
 use crate::cache::{same_key, CacheStats, FlowCache, Hit, DEFAULT_MEGAFLOWS, NO_EMC};
 use crate::config::{Config, TUNNEL_IN_PORT};
-use crate::conntrack::CtHint;
+use crate::conntrack::{CtHint, CtMemos};
 use crate::engine::Engine;
 use crate::exec::{Exec, Flow, TunnelOut};
 use crate::extract::{extract_packet_into, Status};
@@ -138,6 +138,8 @@ const AHEAD_NONE: Ahead = Ahead {
 
 pub struct Worker {
     engine: Arc<Engine>,
+    /// The connections a batch's bursts found unchanged.
+    ct_memos: CtMemos,
     vouched: crate::tunnel::Vouched,
     ahead: Box<[Ahead]>,
     config: Arc<Config>,
@@ -171,6 +173,7 @@ impl Worker {
         let config = engine.config();
         Worker {
             engine,
+            ct_memos: CtMemos::default(),
             vouched: Default::default(),
             ahead: Box::new([AHEAD_NONE; BATCH_SIZE]),
             config,
@@ -317,6 +320,7 @@ impl Worker {
             self.stats.passes += 1;
             if !self.caching {
                 self.cache.flush();
+                self.ct_memos = CtMemos::default();
             }
             // The entry the batch's look ahead found, or after a
             // recirculation the one the last packet like this one went on
@@ -402,6 +406,7 @@ impl Worker {
                 key,
                 &mut self.flight,
                 hints,
+                &mut self.ct_memos,
                 &self.engine,
                 now_ns,
                 &mut self.pool,
@@ -569,6 +574,7 @@ fn execute(
     key: &mut FlowKey,
     flight: &mut InFlight,
     hints: &mut [CtHint; CT_HINTS],
+    memos: &mut CtMemos,
     engine: &Engine,
     now_ns: u64,
     pool: &mut PacketPool,
@@ -617,7 +623,9 @@ fn execute(
                 let l3 = pkt.l3().unwrap_or(&[]);
                 let hint = hints.get_mut(cts).unwrap_or(&mut spare);
                 cts += 1;
-                engine.conntrack.execute_hinted(key, l3, ct, now_ns, hint);
+                engine
+                    .conntrack
+                    .execute_repeated(key, l3, ct, now_ns, hint, memos);
                 // Word by word: a slice compare is a call to `memcmp`.
                 let changed = key.words[NAT_WORDS]
                     .iter()

@@ -240,9 +240,35 @@ impl Conntrack {
         now_ns: u64,
         hint: &mut CtHint,
     ) -> u32 {
-        if let Some(state) = self.hit(key, action, now_ns, hint) {
+        self.execute_repeated(key, l3, action, now_ns, hint, &mut CtMemos::default())
+    }
+
+    /// [`Conntrack::execute_hinted`] for a packet that may repeat one
+    /// `memos` remembers (the same connection, flags, action and time: the
+    /// next packet of a burst in the same batch). A packet that found its
+    /// connection and changed nothing in it (no new state, expiry, mark
+    /// or label) is remembered; one that repeats it gets the same answer
+    /// and is counted, without reading the table: it would change nothing
+    /// either. Any call that may change a connection forgets them all.
+    /// (Another thread's change to a connection meanwhile is seen after
+    /// the batch, as if the batch had run before it: `now` is the batch's.)
+    #[inline]
+    pub fn execute_repeated(
+        &self,
+        key: &mut FlowKey,
+        l3: &[u8],
+        action: &CtAction,
+        now_ns: u64,
+        hint: &mut CtHint,
+        memos: &mut CtMemos,
+    ) -> u32 {
+        if memos.now != now_ns {
+            memos.forget(now_ns);
+        }
+        if let Some(state) = self.hit(key, action, now_ns, hint, memos) {
             return state;
         }
+        memos.forget(now_ns);
         let (state, mark, label) = self.run_any(key, l3, action, now_ns);
         key.set(slots::CT_STATE, u128::from(state));
         key.set(slots::CT_MARK, u128::from(mark));
@@ -275,6 +301,7 @@ impl Conntrack {
         action: &CtAction,
         now: u64,
         hint: &mut CtHint,
+        memos: &mut CtMemos,
     ) -> Option<u32> {
         let prev = key.get(slots::CT_STATE) as u32;
         if prev & NAT_BITS != 0 {
@@ -282,12 +309,30 @@ impl Conntrack {
         }
         let w = tuple::fast_words(key, action.zone)?;
         let flags = key.get(slots::TCP_FLAGS) as u16;
+        let asked = MemoAction::of(action);
+        let seen = memos.len.min(MEMOS);
+        if let Some(memo) = memos.list[..seen]
+            .iter()
+            .find(|m| m.w == w && m.flags == flags && m.action == asked)
+        {
+            let stats = self.table.stats();
+            bump(&stats.hits);
+            if memo.state & ct_state::NEW != 0 {
+                bump(&stats.new);
+            }
+            key.set(slots::CT_STATE, u128::from(memo.state));
+            key.set(slots::CT_MARK, u128::from(memo.mark));
+            key.set(slots::CT_LABEL, memo.label);
+            return Some(memo.state);
+        }
         let hash = || self.table.hash_words(&w);
         // The closure's answer is the state, 0 to leave the packet to the
         // general path with nothing written; mark and label go through
         // `ml` (small results keep the closure's value in registers).
         let mut ml = (0u32, 0u128);
+        let mut quiet = false;
         let state = self.table.with_hint(&w, hint, hash, now, |h, st| {
+            let before = (st.proto.pack(), st.expires, st.mark, st.label);
             if action.nat.is_some() && h.nat != NatKind::None {
                 return Some(0);
             }
@@ -313,6 +358,7 @@ impl Conntrack {
                 apply_masks(action, &mut st.mark, &mut st.label);
             }
             ml = (st.mark, st.label);
+            quiet = before == (st.proto.pack(), st.expires, st.mark, st.label);
             Some(state | ct_state::TRK)
         })?;
         if state == 0 {
@@ -326,6 +372,19 @@ impl Conntrack {
         key.set(slots::CT_STATE, u128::from(state));
         key.set(slots::CT_MARK, u128::from(ml.0));
         key.set(slots::CT_LABEL, ml.1);
+        if !quiet {
+            memos.forget(now);
+        } else if let Some(m) = memos.list.get_mut(memos.len) {
+            *m = CtMemo {
+                state,
+                w,
+                flags,
+                action: asked,
+                mark: ml.0,
+                label: ml.1,
+            };
+            memos.len += 1;
+        }
         Some(state)
     }
 
@@ -632,6 +691,61 @@ fn rearm(st: &mut ConnState, timeout: u64, now: u64, moved: bool) {
     let slack = (timeout >> 10).min(1_000_000_000);
     if moved || expires < st.expires || expires - st.expires > slack {
         st.expires = expires;
+    }
+}
+
+/// Connections a burst's packets are remembered for.
+const MEMOS: usize = 4;
+
+/// What [`Conntrack::execute_repeated`] remembers, for one worker: the
+/// packets (at one time) that found their connection and changed nothing
+/// in it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CtMemos {
+    now: u64,
+    len: usize,
+    list: [CtMemo; MEMOS],
+}
+
+impl CtMemos {
+    #[inline]
+    fn forget(&mut self, now: u64) {
+        self.now = now;
+        self.len = 0;
+    }
+}
+
+/// One packet [`CtMemos`] remembers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CtMemo {
+    /// The answer.
+    state: u32,
+    /// The tuple's words (zone included) and TCP flags.
+    w: [u64; 6],
+    flags: u16,
+    action: MemoAction,
+    mark: u32,
+    label: u128,
+}
+
+/// What of a `ct()` action the fast path's answer depends on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct MemoAction {
+    nat: bool,
+    commit: bool,
+    mark: Option<(u32, u32)>,
+    label: Option<(u128, u128)>,
+}
+
+impl MemoAction {
+    #[inline(always)]
+    fn of(a: &CtAction) -> MemoAction {
+        MemoAction {
+            nat: a.nat.is_some(),
+            commit: a.commit,
+            mark: a.mark,
+            label: a.label,
+        }
     }
 }
 
