@@ -1,11 +1,12 @@
 //! Frames for the packets controller actions make (the pinctrl side of
-//! `arp {}`, `icmp4 {}`, `icmp4_error {}`, `tcp_reset {}` and `reject {}`):
+//! `arp {}`, `icmp4 {}`, `icmp4_error {}`, `icmp6 {}`, `nd_ns {}`,
+//! `nd_na {}`, `nd_na_router {}`, `tcp_reset {}` and `reject {}`):
 //! built from the logical key the slow path ended with, and from the
 //! packet that triggered them where the new one quotes or answers it.
 //!
 //! Pure functions over bytes: no I/O, no allocation beyond the frame.
 
-use crate::checksum::{checksum, fold64, pseudo_header_v4, sum_bytes};
+use crate::checksum::{checksum, fold64, pseudo_header_v4, pseudo_header_v6, sum_bytes};
 use ironflow_pipeline::classifier::Key;
 use ironflow_pipeline::lflow::symbols::KeyField;
 
@@ -21,7 +22,7 @@ const ICMP_QUOTE: usize = 64;
 /// Why a frame could not be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ComposeError {
-    /// IPv6 packets (`icmp6`, `nd_ns`, `nd_na`, …): not built yet.
+    /// A packet kind not built yet (a TCP reset over IPv6, `sctp_abort`).
     Unsupported,
     /// The triggering packet lacks what the new one needs (an IPv4
     /// header to quote, a TCP header to answer).
@@ -216,11 +217,110 @@ pub fn udp4_payload(frame: &[u8]) -> Option<&[u8]> {
     Some(&ip[ihl + 8..])
 }
 
+/// The IPv6 packet inside `original` (after Ethernet and VLAN tags), as
+/// long as its header says it is.
+fn ipv6_packet(original: &[u8]) -> Option<&[u8]> {
+    let mut off = 12;
+    let mut ethertype = u16::from_be_bytes([*original.get(off)?, *original.get(off + 1)?]);
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        off += 4;
+        ethertype = u16::from_be_bytes([*original.get(off)?, *original.get(off + 1)?]);
+    }
+    let ip = original.get(off + 2..)?;
+    if ethertype != 0x86dd || ip.len() < 40 || ip[0] >> 4 != 6 {
+        return None;
+    }
+    let total = (40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]))).min(ip.len());
+    Some(&ip[..total])
+}
+
+fn ipv6(v: u128) -> [u8; 16] {
+    v.to_be_bytes()
+}
+
+/// An IPv6 header and ICMPv6 `message` (its checksum field zero), with
+/// the checksum filled in.
+fn icmp6_frame(key: &Key, message: &[u8]) -> Vec<u8> {
+    let (src, dst) = (
+        ipv6(field(key, KeyField::Ip6Src)),
+        ipv6(field(key, KeyField::Ip6Dst)),
+    );
+    let mut f = Vec::with_capacity(14 + 40 + message.len());
+    ethernet(key, 0x86dd, &mut f);
+    let tc = field(key, KeyField::IpTos) as u32;
+    let label = field(key, KeyField::Ip6Label) as u32 & 0xf_ffff;
+    f.extend_from_slice(&(6 << 28 | tc << 20 | label).to_be_bytes());
+    f.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    f.push(58);
+    f.push(field(key, KeyField::IpTtl) as u8);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    let start = f.len();
+    f.extend_from_slice(message);
+    let pseudo = pseudo_header_v6(&src, &dst, 58, message.len() as u32);
+    let sum = !fold64(sum_bytes(&f[start..], pseudo));
+    f[start + 2..start + 4].copy_from_slice(&sum.to_be_bytes());
+    pad(f)
+}
+
+/// `icmp6 { … }` / `icmp6_error { … }`: an ICMPv6 message with the key's
+/// type and code quoting as much of the offending packet as keeps the
+/// error within the IPv6 minimum MTU (RFC 4443 §2.4).
+pub fn icmp6(key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
+    let packet = ipv6_packet(original).ok_or(ComposeError::Malformed)?;
+    let quote = &packet[..packet.len().min(1280 - 40 - 8)];
+    let mut m = vec![
+        field(key, KeyField::TpSrc) as u8,
+        field(key, KeyField::TpDst) as u8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    m.extend_from_slice(quote);
+    Ok(icmp6_frame(key, &m))
+}
+
+/// `nd_ns { … }`: a neighbor solicitation for `nd.target`, with the
+/// source link-layer address option when `nd.sll` is set.
+pub fn nd_ns(key: &Key) -> Vec<u8> {
+    let mut m = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&ipv6(field(key, KeyField::NdTarget)));
+    let sll = field(key, KeyField::ArpSha);
+    if sll != 0 {
+        m.extend_from_slice(&[1, 1]);
+        m.extend_from_slice(&mac(sll));
+    }
+    icmp6_frame(key, &m)
+}
+
+/// `nd_na { … }` / `nd_na_router { … }`: a solicited advertisement for
+/// `nd.target` with the target link-layer address option; the router flag
+/// for `nd_na_router`, override except for an anycast-style answer
+/// without a link-layer address.
+pub fn nd_na(key: &Key, router: bool) -> Vec<u8> {
+    let tll = field(key, KeyField::ArpTha);
+    let flags = u8::from(router) << 7 | 0x40 | u8::from(tll != 0) << 5;
+    let mut m = vec![136, 0, 0, 0, flags, 0, 0, 0];
+    m.extend_from_slice(&ipv6(field(key, KeyField::NdTarget)));
+    if tll != 0 {
+        m.extend_from_slice(&[2, 1]);
+        m.extend_from_slice(&mac(tll));
+    }
+    icmp6_frame(key, &m)
+}
+
 /// The frame for a packet `generated_by` a controller action.
 pub fn generated(generated_by: &str, key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
     match generated_by {
         "arp" => Ok(arp(key)),
         "icmp4" | "icmp4_error" => icmp4(key, original),
+        "icmp6" | "icmp6_error" => icmp6(key, original),
+        "nd_ns" => Ok(nd_ns(key)),
+        "nd_na" => Ok(nd_na(key, false)),
+        "nd_na_router" => Ok(nd_na(key, true)),
         "tcp_reset" => tcp_reset(key, original),
         _ => Err(ComposeError::Unsupported),
     }
@@ -340,6 +440,56 @@ mod tests {
     }
 
     #[test]
+    fn neighbor_discovery_messages_check_out() {
+        let mut key = ZERO_KEY;
+        let router_ll = 0xfe80_u128 << 112 | 0x0200_00ff_fe06_0001;
+        set(&mut key, KeyField::EthType, 0x86dd);
+        set(&mut key, KeyField::EthSrc, 0x0000_0006_0001);
+        set(&mut key, KeyField::EthDst, 0x0a00_0006_010a);
+        set(&mut key, KeyField::Ip6Src, router_ll);
+        set(
+            &mut key,
+            KeyField::Ip6Dst,
+            0xfd00_0006_0001_u128 << 80 | 0xa,
+        );
+        set(&mut key, KeyField::IpTtl, 255);
+        set(&mut key, KeyField::NdTarget, router_ll);
+        set(&mut key, KeyField::ArpTha, 0x0000_0006_0001);
+        let na = nd_na(&key, true);
+        let icmp = &na[54..];
+        assert_eq!(icmp[0], 136);
+        assert_eq!(icmp[4], 0xe0, "router, solicited, override");
+        assert_eq!(&icmp[8..24], &router_ll.to_be_bytes());
+        assert_eq!(
+            &icmp[24..32],
+            &[2, 1, 0, 0, 0, 6, 0, 1],
+            "target link-layer address"
+        );
+        let (fk, _) = extract(&na, 1);
+        let back = to_logical(&fk);
+        assert_eq!(back[KeyField::NdTarget.index()], router_ll);
+        assert_eq!(back[KeyField::ArpTha.index()], 0x0000_0006_0001);
+        // The checksum: summed with its pseudo-header it folds to zero.
+        let payload = &na[54..54 + 32];
+        let pseudo = pseudo_header_v6(
+            &na[22..38].try_into().unwrap(),
+            &na[38..54].try_into().unwrap(),
+            58,
+            32,
+        );
+        assert_eq!(!fold64(sum_bytes(payload, pseudo)), 0);
+
+        set(&mut key, KeyField::ArpSha, 0x0000_0006_0001);
+        let ns = nd_ns(&key);
+        assert_eq!(ns[54], 135);
+        assert_eq!(
+            &ns[78..86],
+            &[1, 1, 0, 0, 0, 6, 0, 1],
+            "source link-layer address"
+        );
+    }
+
+    #[test]
     fn garbage_is_refused_not_panicked_on() {
         let key = ZERO_KEY;
         for frame in [&[][..], &[0u8; 13][..], &[0u8; 20][..], &syn(b"")[..30]] {
@@ -349,8 +499,9 @@ mod tests {
             assert!(tcp_reset(&k, frame).is_err());
         }
         assert_eq!(
-            generated("nd_ns", &key, &[]),
+            generated("sctp_abort", &key, &[]),
             Err(ComposeError::Unsupported)
         );
+        assert!(icmp6(&key, &[0u8; 60]).is_err());
     }
 }

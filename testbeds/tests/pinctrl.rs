@@ -337,3 +337,112 @@ async fn the_controller_answers_asks_and_learns() {
     d1.await.unwrap().unwrap();
     d2.await.unwrap().unwrap();
 }
+
+const A1_MAC: [u8; 6] = [0x0a, 0, 0, 0x06, 0x01, 0x0a];
+const R6A_MAC: [u8; 6] = [0, 0, 0, 0x06, 0, 0x01];
+
+fn v6(text: &str) -> [u8; 16] {
+    text.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// An IPv6 frame from a1 carrying `next` (ICMPv6's checksum filled in).
+fn from_a1(eth_dst: [u8; 6], dst: &str, hop_limit: u8, next: u8, payload: &[u8]) -> Vec<u8> {
+    let src = v6("fd00:6:1::a");
+    let dst = v6(dst);
+    let mut f = Vec::new();
+    f.extend_from_slice(&eth_dst);
+    f.extend_from_slice(&A1_MAC);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[next, hop_limit]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    let start = f.len();
+    f.extend_from_slice(payload);
+    if next == 58 {
+        let mut sum: u32 = 0;
+        let mut add = |bytes: &[u8]| {
+            for c in bytes.chunks(2) {
+                sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+        };
+        add(&src);
+        add(&dst);
+        add(&(payload.len() as u32).to_be_bytes());
+        add(&[0, 0, 0, 58]);
+        add(payload);
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[start + 2..start + 4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    }
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_speaks_neighbor_discovery_and_icmp6() {
+    let central = OvnCentral::start().expect("start OVN central");
+    ironflow_testbeds::topologies::ALL
+        .iter()
+        .find(|t| t.name == "dual-stack")
+        .unwrap()
+        .build(&central)
+        .expect("dual-stack");
+    central.sync().unwrap();
+    let (cfg, peers) = node(&central, "ch6", Ipv4Addr::new(127, 0, 0, 9), &["a1", "b1"]);
+    let (a1, b1) = (&peers[0], &peers[1]);
+    let (stop, wait) = oneshot::channel::<()>();
+    let daemon = tokio::spawn(run_with(
+        cfg,
+        async {
+            wait.await.ok();
+        },
+        |_| {},
+    ));
+
+    // a1 asks for its router: nd_na_router answers, from the router port.
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend_from_slice(&v6("fd00:6:1::1"));
+    ns.extend_from_slice(&[1, 1]);
+    ns.extend_from_slice(&A1_MAC);
+    let solicit = from_a1([0x33, 0x33, 0xff, 0, 0, 1], "ff02::1:ff00:1", 255, 58, &ns);
+    let na = until(a1, &solicit, a1, "neighbor advertisement", |f| {
+        f.len() >= 78 && f[12..14] == [0x86, 0xdd] && f[54] == 136
+    })
+    .await;
+    assert_eq!(&na[0..6], &A1_MAC, "back to a1");
+    assert_eq!(&na[6..12], &R6A_MAC);
+    assert_eq!(&na[22..38], &v6("fd00:6:1::1"));
+    assert_eq!(&na[38..54], &v6("fd00:6:1::a"));
+    assert_eq!(na[21], 255, "hop limit");
+    assert_eq!(na[58] & 0xe0, 0xe0, "router, solicited, override");
+    assert_eq!(&na[62..78], &v6("fd00:6:1::1"), "target");
+    assert_eq!(&na[78..86], &[2, 1, 0, 0, 0, 6, 0, 1], "its MAC");
+
+    // To an address nobody announced on b: the router solicits it there.
+    let udp = [0x80, 0x00, 0x00, 0x35, 0, 12, 0, 0, 1, 2, 3, 4];
+    let to_99 = from_a1(R6A_MAC, "fd00:6:2::99", 64, 17, &udp);
+    let sol = until(a1, &to_99, b1, "neighbor solicitation on b", |f| {
+        f.len() >= 78 && f[12..14] == [0x86, 0xdd] && f[54] == 135
+    })
+    .await;
+    assert_eq!(
+        &sol[0..6],
+        &[0x33, 0x33, 0xff, 0, 0, 0x99],
+        "solicited-node MAC"
+    );
+    assert_eq!(&sol[38..54], &v6("ff02::1:ff00:99"));
+    assert_eq!(&sol[62..78], &v6("fd00:6:2::99"), "target");
+
+    // Hop limit 1 through the router: time exceeded.
+    let dying = from_a1(R6A_MAC, "fd00:6:2::a", 1, 17, &udp);
+    let te = until(a1, &dying, a1, "time exceeded", |f| {
+        f.len() > 62 && f[12..14] == [0x86, 0xdd] && f[20] == 58 && f[54] == 3
+    })
+    .await;
+    assert_eq!(&te[22..38], &v6("fd00:6:1::1"), "from the router port");
+    assert_eq!(&te[62..62 + 40], &dying[14..54], "quotes the packet");
+
+    stop.send(()).unwrap();
+    daemon.await.unwrap().unwrap();
+}

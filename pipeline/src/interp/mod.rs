@@ -882,17 +882,34 @@ fn generate(kind: Block, key: &mut Key) {
             }
         }
         Block::NdNs => {
+            // A solicitation for the destination, to its solicited-node
+            // multicast group (RFC 4861 §7.2.2), from the packet's source
+            // link-layer address, as pinctrl composes it before the nested
+            // actions run.
+            let target = key[k(KeyField::Ip6Dst)];
             key[k(KeyField::IpProto)] = 58;
             key[k(KeyField::TpSrc)] = 135;
             key[k(KeyField::TpDst)] = 0;
             key[k(KeyField::IpTtl)] = 255;
-            key[k(KeyField::NdTarget)] = key[k(KeyField::Ip6Dst)];
+            key[k(KeyField::NdTarget)] = target;
+            key[k(KeyField::Ip6Dst)] = 0xff02_u128 << 112 | 0x1_ff00_0000 | (target & 0xff_ffff);
+            key[k(KeyField::EthDst)] = 0x3333_ff00_0000 | (target & 0xff_ffff);
+            key[k(KeyField::ArpSha)] = key[k(KeyField::EthSrc)];
+            key[k(KeyField::ArpTha)] = 0;
         }
         Block::NdNa | Block::NdNaRouter => {
+            // An advertisement back to the solicitation's sender (all
+            // nodes when it came from the unspecified address).
             key[k(KeyField::IpProto)] = 58;
             key[k(KeyField::TpSrc)] = 136;
             key[k(KeyField::TpDst)] = 0;
             key[k(KeyField::IpTtl)] = 255;
+            key[k(KeyField::EthDst)] = key[k(KeyField::EthSrc)];
+            key[k(KeyField::Ip6Dst)] = match key[k(KeyField::Ip6Src)] {
+                0 => 0xff02_u128 << 112 | 1,
+                src => src,
+            };
+            key[k(KeyField::ArpSha)] = 0;
         }
         Block::Clone | Block::CtCommit => {}
     }
