@@ -311,10 +311,11 @@ impl Conntrack {
         let flags = key.get(slots::TCP_FLAGS) as u16;
         let asked = MemoAction::of(action);
         let seen = memos.len.min(MEMOS);
-        if let Some(memo) = memos.list[..seen]
-            .iter()
-            .find(|m| m.w == w && m.flags == flags && m.action == asked)
-        {
+        if let Some(memo) = memos.list[..seen].iter().find(|m| {
+            // Word by word: an array compare is a call to `memcmp`.
+            let diff = m.w.iter().zip(&w).fold(0, |acc, (a, b)| acc | (a ^ b));
+            diff == 0 && m.flags == flags && m.action == asked
+        }) {
             let stats = self.table.stats();
             bump(&stats.hits);
             if memo.state & ct_state::NEW != 0 {
