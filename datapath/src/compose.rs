@@ -8,6 +8,7 @@
 
 use crate::checksum::{checksum, fold64, pseudo_header_v4, pseudo_header_v6, sum_bytes};
 use ironflow_pipeline::classifier::Key;
+use ironflow_pipeline::lflow::actions::ArgValue;
 use ironflow_pipeline::lflow::symbols::KeyField;
 
 /// The shortest Ethernet frame (without FCS): shorter ones are padded.
@@ -247,14 +248,7 @@ fn icmp6_frame(key: &Key, message: &[u8]) -> Vec<u8> {
     );
     let mut f = Vec::with_capacity(14 + 40 + message.len());
     ethernet(key, 0x86dd, &mut f);
-    let tc = field(key, KeyField::IpTos) as u32;
-    let label = field(key, KeyField::Ip6Label) as u32 & 0xf_ffff;
-    f.extend_from_slice(&(6 << 28 | tc << 20 | label).to_be_bytes());
-    f.extend_from_slice(&(message.len() as u16).to_be_bytes());
-    f.push(58);
-    f.push(field(key, KeyField::IpTtl) as u8);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
+    ipv6_header(key, 58, message.len(), &mut f);
     let start = f.len();
     f.extend_from_slice(message);
     let pseudo = pseudo_header_v6(&src, &dst, 58, message.len() as u32);
@@ -308,6 +302,103 @@ pub fn nd_na(key: &Key, router: bool) -> Vec<u8> {
     if tll != 0 {
         m.extend_from_slice(&[2, 1]);
         m.extend_from_slice(&mac(tll));
+    }
+    icmp6_frame(key, &m)
+}
+
+/// An IPv6 header for `key`'s addresses and hop limit carrying `next`.
+fn ipv6_header(key: &Key, next: u8, payload_len: usize, frame: &mut Vec<u8>) {
+    let tc = field(key, KeyField::IpTos) as u32;
+    let label = field(key, KeyField::Ip6Label) as u32 & 0xf_ffff;
+    frame.extend_from_slice(&(6 << 28 | tc << 20 | label).to_be_bytes());
+    frame.extend_from_slice(&(payload_len as u16).to_be_bytes());
+    frame.push(next);
+    frame.push(field(key, KeyField::IpTtl) as u8);
+    frame.extend_from_slice(&ipv6(field(key, KeyField::Ip6Src)));
+    frame.extend_from_slice(&ipv6(field(key, KeyField::Ip6Dst)));
+}
+
+/// A UDP/IPv6 frame with the key's addresses and ports around `payload`
+/// (a DHCPv6 reply).
+pub fn udp6(key: &Key, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let mut f = Vec::with_capacity(14 + 40 + udp_len);
+    ethernet(key, 0x86dd, &mut f);
+    ipv6_header(key, 17, udp_len, &mut f);
+    let start = f.len();
+    f.extend_from_slice(&(field(key, KeyField::TpSrc) as u16).to_be_bytes());
+    f.extend_from_slice(&(field(key, KeyField::TpDst) as u16).to_be_bytes());
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    let pseudo = pseudo_header_v6(
+        &ipv6(field(key, KeyField::Ip6Src)),
+        &ipv6(field(key, KeyField::Ip6Dst)),
+        17,
+        udp_len as u32,
+    );
+    let sum = match !fold64(sum_bytes(&f[start..], pseudo)) {
+        0 => 0xffff,
+        s => s,
+    };
+    f[start + 6..start + 8].copy_from_slice(&sum.to_be_bytes());
+    pad(f)
+}
+
+/// The UDP payload of the IPv6 packet in `frame` (no extension headers).
+pub fn udp6_payload(frame: &[u8]) -> Option<&[u8]> {
+    let ip = ipv6_packet(frame)?;
+    if ip[6] != 17 || ip.len() < 48 {
+        return None;
+    }
+    Some(&ip[48..])
+}
+
+/// The router advertisement `put_nd_ra_opts` asked for: managed/other
+/// flags from `addr_mode`, the router preference, the source link-layer
+/// address, the MTU and each prefix (autonomous unless addresses come
+/// from DHCPv6), from the key's addresses.
+pub fn router_advertisement(key: &Key, options: &[(String, ArgValue)]) -> Vec<u8> {
+    let get = |name: &str| options.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    let text = |name: &str| match get(name) {
+        Some(ArgValue::Str(s) | ArgValue::Id(s)) => s.as_str(),
+        _ => "",
+    };
+    let mode = text("addr_mode");
+    let mut flags = match mode {
+        "dhcpv6_stateful" => 0xc0,
+        "dhcpv6_stateless" => 0x40,
+        _ => 0,
+    };
+    flags |= match text("router_preference") {
+        "HIGH" => 0x08,
+        "LOW" => 0x18,
+        _ => 0,
+    };
+    let mut m = vec![134, 0, 0, 0, 255, flags, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
+    if let Some(ArgValue::Int(c)) = get("slla") {
+        m.extend_from_slice(&[1, 1]);
+        m.extend_from_slice(&mac(c.value));
+    }
+    if let Some(ArgValue::Int(c)) = get("mtu") {
+        m.extend_from_slice(&[5, 1, 0, 0]);
+        m.extend_from_slice(&(c.value as u32).to_be_bytes());
+    }
+    let autonomous = mode != "dhcpv6_stateful";
+    let prefixes = match get("prefix") {
+        Some(ArgValue::Set(items) | ArgValue::List(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    for p in prefixes {
+        let ArgValue::Int(c) = p else { continue };
+        let mask = c.mask.unwrap_or(u128::MAX);
+        m.extend_from_slice(&[3, 4, mask.count_ones() as u8]);
+        m.push(0x80 | if autonomous { 0x40 } else { 0 });
+        m.extend_from_slice(&u32::MAX.to_be_bytes()); // valid lifetime
+        m.extend_from_slice(&u32::MAX.to_be_bytes()); // preferred lifetime
+        m.extend_from_slice(&[0; 4]);
+        m.extend_from_slice(&(c.value & mask).to_be_bytes());
     }
     icmp6_frame(key, &m)
 }

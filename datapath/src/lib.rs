@@ -14,6 +14,7 @@ pub mod compose;
 pub mod config;
 pub mod conntrack;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod dump;
 pub mod engine;
 pub mod exec;

@@ -345,9 +345,22 @@ fn v6(text: &str) -> [u8; 16] {
     text.parse::<std::net::Ipv6Addr>().unwrap().octets()
 }
 
-/// An IPv6 frame from a1 carrying `next` (ICMPv6's checksum filled in).
+/// An IPv6 frame from a1 (its global address) carrying `next`.
 fn from_a1(eth_dst: [u8; 6], dst: &str, hop_limit: u8, next: u8, payload: &[u8]) -> Vec<u8> {
-    let src = v6("fd00:6:1::a");
+    from_a1_at("fd00:6:1::a", eth_dst, dst, hop_limit, next, payload)
+}
+
+/// An IPv6 frame from a1's address `src` carrying `next` (the ICMPv6 or
+/// UDP checksum filled in).
+fn from_a1_at(
+    src: &str,
+    eth_dst: [u8; 6],
+    dst: &str,
+    hop_limit: u8,
+    next: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let src = v6(src);
     let dst = v6(dst);
     let mut f = Vec::new();
     f.extend_from_slice(&eth_dst);
@@ -359,7 +372,12 @@ fn from_a1(eth_dst: [u8; 6], dst: &str, hop_limit: u8, next: u8, payload: &[u8])
     f.extend_from_slice(&dst);
     let start = f.len();
     f.extend_from_slice(payload);
-    if next == 58 {
+    let csum_at = match next {
+        58 => 2,
+        17 => 6,
+        _ => usize::MAX,
+    };
+    if csum_at != usize::MAX {
         let mut sum: u32 = 0;
         let mut add = |bytes: &[u8]| {
             for c in bytes.chunks(2) {
@@ -369,12 +387,12 @@ fn from_a1(eth_dst: [u8; 6], dst: &str, hop_limit: u8, next: u8, payload: &[u8])
         add(&src);
         add(&dst);
         add(&(payload.len() as u32).to_be_bytes());
-        add(&[0, 0, 0, 58]);
+        add(&[0, 0, 0, next]);
         add(payload);
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
         }
-        f[start + 2..start + 4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f[start + csum_at..start + csum_at + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
     }
     f
 }
@@ -442,6 +460,53 @@ async fn the_controller_speaks_neighbor_discovery_and_icmp6() {
     .await;
     assert_eq!(&te[22..38], &v6("fd00:6:1::1"), "from the router port");
     assert_eq!(&te[62..62 + 40], &dying[14..54], "quotes the packet");
+
+    // A router solicitation gets the advertisement put_nd_ra_opts built.
+    let a1_ll = "fe80::800:ff:fe06:10a";
+    let mut rs = vec![133, 0, 0, 0, 0, 0, 0, 0, 1, 1];
+    rs.extend_from_slice(&A1_MAC);
+    let solicit = from_a1_at(a1_ll, [0x33, 0x33, 0, 0, 0, 2], "ff02::2", 255, 58, &rs);
+    let ra = until(a1, &solicit, a1, "router advertisement", |f| {
+        f.len() > 70 && f[12..14] == [0x86, 0xdd] && f[54] == 134
+    })
+    .await;
+    assert_eq!(&ra[0..6], &A1_MAC);
+    assert_eq!(
+        &ra[22..38],
+        &v6("fe80::200:ff:fe06:1"),
+        "from the router's link-local"
+    );
+    assert_eq!(&ra[38..54], &v6(a1_ll));
+    assert_eq!(ra[59] & 0xc0, 0, "slaac: neither managed nor other");
+    let opts = &ra[70..];
+    let prefix = opts
+        .windows(4)
+        .position(|w| w[0] == 3 && w[1] == 4 && w[2] == 64)
+        .expect("a prefix information option");
+    assert_eq!(opts[prefix + 3] & 0xc0, 0xc0, "on-link, autonomous");
+    assert_eq!(&opts[prefix + 16..prefix + 32], &v6("fd00:6:1::"));
+
+    // DHCPv6: a SOLICIT gets an ADVERTISE with the port's address.
+    let mut sol6 = vec![0x02, 0x22, 0x02, 0x23, 0, 0, 0, 0];
+    let mut dhcp = vec![1, 0x12, 0x34, 0x56];
+    dhcp.extend_from_slice(&[0, 1, 0, 10, 0, 3, 0, 1]);
+    dhcp.extend_from_slice(&A1_MAC);
+    dhcp.extend_from_slice(&[0, 3, 0, 12, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0]);
+    sol6[4..6].copy_from_slice(&((8 + dhcp.len()) as u16).to_be_bytes());
+    sol6.extend_from_slice(&dhcp);
+    let request = from_a1_at(a1_ll, [0x33, 0x33, 0, 1, 0, 2], "ff02::1:2", 1, 17, &sol6);
+    let adv = until(a1, &request, a1, "DHCPv6 advertise", |f| {
+        f.len() > 66 && f[12..14] == [0x86, 0xdd] && f[20] == 17 && f[54..56] == [0x02, 0x23]
+    })
+    .await;
+    let msg = &adv[62..];
+    assert_eq!(msg[0], 2, "ADVERTISE");
+    assert_eq!(&msg[1..4], &[0x12, 0x34, 0x56]);
+    let addr = v6("fd00:6:1::a");
+    assert!(
+        msg.windows(16).any(|w| w == addr),
+        "the port's address is offered: {msg:?}"
+    );
 
     stop.send(()).unwrap();
     daemon.await.unwrap().unwrap();

@@ -10,7 +10,6 @@
 
 use ironflow_datapath::compose::{self, ComposeError};
 use ironflow_datapath::config::{Config, TUNNEL_IN_PORT};
-use ironflow_datapath::dhcp;
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::exec::{Exec, Flow};
 use ironflow_datapath::extract::extract;
@@ -20,9 +19,12 @@ use ironflow_datapath::packet::{Packet, PacketPool};
 use ironflow_datapath::port::PortId;
 use ironflow_datapath::rewrite;
 use ironflow_datapath::worker::Punt;
+use ironflow_datapath::{dhcp, dhcp6};
 use ironflow_pipeline::classifier::Key;
 use ironflow_pipeline::dpaction::{DpAction, TunnelOutput};
-use ironflow_pipeline::interp::{execute, Entry, Learned, Output, SimulatedConntrack, Translation};
+use ironflow_pipeline::interp::{
+    execute, Answer, Entry, Learned, Output, SimulatedConntrack, Translation,
+};
 use ironflow_pipeline::lflow::symbols::KeyField;
 use ironflow_tunnel::geneve::{source_port, ENCAP_LEN};
 use ironflow_tunnel::ovs_hash::frame_hash;
@@ -144,17 +146,15 @@ impl Pinctrl {
             let _ = self.learned.send(l);
         }
         for o in &outcome.outputs {
-            let frame = match (o.generated_by, &outcome.dhcp_options) {
+            let frame = match (o.generated_by, &outcome.answer) {
                 (Some(kind), _) => compose::generated(kind, &o.key, punt.packet.data()),
-                // The DHCP request goes back as the answer to it.
-                (None, Some(options)) => {
-                    let Some(answer) = compose::udp4_payload(punt.packet.data())
-                        .and_then(|request| dhcp::reply(request, options).ok())
-                    else {
+                // The request goes back as the answer to it.
+                (None, Some(answer)) => {
+                    let Some(frame) = answered(answer, &o.key, punt.packet.data()) else {
                         self.stats.failed += 1;
                         continue;
                     };
-                    Ok(compose::udp4(&o.key, &answer))
+                    Ok(frame)
                 }
                 (None, None) => Ok(rewritten(punt.packet.data(), punt.first.in_port(), &o.key)),
             };
@@ -187,6 +187,23 @@ impl Pinctrl {
             }
         }
         pool.free(punt.packet);
+    }
+}
+
+/// The frame answering `request` (a DHCP message or a router
+/// solicitation) with the options the pipeline gave, addressed as `key`
+/// says; none for a request that gets no answer.
+fn answered(answer: &Answer, key: &Key, request: &[u8]) -> Option<Vec<u8>> {
+    match answer {
+        Answer::Dhcp4(options) => {
+            let reply = dhcp::reply(compose::udp4_payload(request)?, options).ok()?;
+            Some(compose::udp4(key, &reply))
+        }
+        Answer::Dhcp6(options) => {
+            let reply = dhcp6::reply(compose::udp6_payload(request)?, options).ok()?;
+            Some(compose::udp6(key, &reply))
+        }
+        Answer::RouterAdvertisement(options) => Some(compose::router_advertisement(key, options)),
     }
 }
 

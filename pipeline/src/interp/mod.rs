@@ -124,9 +124,18 @@ pub struct Outcome {
     pub conntrack: Vec<CtUse>,
     /// What `put_arp`/`put_nd` learned.
     pub learned: Vec<Learned>,
-    /// The options of a `put_dhcp_opts` the packet met: the controller
-    /// answers the packet's DHCP message with them.
-    pub dhcp_options: Option<Vec<(String, crate::lflow::actions::ArgValue)>>,
+    /// The options of a `put_dhcp_opts`, `put_dhcpv6_opts` or
+    /// `put_nd_ra_opts` the packet met: the controller answers the
+    /// packet's DHCP message or router solicitation with them.
+    pub answer: Option<Answer>,
+}
+
+/// What a controller answer is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Dhcp4(Vec<(String, crate::lflow::actions::ArgValue)>),
+    Dhcp6(Vec<(String, crate::lflow::actions::ArgValue)>),
+    RouterAdvertisement(Vec<(String, crate::lflow::actions::ArgValue)>),
 }
 
 /// One trip through conntrack.
@@ -719,9 +728,17 @@ impl<'a> Interp<'a> {
                 .iter()
                 .filter_map(|f| place(f).map(|(k, _, _)| k.index())),
         );
-        if func == Func::PutDhcpOpts && !self.replaying() {
+        if !self.replaying() {
             if let Args::KeyValues(kv) = args {
-                self.out.dhcp_options = Some(kv.clone());
+                let answer = match func {
+                    Func::PutDhcpOpts => Some(Answer::Dhcp4(kv.clone())),
+                    Func::PutDhcpv6Opts => Some(Answer::Dhcp6(kv.clone())),
+                    Func::PutNdRaOpts => Some(Answer::RouterAdvertisement(kv.clone())),
+                    _ => None,
+                };
+                if answer.is_some() {
+                    self.out.answer = answer;
+                }
             }
         }
         if matches!(func, Func::PutArp | Func::PutNd) && !self.replaying() {
@@ -761,7 +778,14 @@ impl<'a> Interp<'a> {
             // The flow only asks for a port that has the options, and the
             // controller answers any well-formed request: success, as
             // ovn-trace assumes for a DHCPDISCOVER/REQUEST or an RS.
-            Func::PutDhcpOpts | Func::PutDhcpv6Opts | Func::PutNdRaOpts => Some((1, Origin::Fixed)),
+            Func::PutDhcpOpts | Func::PutDhcpv6Opts => Some((1, Origin::Fixed)),
+            // The controller turns the solicitation into the advertisement
+            // the next stage (lr_in_nd_ra_response, `nd_ra && …`) sends.
+            Func::PutNdRaOpts => {
+                pkt.fix(KeyField::TpSrc, 134);
+                pkt.fix(KeyField::TpDst, 0);
+                Some((1, Origin::Fixed))
+            }
             Func::Select => match args {
                 Args::Weighted(items) => {
                     items.first().map(|(v, _)| (u128::from(*v), Origin::Fixed))
