@@ -435,6 +435,28 @@ fn a_sender_let_in_before_is_refused_once_the_config_drops_it() {
 }
 
 #[test]
+fn a_batch_from_the_underlay_delivers_around_what_it_refuses() {
+    let ((_e1, mut node1), (_e2, mut node2)) = two_nodes();
+    let geneve = run(&mut node2, WEB1, &web1_to_sshd2(true, false))
+        .remove(0)
+        .1;
+    let mut stranger = geneve.clone();
+    stranger[14 + 12..14 + 16].copy_from_slice(&[10, 99, 0, 77]);
+    fix_ipv4_checksum(&mut stranger);
+    let mut batch = ironflow_datapath::packet::PacketBatch::new();
+    for f in [&geneve, &stranger, &geneve, &geneve[..40], &geneve] {
+        batch.push(Packet::from_slice(f).unwrap()).ok();
+    }
+    node1.process_batch(UNDERLAY, &mut batch);
+    let out = node1.take_tx();
+    assert_eq!(out.len(), 3, "{:?}", node1.stats());
+    assert!(out.iter().all(|(p, _)| *p == SSHD2));
+    let s = node1.stats();
+    assert_eq!((s.packets, s.decapsulated), (5, 3));
+    assert_eq!(s.drops.values().sum::<u64>(), 2, "{s:?}");
+}
+
+#[test]
 fn decapsulation_refuses_what_it_cannot_vouch_for() {
     let ((_e1, mut node1), (_e2, mut node2)) = two_nodes();
     let syn = web1_to_sshd2(true, false);
