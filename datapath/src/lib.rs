@@ -15,6 +15,7 @@ pub mod config;
 pub mod conntrack;
 pub mod dhcp;
 pub mod dhcp6;
+pub mod dns;
 pub mod dump;
 pub mod engine;
 pub mod exec;

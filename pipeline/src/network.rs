@@ -40,6 +40,34 @@ pub struct LogicalNetwork {
     /// Port_Group name → logical port names.
     pub port_groups: BTreeMap<String, Vec<String>>,
     pub load_balancers: BTreeMap<Uuid, LoadBalancer>,
+    /// DNS rows: what `dns_lookup` answers on their datapaths.
+    pub dns: Vec<DnsRecords>,
+}
+
+/// A DNS row: host names (lower case) and their addresses, for the
+/// switches it is on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DnsRecords {
+    pub datapaths: Vec<Uuid>,
+    /// Name → space-separated IPv4/IPv6 addresses, as northd writes them.
+    pub records: StringMap,
+}
+
+impl LogicalNetwork {
+    /// The addresses `name` has in the DNS records of `datapath`.
+    pub fn dns_lookup(&self, datapath: Uuid, name: &str) -> Option<Vec<std::net::IpAddr>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.dns
+            .iter()
+            .filter(|d| d.datapaths.contains(&datapath))
+            .find_map(|d| d.records.get(&name))
+            .map(|ips| {
+                ips.split_whitespace()
+                    .filter_map(|ip| ip.parse().ok())
+                    .collect()
+            })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

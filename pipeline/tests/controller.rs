@@ -67,6 +67,7 @@ impl Seed {
                     &key,
                     &history,
                     &mut ct,
+                    false,
                 );
             }
             assert!(t.freeze.is_some(), "{:?} {:?}", t.actions, t.drop_reason);

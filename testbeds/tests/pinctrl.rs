@@ -508,6 +508,38 @@ async fn the_controller_speaks_neighbor_discovery_and_icmp6() {
         "the port's address is offered: {msg:?}"
     );
 
+    // DNS: a1's query for a name of switch a's DNS records is answered.
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend_from_slice(b"\x02a1\x03ovn\x03org\x00\x00\x01\x00\x01");
+    let mut udp = vec![0xc3, 0x50, 0, 53, 0, 0, 0, 0];
+    udp[4..6].copy_from_slice(&((8 + query.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&query);
+    let mut f = Vec::new();
+    f.extend_from_slice(&R6A_MAC);
+    f.extend_from_slice(&A1_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = [
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 6, 1, 10, 10, 6, 1, 1,
+    ];
+    ip[2..4].copy_from_slice(&((20 + udp.len()) as u16).to_be_bytes());
+    let sum = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&udp);
+    let answer = until(a1, &f, a1, "DNS answer", |f| {
+        f.len() > 42 && f[12..14] == [0x08, 0x00] && f[23] == 17 && f[34..36] == [0, 53]
+    })
+    .await;
+    assert_eq!(&answer[26..30], &[10, 6, 1, 1], "from the address asked");
+    let dns = &answer[42..];
+    assert_eq!(&dns[0..2], &[0x12, 0x34]);
+    assert_eq!(&dns[6..8], &[0, 1], "one answer");
+    assert_eq!(
+        &dns[dns.len() - 4..],
+        &[10, 6, 1, 10],
+        "a1.ovn.org's address"
+    );
+
     stop.send(()).unwrap();
     daemon.await.unwrap().unwrap();
 }

@@ -10,6 +10,7 @@
 
 use ironflow_datapath::compose::{self, ComposeError};
 use ironflow_datapath::config::{Config, TUNNEL_IN_PORT};
+use ironflow_datapath::dns::{self, Question};
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::exec::{Exec, Flow};
 use ironflow_datapath::extract::extract;
@@ -28,6 +29,7 @@ use ironflow_pipeline::interp::{
 use ironflow_pipeline::lflow::symbols::KeyField;
 use ironflow_tunnel::geneve::{source_port, ENCAP_LEN};
 use ironflow_tunnel::ovs_hash::frame_hash;
+use std::net::IpAddr;
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::debug;
@@ -132,6 +134,7 @@ impl Pinctrl {
             next: 0,
             lb_dst: None,
         };
+        let dns = dns_query(&config, entry, &first, punt.packet.data());
         let outcome = execute(
             &config.program,
             &config.net,
@@ -140,6 +143,7 @@ impl Pinctrl {
             &first,
             &recorded,
             &mut ct,
+            dns.is_some(),
         );
         for l in outcome.learned {
             self.stats.learned += 1;
@@ -150,7 +154,8 @@ impl Pinctrl {
                 (Some(kind), _) => compose::generated(kind, &o.key, punt.packet.data()),
                 // The request goes back as the answer to it.
                 (None, Some(answer)) => {
-                    let Some(frame) = answered(answer, &o.key, punt.packet.data()) else {
+                    let Some(frame) = answered(answer, &o.key, punt.packet.data(), dns.as_ref())
+                    else {
                         self.stats.failed += 1;
                         continue;
                     };
@@ -193,7 +198,12 @@ impl Pinctrl {
 /// The frame answering `request` (a DHCP message or a router
 /// solicitation) with the options the pipeline gave, addressed as `key`
 /// says; none for a request that gets no answer.
-fn answered(answer: &Answer, key: &Key, request: &[u8]) -> Option<Vec<u8>> {
+fn answered(
+    answer: &Answer,
+    key: &Key,
+    request: &[u8],
+    dns: Option<&(Question, Vec<IpAddr>)>,
+) -> Option<Vec<u8>> {
     match answer {
         Answer::Dhcp4(options) => {
             let reply = dhcp::reply(compose::udp4_payload(request)?, options).ok()?;
@@ -204,7 +214,43 @@ fn answered(answer: &Answer, key: &Key, request: &[u8]) -> Option<Vec<u8>> {
             Some(compose::udp6(key, &reply))
         }
         Answer::RouterAdvertisement(options) => Some(compose::router_advertisement(key, options)),
+        Answer::Dns => {
+            let (q, addrs) = dns?;
+            let v6 = key[KeyField::EthType.index()] == 0x86dd;
+            let query = if v6 {
+                compose::udp6_payload(request)?
+            } else {
+                compose::udp4_payload(request)?
+            };
+            let response = dns::response(query, q, addrs);
+            Some(if v6 {
+                compose::udp6(key, &response)
+            } else {
+                compose::udp4(key, &response)
+            })
+        }
     }
+}
+
+/// A DNS query in `frame` for a name the DNS records of the switch it
+/// entered know, with the addresses that answer it: what makes
+/// `dns_lookup` succeed.
+fn dns_query(
+    config: &Config,
+    entry: Entry,
+    first: &Key,
+    frame: &[u8],
+) -> Option<(Question, Vec<IpAddr>)> {
+    if first[KeyField::IpProto.index()] != 17 || first[KeyField::TpDst.index()] != 53 {
+        return None;
+    }
+    let payload = compose::udp4_payload(frame).or_else(|| compose::udp6_payload(frame))?;
+    let q = dns::question(payload)?;
+    let datapath = match entry {
+        Entry::Port { datapath, .. } | Entry::Tunnel { datapath, .. } => datapath,
+    };
+    let addrs = dns::matching(&q, &config.net.dns_lookup(datapath, &q.name)?);
+    (!addrs.is_empty()).then_some((q, addrs))
 }
 
 /// Where the packet entered, as the slow path names it.

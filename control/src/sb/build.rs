@@ -169,5 +169,10 @@ pub fn build_network(t: &SbTables) -> LogicalNetwork {
         port_groups: named_sets(t.port_groups.values().map(|r| &r.0).collect()),
         load_balancers,
         datapath_groups,
+        dns: {
+            let mut dns: Vec<DnsRecords> = t.dns.values().cloned().collect();
+            dns.sort_by(|a, b| (&a.datapaths, &a.records).cmp(&(&b.datapaths, &b.records)));
+            dns
+        },
     }
 }

@@ -497,6 +497,19 @@ impl SbRow for HaChassisRow {
     }
 }
 
+impl SbRow for DnsRecords {
+    const TABLE: &'static str = "DNS";
+    const COLUMNS: &'static [&'static str] = &["records", "datapaths"];
+    fn decode(r: &RowReader) -> Result<Self, RowError> {
+        let mut datapaths = r.uuids("datapaths")?;
+        datapaths.sort();
+        Ok(DnsRecords {
+            datapaths,
+            records: r.string_map("records")?,
+        })
+    }
+}
+
 /// Every SB table ironflow follows, decoded.
 #[derive(Debug, Clone, Default)]
 pub struct SbTables {
@@ -516,6 +529,7 @@ pub struct SbTables {
     pub load_balancers: Table<LoadBalancerRow>,
     pub ha_chassis_groups: Table<HaChassisGroupRow>,
     pub ha_chassis: Table<HaChassisRow>,
+    pub dns: Table<DnsRecords>,
 }
 
 /// (table, columns) for every table in [`SbTables`], in one place so the
@@ -537,6 +551,7 @@ pub const MONITORED: &[(&str, &[&str])] = &[
     (LoadBalancerRow::TABLE, LoadBalancerRow::COLUMNS),
     (HaChassisGroupRow::TABLE, HaChassisGroupRow::COLUMNS),
     (HaChassisRow::TABLE, HaChassisRow::COLUMNS),
+    (DnsRecords::TABLE, DnsRecords::COLUMNS),
 ];
 
 impl SbTables {
@@ -561,6 +576,7 @@ impl SbTables {
         self.load_balancers.sync(replica, report, e);
         self.ha_chassis_groups.sync(replica, report, e);
         self.ha_chassis.sync(replica, report, e);
+        self.dns.sync(replica, report, e);
         errors
     }
 }

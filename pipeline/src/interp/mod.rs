@@ -136,6 +136,8 @@ pub enum Answer {
     Dhcp4(Vec<(String, crate::lflow::actions::ArgValue)>),
     Dhcp6(Vec<(String, crate::lflow::actions::ArgValue)>),
     RouterAdvertisement(Vec<(String, crate::lflow::actions::ArgValue)>),
+    /// `dns_lookup` found the query's name: the controller answers it.
+    Dns,
 }
 
 /// One trip through conntrack.
@@ -171,6 +173,7 @@ pub fn execute(
     packet: &Key,
     recorded: &[Key],
     ct: &mut dyn Conntrack,
+    dns_found: bool,
 ) -> Outcome {
     let mut rec = Recorder::new(recorded);
     rec.execute = true;
@@ -178,6 +181,7 @@ pub fn execute(
         rec.begin(packet);
     }
     let mut it = Interp::new(program, net, ct, Some(chassis), Some(rec));
+    it.dns_found = dns_found;
     it.enter(entry, packet);
     it.out
 }
@@ -299,6 +303,10 @@ struct Interp<'a> {
     visits: usize,
     /// The last packet copy's id.
     copies: u32,
+    /// What `dns_lookup` answers when carrying out a controller pass
+    /// (the controller looked the query up; the interpreter never sees
+    /// payloads).
+    dns_found: bool,
 }
 
 impl<'a> Interp<'a> {
@@ -321,6 +329,7 @@ impl<'a> Interp<'a> {
             rec,
             visits: 0,
             copies: 0,
+            dns_found: false,
         }
     }
 
@@ -779,6 +788,12 @@ impl<'a> Interp<'a> {
             // controller answers any well-formed request: success, as
             // ovn-trace assumes for a DHCPDISCOVER/REQUEST or an RS.
             Func::PutDhcpOpts | Func::PutDhcpv6Opts => Some((1, Origin::Fixed)),
+            Func::DnsLookup if self.executing() => {
+                if self.dns_found {
+                    self.out.answer = Some(Answer::Dns);
+                }
+                Some((u128::from(self.dns_found), Origin::Fixed))
+            }
             // The controller turns the solicitation into the advertisement
             // the next stage (lr_in_nd_ra_response, `nd_ra && …`) sends.
             Func::PutNdRaOpts => {
