@@ -23,7 +23,7 @@ const ICMP_QUOTE: usize = 64;
 /// Why a frame could not be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ComposeError {
-    /// A packet kind not built yet (a TCP reset over IPv6, `sctp_abort`).
+    /// A packet kind not built yet (`sctp_abort`).
     Unsupported,
     /// The triggering packet lacks what the new one needs (an IPv4
     /// header to quote, a TCP header to answer).
@@ -132,20 +132,28 @@ pub fn icmp4(key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
     Ok(pad(f))
 }
 
-/// `tcp_reset { … }` (and `reject` of TCP): a RST answering the TCP
-/// segment in `original`, from the key's addresses. The key keeps the
-/// original's ports, so they are swapped here; sequence numbers follow
-/// RFC 793's reset generation.
+/// `tcp_reset { … }` (and `reject` of TCP), over IPv4 or IPv6: a RST
+/// answering the TCP segment in `original`, from the key's addresses.
+/// The key keeps the original's ports, so they are swapped here; sequence
+/// numbers follow RFC 793's reset generation.
 pub fn tcp_reset(key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
-    if field(key, KeyField::EthType) != 0x0800 {
-        return Err(ComposeError::Unsupported);
-    }
-    let datagram = ipv4_datagram(original).ok_or(ComposeError::Malformed)?;
-    let ihl = usize::from(datagram[0] & 0x0f) * 4;
-    if datagram[9] != 6 {
-        return Err(ComposeError::Malformed);
-    }
-    let tcp = &datagram[ihl..];
+    let v6 = field(key, KeyField::EthType) == 0x86dd;
+    let tcp = if v6 {
+        let packet = ipv6_packet(original).ok_or(ComposeError::Malformed)?;
+        // No extension headers between IPv6 and TCP, as northd's reject
+        // flows only match plain TCP.
+        if packet[6] != 6 {
+            return Err(ComposeError::Malformed);
+        }
+        &packet[40..]
+    } else {
+        let datagram = ipv4_datagram(original).ok_or(ComposeError::Malformed)?;
+        let ihl = usize::from(datagram[0] & 0x0f) * 4;
+        if datagram[9] != 6 {
+            return Err(ComposeError::Malformed);
+        }
+        &datagram[ihl..]
+    };
     if tcp.len() < 20 {
         return Err(ComposeError::Malformed);
     }
@@ -161,20 +169,34 @@ pub fn tcp_reset(key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
         (0, seq.wrapping_add(seg_len), 0x14)
     };
     let mut f = Vec::with_capacity(MIN_FRAME);
-    ethernet(key, 0x0800, &mut f);
-    ipv4_header(key, 6, 20, &mut f);
+    if v6 {
+        ethernet(key, 0x86dd, &mut f);
+        ipv6_header(key, 6, 20, &mut f);
+    } else {
+        ethernet(key, 0x0800, &mut f);
+        ipv4_header(key, 6, 20, &mut f);
+    }
     let start = f.len();
     f.extend_from_slice(&tcp[2..4]); // the original's destination port
     f.extend_from_slice(&tcp[0..2]);
     f.extend_from_slice(&rst_seq.to_be_bytes());
     f.extend_from_slice(&rst_ack.to_be_bytes());
     f.extend_from_slice(&[5 << 4, rst_flags, 0, 0, 0, 0, 0, 0]);
-    let pseudo = pseudo_header_v4(
-        field(key, KeyField::Nw4Src) as u32,
-        field(key, KeyField::Nw4Dst) as u32,
-        6,
-        20,
-    );
+    let pseudo = if v6 {
+        pseudo_header_v6(
+            &ipv6(field(key, KeyField::Ip6Src)),
+            &ipv6(field(key, KeyField::Ip6Dst)),
+            6,
+            20,
+        )
+    } else {
+        pseudo_header_v4(
+            field(key, KeyField::Nw4Src) as u32,
+            field(key, KeyField::Nw4Dst) as u32,
+            6,
+            20,
+        )
+    };
     let sum = !fold64(sum_bytes(&f[start..], pseudo));
     f[start + 16..start + 18].copy_from_slice(&sum.to_be_bytes());
     Ok(pad(f))
@@ -578,6 +600,31 @@ mod tests {
             &[1, 1, 0, 0, 0, 6, 0, 1],
             "source link-layer address"
         );
+    }
+
+    #[test]
+    fn reset_answers_an_ipv6_segment() {
+        let (a, b) = (0xfd00_u128 << 112 | 0xa, 0xfd00_u128 << 112 | 0xb);
+        let mut syn = vec![0u8; 14];
+        syn[12..14].copy_from_slice(&[0x86, 0xdd]);
+        syn.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
+        syn.extend_from_slice(&a.to_be_bytes());
+        syn.extend_from_slice(&b.to_be_bytes());
+        syn.extend_from_slice(&40000u16.to_be_bytes());
+        syn.extend_from_slice(&80u16.to_be_bytes());
+        syn.extend_from_slice(&7u32.to_be_bytes());
+        syn.extend_from_slice(&[0, 0, 0, 0, 5 << 4, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        let mut key = ZERO_KEY;
+        set(&mut key, KeyField::EthType, 0x86dd);
+        set(&mut key, KeyField::Ip6Src, b);
+        set(&mut key, KeyField::Ip6Dst, a);
+        set(&mut key, KeyField::IpTtl, 255);
+        let f = tcp_reset(&key, &syn).unwrap();
+        let tcp = &f[54..74];
+        assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 80);
+        assert_eq!(u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]), 8);
+        let pseudo = pseudo_header_v6(&b.to_be_bytes(), &a.to_be_bytes(), 6, 20);
+        assert_eq!(!fold64(sum_bytes(tcp, pseudo)), 0, "TCP checksum");
     }
 
     #[test]

@@ -315,3 +315,20 @@ fn deliver(config: &Config, engine: &Engine, o: &Output, p: &mut Packet) -> Opti
         .write(hdr, inner, source_port(hash))
         .then_some(tunnel.encap.port)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_is_cut_to_the_burst_then_the_rate() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut p = Pinctrl::new(tx);
+        let admitted = (0..10_000).filter(|_| p.admit()).count();
+        // The burst, and what the rate refilled while the loop ran.
+        assert!((500..=600).contains(&admitted), "{admitted}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let later = (0..10_000).filter(|_| p.admit()).count();
+        assert!((150..=500).contains(&later), "about 200 in 0.1 s: {later}");
+    }
+}
