@@ -7,10 +7,18 @@
 //! worker owns its caches and packet pool; it shares the [`Engine`]
 //! (config, conntrack) with the others.
 //!
+//! What makes a cache hit cheap: a batch is looked at before it runs
+//! (keys and hashes, prefetches, bursts of one key noticed); the EMC
+//! entry a pass matched says where the next pass's key was last found
+//! (checked by compare, not hash) and where the connection of each of its
+//! conntrack trips is; conntrack answers a burst's repeats from memory
+//! when nothing changed.
+//!
 //! On a miss in a later pass, the slow path needs the packet as it
 //! entered the first pass and its key after each conntrack trip (see
 //! `ironflow_pipeline::interp::translate`); the worker keeps them while
-//! the packet is in flight, a few key copies per recirculation.
+//! the packet is in flight, in the EMC entries that matched them until a
+//! lookup may write the EMC, copied out then.
 
 use crate::cache::{same_key, CacheStats, FlowCache, Hit, DEFAULT_MEGAFLOWS, NO_EMC};
 use crate::config::{Config, TUNNEL_IN_PORT};
