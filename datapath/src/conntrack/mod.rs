@@ -50,6 +50,15 @@
 //!   packet's previous one, as OVS resets it when the zone changes.
 //! - Over [`CtConfig::max_entries`] a new connection is not committed
 //!   (still `new`) and counted in [`CtStats::limit_drops`].
+//! - A packet that leaves its connection's state as it was moves the
+//!   expiry only by more than 1/1024 of the timeout (at most a second),
+//!   so a busy connection is not written by every packet: it lives at
+//!   least 99.9 % of its timeout after its last packet (Linux refreshed
+//!   timeouts with a second's slack for the same reason). A state change
+//!   always rearms it.
+//! - [`Conntrack::execute_repeated`] answers a packet that repeats one at
+//!   the same time (a worker's batch) which changed nothing from memory:
+//!   as if the batch had run at once, before any other thread's change.
 //!
 //! Not done: sequence-window tracking, fragment reassembly, checksum
 //! validation, ALGs (FTP/TFTP), per-zone limits, rewriting the embedded
