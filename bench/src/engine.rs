@@ -70,6 +70,10 @@ pub struct Report {
     pub cpu_ns_per_packet: f64,
     /// Cache misses during the timed part.
     pub upcalls: u64,
+    /// Passes answered by the EMC, and by the megaflow cache, during the
+    /// timed part.
+    pub emc_hits: u64,
+    pub megaflow_hits: u64,
     pub megaflows: usize,
     pub dropped: u64,
     pub conntrack_entries: u64,
@@ -327,6 +331,8 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
         ns_per_packet: elapsed * 1e9 / packets as f64,
         cpu_ns_per_packet: cpu as f64 / packets as f64,
         upcalls: after.upcalls - before.upcalls,
+        emc_hits: after.cache.emc_hits - before.cache.emc_hits,
+        megaflow_hits: after.cache.megaflow_hits - before.cache.megaflow_hits,
         megaflows: w.megaflows().count(),
         dropped,
         conntrack_entries: ct_after.entries,
