@@ -86,7 +86,13 @@ impl Vouched {
     /// [`decap`], skipping the checks of what was let in before.
     #[inline]
     pub fn decap(&mut self, frame: &[u8], config: &Config) -> Result<Arrival, &'static str> {
-        let d = geneve::decap(frame).map_err(|e| e.as_str())?;
+        // Read in place: moving the result whole reads with wide loads
+        // what the callee just wrote with narrow stores, and waits.
+        let r = geneve::decap(frame);
+        let d = match &r {
+            Ok(d) => d,
+            Err(e) => return Err(e.as_str()),
+        };
         if self.generation != config.generation {
             self.seen.fill(0);
             self.generation = config.generation;
@@ -94,8 +100,8 @@ impl Vouched {
         // Keys are 16 bits on the wire; more would not fit the tag.
         let (inport, outport) = (d.meta.inport_key, d.meta.outport_key);
         if (inport | outport) >> 16 != 0 || d.meta.vni >> 24 != 0 {
-            vouch(&d, config)?;
-            return Ok(arrival(&d));
+            vouch(d, config)?;
+            return Ok(arrival(d));
         }
         let tag = 1 << 127
             | u128::from(u32::from(d.src_ip)) << 64
@@ -104,12 +110,12 @@ impl Vouched {
         let h = (tag as u64 ^ (tag >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let at = (h >> 56) as usize & (VOUCHED - 1);
         if self.seen.get(at) != Some(&tag) {
-            vouch(&d, config)?;
+            vouch(d, config)?;
             if let Some(e) = self.seen.get_mut(at) {
                 *e = tag;
             }
         }
-        Ok(arrival(&d))
+        Ok(arrival(d))
     }
 }
 
