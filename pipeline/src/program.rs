@@ -394,6 +394,9 @@ fn compile_flow<'n>(
         .map_err(|e| failure(first_dp, "actions", &flow.actions, e))?;
     let expr = parse_match(&flow.match_)
         .map_err(|e| failure(first_dp, "match", &flow.match_, e.to_string()))?;
+    // The actions' prerequisites join the match, as ovn-controller adds
+    // them (see `lflow::prereqs`).
+    let expr = crate::lflow::prereqs::and_match(expr, &crate::lflow::prereqs::of(&actions));
     // Normalise on every datapath before installing anywhere, so a flow
     // that fails on one datapath is left out of all of them. A match that
     // names no port means the same on every datapath of a group: once is

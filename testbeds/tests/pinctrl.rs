@@ -6,32 +6,16 @@
 //! writes it) and the next packet goes to the MAC it learned; a pod's
 //! DHCPDISCOVER gets an OFFER with the NB's DHCP_Options.
 
-use ironflow_control::chassis::ChassisConfig;
-use ironflow_control::daemon::{run_with, DaemonConfig, PortSpec};
-use ironflow_control::ovsdb::parse_remotes;
-use ironflow_datapath::port::{MemPeer, MemPort};
-use ironflow_datapath::udp_underlay::UdpUnderlay;
 use ironflow_testbeds::central::OvnCentral;
+use ironflow_testbeds::inproc::{ipv4_checksum, mem_node, mgmt_socket, until, Running};
 use ironflow_testbeds::seed::build_seed;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 const WEB1_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 2];
 const NODE2_ROUTER_MAC: [u8; 6] = [0, 0, 0, 0xd3, 0x4b, 0xaa];
 const NODE1_ROUTER_MAC: [u8; 6] = [0, 0, 0, 0xc0, 0x2e, 0xc7];
 const HOST99_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
-
-fn ipv4_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|p| u32::from(u16::from_be_bytes([p[0], p[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// A UDP datagram from web-1 to `dst`:53 with `ttl`, to web-1's router port.
 fn udp_from_web1(dst: [u8; 4], ttl: u8) -> Vec<u8> {
@@ -97,70 +81,6 @@ fn discover() -> Vec<u8> {
     f
 }
 
-fn node(
-    central: &OvnCentral,
-    name: &str,
-    ip: Ipv4Addr,
-    iface_ids: &[&str],
-) -> (DaemonConfig, Vec<MemPeer>) {
-    let mut ports = Vec::new();
-    let mut peers = Vec::new();
-    for id in iface_ids {
-        let (port, peer) = MemPort::pair(id, 256);
-        ports.push(PortSpec {
-            ifname: format!("mem-{id}"),
-            iface_id: id.to_string(),
-            port: Box::new(port),
-            backend: "memory".into(),
-        });
-        peers.push(peer);
-    }
-    let cfg = DaemonConfig {
-        chassis: ChassisConfig {
-            name: name.into(),
-            hostname: name.into(),
-            encap_type: "geneve".into(),
-            encap_ip: ip,
-            bridge_mappings: String::new(),
-        },
-        remotes: parse_remotes(&central.sb_remote()).unwrap(),
-        ports,
-        underlay: Box::new(UdpUnderlay::bind(SocketAddrV4::new(ip, 6081), 6081).unwrap()),
-        mgmt_socket: Some(std::env::temp_dir().join(format!(
-            "ironflow-pinctrl-{}-{name}.sock",
-            std::process::id()
-        ))),
-        state_file: None,
-        // kube-node1 spreads its ports over two workers: packets between
-        // the underlay and its pods cross from one worker to the other.
-        workers: if name == "kube-node1" { 2 } else { 1 },
-        localnet: Vec::new(),
-    };
-    (cfg, peers)
-}
-
-/// Sends `frame` from `from` until `want` finds a frame on `to` (the
-/// nodes see each other's claims on their own time), or panics.
-async fn until(
-    from: &MemPeer,
-    frame: &[u8],
-    to: &MemPeer,
-    what: &str,
-    want: impl Fn(&[u8]) -> bool,
-) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "{what}: nothing came");
-        assert!(from.inject(frame));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        while let Some(f) = to.receive() {
-            if want(&f) {
-                return f;
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_answers_asks_and_learns() {
     let central = OvnCentral::start().expect("start OVN central");
@@ -214,35 +134,19 @@ async fn the_controller_answers_asks_and_learns() {
         .nbctl(&["lsp-set-dhcpv4-options", "dhcp-1", &options])
         .unwrap();
     central.sync().unwrap();
-    let (cfg1, peers1) = node(
+    let node2_ip = Ipv4Addr::new(127, 0, 0, 6);
+    let (mut cfg1, peers1) = mem_node(
         &central,
         "kube-node1",
         Ipv4Addr::new(127, 0, 0, 5),
         &["sshd-2", "host-99", "dhcp-1"],
     );
-    let (cfg2, peers2) = node(
-        &central,
-        "kube-node2",
-        Ipv4Addr::new(127, 0, 0, 6),
-        &["web-1"],
-    );
+    // Two workers: packets between the underlay and the pods cross from
+    // one worker to the other.
+    cfg1.workers = 2;
+    let (cfg2, peers2) = mem_node(&central, "kube-node2", node2_ip, &["web-1"]);
     let (host99, web) = (&peers1[1], &peers2[0]);
-    let (stop1, wait1) = oneshot::channel::<()>();
-    let (stop2, wait2) = oneshot::channel::<()>();
-    let d1 = tokio::spawn(run_with(
-        cfg1,
-        async {
-            wait1.await.ok();
-        },
-        |_| {},
-    ));
-    let d2 = tokio::spawn(run_with(
-        cfg2,
-        async {
-            wait2.await.ok();
-        },
-        |_| {},
-    ));
+    let (d1, d2) = (Running::spawn(cfg1), Running::spawn(cfg2));
 
     // TTL 1 through the router: time exceeded, from the router's port.
     let reply = until(
@@ -320,11 +224,7 @@ async fn the_controller_answers_asks_and_learns() {
         "dns servers: {opts:?}"
     );
 
-    let sock = std::env::temp_dir().join(format!(
-        "ironflow-pinctrl-{}-kube-node2.sock",
-        std::process::id()
-    ));
-    let stats = ironflow_control::mgmt::request(&sock, "stats")
+    let stats = ironflow_control::mgmt::request(&mgmt_socket("kube-node2", node2_ip), "stats")
         .await
         .unwrap();
     assert!(
@@ -332,10 +232,8 @@ async fn the_controller_answers_asks_and_learns() {
         "{stats}"
     );
 
-    stop1.send(()).unwrap();
-    stop2.send(()).unwrap();
-    d1.await.unwrap().unwrap();
-    d2.await.unwrap().unwrap();
+    d1.stop().await;
+    d2.stop().await;
 }
 
 const A1_MAC: [u8; 6] = [0x0a, 0, 0, 0x06, 0x01, 0x0a];
@@ -407,16 +305,9 @@ async fn the_controller_speaks_neighbor_discovery_and_icmp6() {
         .build(&central)
         .expect("dual-stack");
     central.sync().unwrap();
-    let (cfg, peers) = node(&central, "ch6", Ipv4Addr::new(127, 0, 0, 9), &["a1", "b1"]);
+    let (cfg, peers) = mem_node(&central, "ch6", Ipv4Addr::new(127, 0, 0, 9), &["a1", "b1"]);
     let (a1, b1) = (&peers[0], &peers[1]);
-    let (stop, wait) = oneshot::channel::<()>();
-    let daemon = tokio::spawn(run_with(
-        cfg,
-        async {
-            wait.await.ok();
-        },
-        |_| {},
-    ));
+    let daemon = Running::spawn(cfg);
 
     // a1 asks for its router: nd_na_router answers, from the router port.
     let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
@@ -540,6 +431,5 @@ async fn the_controller_speaks_neighbor_discovery_and_icmp6() {
         "a1.ovn.org's address"
     );
 
-    stop.send(()).unwrap();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }

@@ -9,12 +9,11 @@
 //! the worker from forwarding.
 
 use ironflow_datapath::compose::{self, ComposeError};
-use ironflow_datapath::config::{Config, TUNNEL_IN_PORT};
+use ironflow_datapath::config::Config;
 use ironflow_datapath::dns::{self, Question};
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::exec::{Exec, Flow};
 use ironflow_datapath::extract::extract;
-use ironflow_datapath::flow::{slots, FlowKey};
 use ironflow_datapath::keymap::to_logical;
 use ironflow_datapath::packet::{Packet, PacketPool};
 use ironflow_datapath::port::PortId;
@@ -120,7 +119,7 @@ impl Pinctrl {
         }
         self.stats.handled += 1;
         let config = engine.config();
-        let Some(entry) = entry(&config, &punt.first) else {
+        let Some(entry) = config.entry(&punt.first) else {
             self.stats.failed += 1;
             pool.free(punt.packet);
             return;
@@ -251,24 +250,6 @@ fn dns_query(
     };
     let addrs = dns::matching(&q, &config.net.dns_lookup(datapath, &q.name)?);
     (!addrs.is_empty()).then_some((q, addrs))
-}
-
-/// Where the packet entered, as the slow path names it.
-fn entry(config: &Config, key: &FlowKey) -> Option<Entry> {
-    if key.in_port() == TUNNEL_IN_PORT {
-        let vni = key.get(slots::TUN_VNI) as u32;
-        let opt = key.get(slots::TUN_OPT) as u32;
-        return Some(Entry::Tunnel {
-            datapath: *config.datapaths_by_key.get(&vni)?,
-            inport: opt >> 16,
-            outport: opt & 0xffff,
-        });
-    }
-    let b = config.bindings.get(&key.in_port())?;
-    Some(Entry::Port {
-        datapath: b.datapath,
-        inport: b.port_key,
-    })
 }
 
 /// The original frame with the header fields the pass changed.

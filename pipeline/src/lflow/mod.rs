@@ -12,4 +12,5 @@ pub mod lexer;
 mod mangle;
 pub mod names;
 pub mod normalize;
+pub mod prereqs;
 pub mod symbols;
