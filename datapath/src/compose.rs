@@ -57,19 +57,24 @@ fn pad(mut frame: Vec<u8>) -> Vec<u8> {
     frame
 }
 
+/// The ethertype and network-layer bytes of a frame, past any VLAN tags.
+fn network_layer(frame: &[u8]) -> Option<(u16, &[u8])> {
+    let mut off = 12;
+    let mut ethertype = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        off += 4;
+        ethertype = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
+    }
+    Some((ethertype, frame.get(off + 2..)?))
+}
+
 /// The IP datagram inside `original` (after Ethernet and VLAN tags), if
 /// it is IPv4 with a whole header.
 fn ipv4_datagram(original: &[u8]) -> Option<&[u8]> {
-    let mut off = 12;
-    let mut ethertype = u16::from_be_bytes([*original.get(off)?, *original.get(off + 1)?]);
-    while ethertype == 0x8100 || ethertype == 0x88a8 {
-        off += 4;
-        ethertype = u16::from_be_bytes([*original.get(off)?, *original.get(off + 1)?]);
-    }
+    let (ethertype, ip) = network_layer(original)?;
     if ethertype != 0x0800 {
         return None;
     }
-    let ip = original.get(off + 2..)?;
     let ihl = usize::from(*ip.first()? & 0x0f) * 4;
     if ip.first()? >> 4 != 4 || ihl < 20 || ip.len() < ihl {
         return None;
@@ -243,13 +248,7 @@ pub fn udp4_payload(frame: &[u8]) -> Option<&[u8]> {
 /// The IPv6 packet inside `original` (after Ethernet and VLAN tags), as
 /// long as its header says it is.
 fn ipv6_packet(original: &[u8]) -> Option<&[u8]> {
-    let mut off = 12;
-    let mut ethertype = u16::from_be_bytes([*original.get(off)?, *original.get(off + 1)?]);
-    while ethertype == 0x8100 || ethertype == 0x88a8 {
-        off += 4;
-        ethertype = u16::from_be_bytes([*original.get(off)?, *original.get(off + 1)?]);
-    }
-    let ip = original.get(off + 2..)?;
+    let (ethertype, ip) = network_layer(original)?;
     if ethertype != 0x86dd || ip.len() < 40 || ip[0] >> 4 != 6 {
         return None;
     }

@@ -4,7 +4,9 @@
 //! chassis. Control builds a new one on every change and publishes it;
 //! workers pick it up between batches and flush their caches.
 
+use crate::flow::{slots, FlowKey};
 use crate::port::PortId;
+use ironflow_pipeline::interp::Entry;
 use ironflow_pipeline::program::{compile, Program};
 use ironflow_pipeline::{LogicalNetwork, Uuid};
 use std::collections::HashMap;
@@ -147,6 +149,26 @@ impl Config {
             }
             None => false,
         }
+    }
+
+    /// Where a packet with flow key `key` entered the logical network, as
+    /// the slow path names it: a bound port's ingress, or a tunnel's
+    /// datapath and ports.
+    pub fn entry(&self, key: &FlowKey) -> Option<Entry> {
+        if key.in_port() == TUNNEL_IN_PORT {
+            let vni = key.get(slots::TUN_VNI) as u32;
+            let opt = key.get(slots::TUN_OPT) as u32;
+            return Some(Entry::Tunnel {
+                datapath: *self.datapaths_by_key.get(&vni)?,
+                inport: opt >> 16,
+                outport: opt & 0xffff,
+            });
+        }
+        let b = self.bindings.get(&key.in_port())?;
+        Some(Entry::Port {
+            datapath: b.datapath,
+            inport: b.port_key,
+        })
     }
 
     /// Which chassis an encap IP belongs to.

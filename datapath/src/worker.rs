@@ -510,28 +510,8 @@ fn upcall(
     flight: &InFlight,
 ) -> Option<Hit> {
     stats.upcalls += 1;
-    let (entry, tunnel) = if key.in_port() == TUNNEL_IN_PORT {
-        let vni = key.get(slots::TUN_VNI) as u32;
-        let opt = key.get(slots::TUN_OPT) as u32;
-        let datapath = *config.datapaths_by_key.get(&vni)?;
-        (
-            Entry::Tunnel {
-                datapath,
-                inport: opt >> 16,
-                outport: opt & 0xffff,
-            },
-            true,
-        )
-    } else {
-        let b = config.bindings.get(&key.in_port())?;
-        (
-            Entry::Port {
-                datapath: b.datapath,
-                inport: b.port_key,
-            },
-            false,
-        )
-    };
+    let entry = config.entry(key)?;
+    let tunnel = matches!(entry, Entry::Tunnel { .. });
     // The first pass's input, and the key after each conntrack trip (the
     // last of which is this pass's own key).
     let first = if flight.passes == 0 {

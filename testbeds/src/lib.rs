@@ -11,6 +11,7 @@
 pub mod central;
 pub mod differential;
 pub mod embedded;
+pub mod inproc;
 pub mod lab;
 pub mod netns;
 pub mod seed;

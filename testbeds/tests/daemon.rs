@@ -4,16 +4,11 @@
 //! reaches sshd-2 on the other in Geneve over kernel UDP sockets
 //! (loopback addresses). On shutdown the chassis are gone from the SB.
 
-use ironflow_control::chassis::ChassisConfig;
-use ironflow_control::daemon::{run_with, DaemonConfig, PortSpec};
-use ironflow_control::ovsdb::parse_remotes;
-use ironflow_datapath::port::{MemPeer, MemPort};
-use ironflow_datapath::udp_underlay::UdpUnderlay;
 use ironflow_testbeds::central::OvnCentral;
+use ironflow_testbeds::inproc::{mem_node, mgmt_socket, Running};
 use ironflow_testbeds::seed::build_seed;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// A TCP SYN from web-1 to sshd-2:22, addressed to web-1's router port.
 fn syn() -> Vec<u8> {
@@ -40,63 +35,23 @@ fn syn() -> Vec<u8> {
     f
 }
 
-fn node(central: &OvnCentral, name: &str, ip: Ipv4Addr, iface_id: &str) -> (DaemonConfig, MemPeer) {
-    let (port, peer) = MemPort::pair(iface_id, 256);
-    let cfg = DaemonConfig {
-        chassis: ChassisConfig {
-            name: name.into(),
-            hostname: name.into(),
-            encap_type: "geneve".into(),
-            encap_ip: ip,
-            bridge_mappings: String::new(),
-        },
-        remotes: parse_remotes(&central.sb_remote()).unwrap(),
-        ports: vec![PortSpec {
-            ifname: format!("mem-{iface_id}"),
-            iface_id: iface_id.into(),
-            port: Box::new(port),
-            backend: "memory".into(),
-        }],
-        underlay: Box::new(UdpUnderlay::bind(SocketAddrV4::new(ip, 6081), 6081).unwrap()),
-        mgmt_socket: Some(
-            std::env::temp_dir().join(format!("ironflow-test-{}-{name}.sock", std::process::id())),
-        ),
-        state_file: None,
-        // kube-node1 spreads its ports over two workers: packets between
-        // the underlay and its pods cross from one worker to the other.
-        workers: if name == "kube-node1" { 2 } else { 1 },
-        localnet: Vec::new(),
-    };
-    (cfg, peer)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_carry_the_seed_cross_node_packet() {
     let central = OvnCentral::start().expect("start OVN central");
     build_seed(&central).expect("seed");
-    let (cfg1, sshd) = node(
+    let node2_ip = Ipv4Addr::new(127, 0, 0, 2);
+    let (mut cfg1, peers1) = mem_node(
         &central,
         "kube-node1",
         Ipv4Addr::new(127, 0, 0, 1),
-        "sshd-2",
+        &["sshd-2"],
     );
-    let (cfg2, web) = node(&central, "kube-node2", Ipv4Addr::new(127, 0, 0, 2), "web-1");
-    let (stop1, wait1) = oneshot::channel::<()>();
-    let (stop2, wait2) = oneshot::channel::<()>();
-    let d1 = tokio::spawn(run_with(
-        cfg1,
-        async {
-            wait1.await.ok();
-        },
-        |_| {},
-    ));
-    let d2 = tokio::spawn(run_with(
-        cfg2,
-        async {
-            wait2.await.ok();
-        },
-        |_| {},
-    ));
+    // kube-node1 spreads its ports over two workers: packets between the
+    // underlay and its pods cross from one worker to the other.
+    cfg1.workers = 2;
+    let (cfg2, peers2) = mem_node(&central, "kube-node2", node2_ip, &["web-1"]);
+    let (sshd, web) = (&peers1[0], &peers2[0]);
+    let (d1, d2) = (Running::spawn(cfg1), Running::spawn(cfg2));
 
     // Both registered and both pods claimed.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -134,10 +89,7 @@ async fn two_daemons_carry_the_seed_cross_node_packet() {
     assert_eq!(frame[22], 63, "TTL decremented once");
 
     // The management socket answers, owner-only.
-    let sock = std::env::temp_dir().join(format!(
-        "ironflow-test-{}-kube-node2.sock",
-        std::process::id()
-    ));
+    let sock = mgmt_socket("kube-node2", node2_ip);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
@@ -169,10 +121,8 @@ async fn two_daemons_carry_the_seed_cross_node_packet() {
         .await
         .is_err());
 
-    stop1.send(()).unwrap();
-    stop2.send(()).unwrap();
-    d1.await.unwrap().unwrap();
-    d2.await.unwrap().unwrap();
+    d1.stop().await;
+    d2.stop().await;
     let show = central.sbctl(&["show"]).unwrap();
     assert!(!show.contains("Chassis"), "{show}");
     central.sync().unwrap();

@@ -14,16 +14,13 @@
 //! chassis (HA_Chassis_Group) is kube-node2: the daemon claims its
 //! chassisredirect port, and web-1's traffic leaves through it, NATed.
 
-use ironflow_control::chassis::ChassisConfig;
-use ironflow_control::daemon::{run_with, DaemonConfig, LocalnetSpec, PortSpec};
-use ironflow_control::ovsdb::parse_remotes;
+use ironflow_control::daemon::LocalnetSpec;
 use ironflow_datapath::port::{MemPeer, MemPort};
-use ironflow_datapath::udp_underlay::UdpUnderlay;
 use ironflow_testbeds::central::OvnCentral;
+use ironflow_testbeds::inproc::{ipv4_checksum, mem_node, until, Running};
 use ironflow_testbeds::seed::build_seed;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 const WEB1_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 2];
 const NODE2_ROUTER_MAC: [u8; 6] = [0, 0, 0, 0xd3, 0x4b, 0xaa];
@@ -109,17 +106,6 @@ fn gateway_commands() -> Vec<Vec<String>> {
         .collect()
 }
 
-fn ipv4_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|p| u32::from(u16::from_be_bytes([p[0], p[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An ICMP echo request (id 7, `seq`) between the given addresses.
 fn ping(eth_dst: [u8; 6], eth_src: [u8; 6], src: [u8; 4], dst: [u8; 4], seq: u16) -> Vec<u8> {
     let mut f = Vec::with_capacity(98);
@@ -178,76 +164,19 @@ fn is_echo(f: &[u8], kind: u8) -> bool {
     f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[23] == 1 && f[34] == kind
 }
 
-/// Sends `frame` from `from` until `want` finds a frame on `to`.
-async fn until(
-    from: &MemPeer,
-    frame: &[u8],
-    to: &MemPeer,
-    what: &str,
-    want: impl Fn(&[u8]) -> bool,
-) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "{what}: nothing came");
-        assert!(from.inject(frame));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        while let Some(f) = to.receive() {
-            if want(&f) {
-                return f;
-            }
-        }
-    }
-}
-
 /// kube-node2 as an ironflow daemon: web-1 on an in-memory port, and
 /// physnet1 mapped to another (the external host's side).
-#[allow(clippy::type_complexity)]
-fn node(
-    central: &OvnCentral,
-    ip: Ipv4Addr,
-) -> (
-    MemPeer,
-    MemPeer,
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let (web_port, web) = MemPort::pair("web-1", 256);
+fn node(central: &OvnCentral, ip: Ipv4Addr) -> (MemPeer, MemPeer, Running) {
+    let (mut cfg, mut peers) = mem_node(central, "kube-node2", ip, &["web-1"]);
     let (ext_port, ext) = MemPort::pair("ext", 256);
-    let cfg = DaemonConfig {
-        chassis: ChassisConfig {
-            name: "kube-node2".into(),
-            hostname: "kube-node2".into(),
-            encap_type: "geneve".into(),
-            encap_ip: ip,
-            bridge_mappings: "physnet1:ext".into(),
-        },
-        remotes: parse_remotes(&central.sb_remote()).unwrap(),
-        ports: vec![PortSpec {
-            ifname: "mem-web-1".into(),
-            iface_id: "web-1".into(),
-            port: Box::new(web_port),
-            backend: "memory".into(),
-        }],
-        underlay: Box::new(UdpUnderlay::bind(SocketAddrV4::new(ip, 6081), 6081).unwrap()),
-        mgmt_socket: None,
-        state_file: None,
-        workers: 1,
-        localnet: vec![LocalnetSpec {
-            physnet: "physnet1".into(),
-            ifname: "ext".into(),
-            port: Box::new(ext_port),
-            backend: "memory".into(),
-        }],
-    };
-    let (stop, wait) = oneshot::channel::<()>();
-    let daemon = tokio::spawn(run_with(
-        cfg,
-        async {
-            wait.await.ok();
-        },
-        |_| {},
-    ));
-    (web, ext, stop, daemon)
+    cfg.chassis.bridge_mappings = "physnet1:ext".into();
+    cfg.localnet = vec![LocalnetSpec {
+        physnet: "physnet1".into(),
+        ifname: "ext".into(),
+        port: Box::new(ext_port),
+        backend: "memory".into(),
+    }];
+    (peers.remove(0), ext, Running::spawn(cfg))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +186,7 @@ async fn a_gateway_router_on_an_ironflow_node_reaches_the_physical_network() {
     central.nbctl_batch(&gateway_commands()).expect("gateway");
     central.sync().unwrap();
 
-    let (web, ext, stop, daemon) = node(&central, Ipv4Addr::new(127, 0, 0, 7));
+    let (web, ext, daemon) = node(&central, Ipv4Addr::new(127, 0, 0, 7));
 
     // The gateway router's ports are claimed for this chassis.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -338,8 +267,7 @@ async fn a_gateway_router_on_an_ironflow_node_reaches_the_physical_network() {
     assert_eq!(&got[0..6], &WEB1_MAC);
     assert_eq!(&got[30..34], &[192, 168, 3, 3], "DNAT to web-1");
 
-    stop.send(()).unwrap();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }
 
 /// A distributed gateway port on the cluster router, gateway chassis
@@ -387,7 +315,7 @@ async fn a_distributed_gateway_port_on_an_ironflow_gateway_chassis() {
         .nbctl_batch(&dgp_commands())
         .expect("distributed gateway");
     central.sync().unwrap();
-    let (web, ext, stop, daemon) = node(&central, Ipv4Addr::new(127, 0, 0, 8));
+    let (web, ext, daemon) = node(&central, Ipv4Addr::new(127, 0, 0, 8));
 
     // The chassisredirect port is claimed by its gateway chassis.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -435,6 +363,5 @@ async fn a_distributed_gateway_port_on_an_ironflow_gateway_chassis() {
     assert_eq!(&back[26..30], &HOST);
     assert_eq!(&back[30..34], &[192, 168, 3, 3]);
 
-    stop.send(()).unwrap();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }
