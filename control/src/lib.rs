@@ -5,8 +5,9 @@
 //! [`LogicalNetwork`](ironflow_pipeline::LogicalNetwork) ([`sb`]), and the
 //! `ironflow` command line ([`cli`]), chassis registration and port claims
 //! ([`chassis`]), attaching interfaces to port backends ([`attach`]), the
-//! node daemon ([`daemon`]) and its management socket ([`mgmt`]). Later:
-//! controller actions (ovn-controller's pinctrl).
+//! node daemon ([`daemon`], with its controller side for the actions that
+//! make or learn from packets, ovn-controller's pinctrl) and its
+//! management socket ([`mgmt`]).
 
 pub mod attach;
 pub mod chassis;
