@@ -16,3 +16,4 @@ pub mod daemon;
 pub mod mgmt;
 pub mod ovsdb;
 pub mod sb;
+pub mod tables;

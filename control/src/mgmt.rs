@@ -315,6 +315,11 @@ impl MgmtState {
                 }
                 Err(e) => json!({ "error": e }),
             },
+            Some("tables") => {
+                let config = self.engine.config();
+                let dp = request.get("datapath").and_then(Value::as_str);
+                crate::tables::list(&config.program, dp).unwrap_or_else(|e| json!({ "error": e }))
+            }
             Some("trace") => {
                 let config = self.engine.config();
                 match crate::cli::trace::live(
@@ -328,7 +333,7 @@ impl MgmtState {
                 }
             }
             Some(other) => json!({"error": format!(
-                "unknown command \"{other}\": show, stats, flows, port-list, port-add, port-del or trace"
+                "unknown command \"{other}\": show, stats, flows, tables, port-list, port-add, port-del or trace"
             )}),
             None => json!({"error": "give {\"command\": …}"}),
         }

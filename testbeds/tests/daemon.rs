@@ -117,6 +117,34 @@ async fn two_daemons_carry_the_seed_cross_node_packet() {
         .filter_map(|f| f.as_str())
         .collect();
     assert!(flows.iter().any(|f| f.contains("tnl_push")), "{flows:?}");
+    // The compiled tables, one line per installed flow.
+    let tables = ironflow_control::mgmt::request_json(
+        &sock,
+        serde_json::json!({"command": "tables", "datapath": "kube-node2"}),
+    )
+    .await
+    .unwrap();
+    let lines: Vec<&str> = tables["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("datapath=kube-node2")
+            && l.contains("ingress table=6 (ls_in_pre_stateful)")
+            && l.contains("actions=(ct_lb_mark;)")),
+        "{lines:?}"
+    );
+    assert_eq!(tables["datapaths"], 1);
+    let nowhere = ironflow_control::mgmt::request_json(
+        &sock,
+        serde_json::json!({"command": "tables", "datapath": "nowhere"}),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(nowhere.contains("no datapath \"nowhere\""), "{nowhere}");
     assert!(ironflow_control::mgmt::request(&sock, "nonsense")
         .await
         .is_err());

@@ -52,7 +52,7 @@ pub enum Command {
     /// conntrack.
     Stats(MgmtArgs),
     /// A running node's megaflows, as `ovs-appctl dpctl/dump-flows`.
-    Flows(MgmtArgs),
+    Flows(FlowsArgs),
     /// Attach, detach and list a running node's ports (the role of
     /// `ovs-vsctl add-port … -- set Interface … external_ids:iface-id=…`).
     #[command(subcommand)]
@@ -83,6 +83,19 @@ pub enum PortCommand {
     },
     /// The attached ports with their backends and counters.
     List(MgmtArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    pub mgmt: MgmtArgs,
+    /// The compiled tables instead of the megaflows: one line per logical
+    /// flow installed in a table (the role of `ovs-ofctl dump-flows`).
+    #[arg(long)]
+    pub compiled: bool,
+    /// With --compiled: only this datapath (name or UUID).
+    #[arg(long, value_name = "NAME", requires = "compiled")]
+    pub datapath: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -256,12 +269,26 @@ pub async fn run(cli: Cli) -> Result<bool> {
         Command::Port(cmd) => port(cmd).await?,
         Command::Stats(a) => print_mgmt(&a, "stats").await?,
         Command::Flows(a) => {
-            let reply = crate::mgmt::request(&a.mgmt_socket, "flows").await?;
-            if a.json {
+            let (request, list) = if a.compiled {
+                (
+                    serde_json::json!({"command": "tables", "datapath": a.datapath}),
+                    "lines",
+                )
+            } else {
+                (serde_json::json!({"command": "flows"}), "flows")
+            };
+            let reply = crate::mgmt::request_json(&a.mgmt.mgmt_socket, request).await?;
+            if a.mgmt.json {
                 println!("{reply}");
             } else {
-                for f in reply["flows"].as_array().into_iter().flatten() {
+                for f in reply[list].as_array().into_iter().flatten() {
                     println!("{}", f.as_str().unwrap_or_default());
+                }
+                if a.compiled {
+                    println!(
+                        "{} datapaths shown; {} logical flows compiled into {} rules, {} failed",
+                        reply["datapaths"], reply["flows"], reply["rules"], reply["failures"]
+                    );
                 }
             }
         }
