@@ -159,3 +159,78 @@ async fn two_daemons_carry_the_seed_cross_node_packet() {
         "down"
     );
 }
+
+/// Bad input at a running node: garbage and runt frames from a pod, and
+/// Geneve from an address that is no chassis, are counted (malformed,
+/// drops by reason) and the node keeps forwarding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_counted_and_survived() {
+    let central = OvnCentral::start().expect("start OVN central");
+    build_seed(&central).expect("seed");
+    let node1_ip = Ipv4Addr::new(127, 0, 0, 3);
+    let (cfg1, peers1) = mem_node(&central, "kube-node1", node1_ip, &["sshd-2"]);
+    let (cfg2, peers2) = mem_node(
+        &central,
+        "kube-node2",
+        Ipv4Addr::new(127, 0, 0, 4),
+        &["web-1"],
+    );
+    let (sshd, web) = (&peers1[0], &peers2[0]);
+    let (d1, d2) = (Running::spawn(cfg1), Running::spawn(cfg2));
+    let deliver = || async {
+        ironflow_testbeds::inproc::until(web, &syn(), sshd, "the SYN", |f| f.len() >= 54).await
+    };
+    deliver().await;
+
+    // Garbage, runts, a truncated IPv4 header, from the pod.
+    for f in [
+        &[0xffu8; 7][..],
+        &[0u8; 14][..],
+        &[
+            0, 0, 0, 0xd3, 0x4b, 0xaa, 0x0a, 0, 0, 0, 0, 2, 0x08, 0x00, 0x45, 0,
+        ][..],
+        &[0xa5u8; 1500][..],
+    ] {
+        assert!(web.inject(f));
+    }
+    // Geneve to kube-node1 from an address that is no chassis's.
+    let stranger = std::net::UdpSocket::bind("127.0.0.9:0").unwrap();
+    // Version 0 with 8 bytes of options, Ethernet, VNI 1; OVN's option
+    // (class 0x0102, type 0x80, 4 bytes) with port keys 1 → 1.
+    let mut geneve = vec![0x02, 0, 0x65, 0x58, 0, 0, 1, 0];
+    geneve.extend_from_slice(&[0x01, 0x02, 0x80, 0x01, 0, 1, 0, 1]);
+    geneve.extend_from_slice(&syn());
+    stranger.send_to(&geneve, (node1_ip, 6081)).unwrap();
+
+    // Still forwarding, and it says what it saw.
+    deliver().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s2 = ironflow_control::mgmt::request(
+            &mgmt_socket("kube-node2", Ipv4Addr::new(127, 0, 0, 4)),
+            "stats",
+        )
+        .await
+        .unwrap();
+        let s1 = ironflow_control::mgmt::request(&mgmt_socket("kube-node1", node1_ip), "stats")
+            .await
+            .unwrap();
+        let malformed = s2["worker"]["malformed"].as_u64().unwrap_or(0);
+        let stranger_drops = s1["worker"]["drops"]
+            ["Geneve from an address that is no chassis's encap IP"]
+            .as_u64()
+            .unwrap_or(0);
+        if malformed >= 3 && stranger_drops >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not counted: {} / {}",
+            s2["worker"],
+            s1["worker"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d1.stop().await;
+    d2.stop().await;
+}
