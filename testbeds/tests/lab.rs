@@ -304,4 +304,44 @@ fn ports_come_and_daemons_come_back() {
     assert_eq!(ping_ok(&lab, "sshd-2", Ipv4Addr::new(192, 168, 3, 5)), 63);
     transfer(&lab, "web-1", SocketAddrV4::new(SSHD2, 22));
     drop(sink);
+
+    // A port on an interface that does not exist: one line, a failure.
+    let e = lab
+        .ironflow(
+            "kube-node2",
+            &["port", "add", "nothere0", "--iface-id", "web-9"],
+        )
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("no network interface named \"nothere0\""),
+        "{e:#}"
+    );
+
+    // web-3's veth deleted under the daemon: the port is detached and
+    // listed as missing, the daemon stays up and the others still talk.
+    let veth = lab.pod("web-3").unwrap().ifname.clone();
+    lab.node("kube-node2")
+        .unwrap()
+        .ns()
+        .ip(&["link", "del", &veth])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = lab.ironflow_json("kube-node2", &["port", "list"]).unwrap();
+        let vanished = list["missing"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["ifname"] == veth.as_str() && m["error"] == "the interface vanished");
+        if vanished {
+            break;
+        }
+        assert!(Instant::now() < deadline, "web-3 not detached: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        lab.node("kube-node2").unwrap().pid().is_some(),
+        "the daemon stays up"
+    );
+    assert_eq!(ping_ok(&lab, "web-1", SSHD2), 63);
 }
