@@ -231,6 +231,20 @@ async fn bad_input_is_counted_and_survived() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // An operator deletes kube-node2's chassis: it registers again and
+    // claims web-1 again, and traffic flows again.
+    central.sbctl(&["chassis-del", "kube-node2"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let show = central.sbctl(&["show"]).unwrap();
+        if show.contains("Chassis kube-node2") && show.contains("Port_Binding web-1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not registered again: {show}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    deliver().await;
     d1.stop().await;
     d2.stop().await;
 }

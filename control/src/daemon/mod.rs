@@ -483,6 +483,7 @@ pub async fn run_with(
                 })
                 .await?;
                 node.publish(&ports, &current);
+                node.keep_registered(&ports, &current.0).await;
                 node.claim_gateways(&current.0).await;
             }
             _ = recheck.tick() => node.recheck(&mut ports, &current).await,
@@ -577,6 +578,33 @@ struct Node<'a> {
 }
 
 impl Node<'_> {
+    /// Puts the chassis back when its rows are gone from the SB (an
+    /// operator's `ovn-sbctl chassis-del`, a restored database) or its
+    /// encap no longer says what this node runs, and claims the ports
+    /// again, as ovn-controller does.
+    async fn keep_registered(&self, ports: &Ports, net: &LogicalNetwork) {
+        let me = &self.chassis.name;
+        let ip = self.chassis.encap_ip.to_string();
+        let current = net.chassis.get(me).is_some_and(|c| {
+            c.encaps
+                .iter()
+                .any(|e| e.encap_type == self.chassis.encap_type && e.ip == ip)
+        });
+        if current {
+            return;
+        }
+        warn!("chassis {me} is missing or changed in the Southbound: registering it again");
+        if let Err(e) = register(self.client, self.chassis).await {
+            warn!("cannot register the chassis again: {e}");
+            return;
+        }
+        for a in &ports.list {
+            if let Err(e) = claim(self.client, &a.iface_id, me).await {
+                warn!("cannot claim {}: {e}", a.iface_id);
+            }
+        }
+    }
+
     /// Claims the gateway ports this chassis should have and the SB does
     /// not show here yet: a gateway router's (`options:l3gateway-chassis`
     /// names this chassis), and a distributed gateway port's
