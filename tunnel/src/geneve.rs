@@ -12,6 +12,7 @@
 //! UDP checksum computed (OVN asks for `csum=true`), UDP source port from
 //! the inner flow's hash scaled into 32768..61000.
 
+use crate::inner_sum::inner_sum;
 use std::net::Ipv4Addr;
 
 /// Geneve's UDP port.
@@ -143,7 +144,7 @@ pub fn write_headers(hdr: &mut [u8], inner: &[u8], p: &EncapParams) -> bool {
     acc = sum_words(&p.dst_ip.octets(), acc);
     acc += 17 + u64::from(udp_len);
     acc = sum_words(&hdr[34..58], acc);
-    acc = sum_words_unaligned_tail(inner, acc, 24);
+    acc = inner_sum(inner, acc);
     let mut csum = !fold(acc);
     if csum == 0 {
         // Zero means "no checksum" in UDP over IPv4.
@@ -209,23 +210,12 @@ impl HeaderTemplate {
         hdr[38..40].copy_from_slice(&udp_len.to_be_bytes());
         // The UDP length counts twice: pseudo-header and UDP header.
         let acc = self.udp_sum + 2 * u64::from(udp_len) + u64::from(src_port);
-        let mut csum = !fold(sum_words(inner, acc));
+        let mut csum = !fold(inner_sum(inner, acc));
         if csum == 0 {
             csum = 0xffff;
         }
         hdr[40..42].copy_from_slice(&csum.to_be_bytes());
         true
-    }
-}
-
-/// Sums `data` as if it started at byte `offset` of the checksummed
-/// range: an odd offset swaps the bytes of every word.
-fn sum_words_unaligned_tail(data: &[u8], acc: u64, offset: usize) -> u64 {
-    if offset & 1 == 0 {
-        sum_words(data, acc)
-    } else {
-        let s = fold(sum_words(data, 0));
-        acc + u64::from(s.swap_bytes())
     }
 }
 

@@ -8,6 +8,7 @@
 //! datapath's to say.
 
 pub mod geneve;
+pub mod inner_sum;
 pub mod ovs_hash;
 
 pub use geneve::{
