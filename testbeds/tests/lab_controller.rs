@@ -2,8 +2,9 @@
 //! clients in the namespace seed lab: `ping -t 1` and `traceroute` get
 //! the router's time-exceeded errors, a TCP connection to a port a
 //! `reject` ACL covers is refused at once (a TCP reset made on the far
-//! node and tunnelled back), and busybox `udhcpc` gets its address from
-//! the NB's DHCP_Options.
+//! node and tunnelled back), busybox `udhcpc` gets its address from
+//! the NB's DHCP_Options, and glibc's resolver gets a DNS record's
+//! address.
 //!
 //! Needs root and the clients (scripts/setup.sh installs them); skips
 //! with a message otherwise.
@@ -165,6 +166,43 @@ fn real_clients_get_answers_from_the_controller() {
         |o| o.contains("obtained"),
     );
     assert!(out.contains("lease of 192.168.2.42 obtained"), "{out}");
+
+    // DNS: kube-node2's switch has a record; web-1's resolver (glibc,
+    // through `getent`, pointed at the router by the namespace's own
+    // resolv.conf) gets the answer from ironflow.
+    let dns = central
+        .nbctl(&[
+            "--",
+            "--id=@dns",
+            "create",
+            "DNS",
+            "records={\"sshd.cluster.local\"=\"192.168.2.3\"}",
+            "--",
+            "add",
+            "Logical_Switch",
+            "kube-node2",
+            "dns_records",
+            "@dns",
+        ])
+        .unwrap();
+    assert!(!dns.trim().is_empty());
+    central.sync().unwrap();
+    let web1_ns = lab.pod("web-1").unwrap().ns().name().to_owned();
+    let conf = std::path::Path::new("/etc/netns").join(&web1_ns);
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("resolv.conf"),
+        "nameserver 192.168.3.1\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let out = until(
+        &lab,
+        "web-1",
+        &["getent", "hosts", "sshd.cluster.local"],
+        |o| o.contains("192.168.2.3"),
+    );
+    let _ = std::fs::remove_dir_all(&conf);
+    assert!(out.contains("sshd.cluster.local"), "{out}");
 
     let stats = lab.ironflow_json("kube-node1", &["stats"]).unwrap();
     assert!(
