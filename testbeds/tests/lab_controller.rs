@@ -50,6 +50,25 @@ fn until(lab: &SeedLab, pod: &str, cmd: &[&str], ok: impl Fn(&str) -> bool) -> S
     }
 }
 
+/// `/etc/netns/NS/resolv.conf`, which `ip netns exec NS` puts in place
+/// of the host's; removed when the value goes, even if the test fails.
+struct ResolvConf(std::path::PathBuf);
+
+impl ResolvConf {
+    fn new(ns: &str, text: &str) -> ResolvConf {
+        let dir = std::path::Path::new("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), text).unwrap();
+        ResolvConf(dir)
+    }
+}
+
+impl Drop for ResolvConf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn real_clients_get_answers_from_the_controller() {
     if skip() {
@@ -188,20 +207,17 @@ fn real_clients_get_answers_from_the_controller() {
     assert!(!dns.trim().is_empty());
     central.sync().unwrap();
     let web1_ns = lab.pod("web-1").unwrap().ns().name().to_owned();
-    let conf = std::path::Path::new("/etc/netns").join(&web1_ns);
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(
-        conf.join("resolv.conf"),
+    let conf = ResolvConf::new(
+        &web1_ns,
         "nameserver 192.168.3.1\noptions timeout:1 attempts:1\n",
-    )
-    .unwrap();
+    );
     let out = until(
         &lab,
         "web-1",
         &["getent", "hosts", "sshd.cluster.local"],
         |o| o.contains("192.168.2.3"),
     );
-    let _ = std::fs::remove_dir_all(&conf);
+    drop(conf);
     assert!(out.contains("sshd.cluster.local"), "{out}");
 
     let stats = lab.ironflow_json("kube-node1", &["stats"]).unwrap();
