@@ -19,7 +19,7 @@
 use anyhow::{bail, Result};
 use ironflow_datapath::afpacket::AfPacketPort;
 use ironflow_datapath::port::Port;
-use ironflow_datapath::tap::TapPort;
+use ironflow_datapath::tap::{TapOptions, TapPort};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -127,8 +127,14 @@ pub fn attach(ifname: &str, backend: Backend) -> Result<Attached> {
             if !matches!(kind, Kind::Tap | Kind::Missing) {
                 bail!("\"{ifname}\" exists and is not a tap: use --backend afpacket (or auto) for it, or pick another name for an internal port");
             }
+            // Persistent, like an OVS internal port: a restarted daemon
+            // finds it with its addresses and routes.
+            let opts = TapOptions {
+                persist: true,
+                ..TapOptions::default()
+            };
             Attached {
-                port: Box::new(TapPort::open(ifname)?),
+                port: Box::new(TapPort::open_with(ifname, &opts)?),
                 backend: Backend::Tap,
             }
         }

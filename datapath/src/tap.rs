@@ -43,6 +43,11 @@ pub struct TapOptions {
     pub offload: bool,
     /// Bring the interface up.
     pub up: bool,
+    /// Keep the interface when the port closes (`TUNSETPERSIST`), with
+    /// its addresses and routes, as an OVS internal port outlives
+    /// ovs-vswitchd: a restarted daemon attaches to it again.
+    /// [`delete_persistent`] removes it.
+    pub persist: bool,
 }
 
 impl Default for TapOptions {
@@ -50,6 +55,7 @@ impl Default for TapOptions {
         TapOptions {
             offload: true,
             up: true,
+            persist: false,
         }
     }
 }
@@ -128,6 +134,21 @@ fn bring_up(ifname: &str) -> io::Result<()> {
     )
 }
 
+/// Deletes a tap made persistent ([`TapOptions::persist`]) once no port
+/// has it open: attaches, clears the flag, and closes.
+pub fn delete_persistent(ifname: &str) -> io::Result<()> {
+    let port = TapPort::open_with(
+        ifname,
+        &TapOptions {
+            offload: false,
+            up: false,
+            persist: false,
+        },
+    )?;
+    ioctl_int(port.fd.as_raw_fd(), libc::TUNSETPERSIST, 0)
+        .map_err(|e| os_err(ifname, "TUNSETPERSIST", e))
+}
+
 impl TapPort {
     /// Creates (or attaches to) tap `ifname`, with the default settings.
     pub fn open(ifname: &str) -> io::Result<TapPort> {
@@ -181,6 +202,10 @@ impl TapPort {
             libc::c_ulong::from(offloads),
         )
         .map_err(|e| os_err(ifname, "TUNSETOFFLOAD", e))?;
+        if opts.persist {
+            ioctl_int(fd.as_raw_fd(), libc::TUNSETPERSIST, 1)
+                .map_err(|e| os_err(ifname, "TUNSETPERSIST", e))?;
+        }
         if opts.up {
             bring_up(ifname).map_err(|e| os_err(ifname, "bring up", e))?;
         }

@@ -873,6 +873,13 @@ impl Node<'_> {
         };
         let a = ports.list.remove(i);
         self.detach_port(ports, current, &a).await;
+        // An internal port this node made goes with it (it persists
+        // across restarts otherwise).
+        if a.backend == "tap" {
+            if let Err(e) = ironflow_datapath::tap::delete_persistent(&a.ifname) {
+                warn!("cannot delete the internal port {}: {e}", a.ifname);
+            }
+        }
         self.save(ports)?;
         info!("port {} ({}) deleted", a.ifname, a.iface_id);
         Ok(json!({"ifname": a.ifname, "iface_id": a.iface_id}))
