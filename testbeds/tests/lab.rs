@@ -300,6 +300,15 @@ fn ports_come_and_daemons_come_back() {
     assert!(!ok, "no daemon, no ping: {out}");
     lab.restart_daemon("kube-node2")
         .expect("restart kube-node2");
+    // Its internal (TAP) management port outlived the kill, address and
+    // all, as an OVS internal port outlives ovs-vswitchd.
+    let addr = lab
+        .node("kube-node2")
+        .unwrap()
+        .ns()
+        .ip(&["-br", "addr", "show", "k8s-kube-node2"])
+        .unwrap();
+    assert!(addr.contains("192.168.3.2"), "{addr}");
     assert_eq!(ping_ok(&lab, "web-1", SSHD2), 63);
     assert_eq!(ping_ok(&lab, "sshd-2", Ipv4Addr::new(192, 168, 3, 5)), 63);
     transfer(&lab, "web-1", SocketAddrV4::new(SSHD2, 22));
