@@ -4,6 +4,7 @@
 //! one line that says what to fix; nothing here is needed by the library.
 
 pub mod detach;
+pub mod node;
 pub mod run;
 pub mod settings;
 pub mod show;
@@ -443,13 +444,15 @@ async fn port(cmd: PortCommand) -> Result<()> {
     Ok(())
 }
 
-/// Asks a running node and prints the answer (pretty JSON: it nests).
+/// Asks a running node and prints the answer as text, or as JSON.
 async fn print_mgmt(a: &MgmtArgs, command: &str) -> Result<()> {
     let reply = crate::mgmt::request(&a.mgmt_socket, command).await?;
     if a.json {
         println!("{reply}");
+    } else if command == "show" {
+        print!("{}", node::show(&reply));
     } else {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
+        print!("{}", node::stats(&reply));
     }
     Ok(())
 }
