@@ -207,26 +207,38 @@ pub fn tcp_reset(key: &Key, original: &[u8]) -> Result<Vec<u8>, ComposeError> {
     Ok(pad(f))
 }
 
-/// A UDP/IPv4 frame with the key's addresses and ports around `payload`
-/// (a controller's answer that replaces the packet's payload, such as a
-/// DHCP reply).
-pub fn udp4(key: &Key, payload: &[u8]) -> Vec<u8> {
+/// A UDP frame (over IPv4 or IPv6, as the key's ethertype says) with the
+/// key's addresses and ports around `payload`: a controller's answer that
+/// replaces the packet's payload (a DHCP or DNS reply).
+pub fn udp(key: &Key, payload: &[u8]) -> Vec<u8> {
+    let v6 = field(key, KeyField::EthType) == 0x86dd;
     let udp_len = 8 + payload.len();
-    let mut f = Vec::with_capacity(14 + 20 + udp_len);
-    ethernet(key, 0x0800, &mut f);
-    ipv4_header(key, 17, udp_len, &mut f);
+    let mut f = Vec::with_capacity(14 + 40 + udp_len);
+    let pseudo = if v6 {
+        ethernet(key, 0x86dd, &mut f);
+        ipv6_header(key, 17, udp_len, &mut f);
+        pseudo_header_v6(
+            &ipv6(field(key, KeyField::Ip6Src)),
+            &ipv6(field(key, KeyField::Ip6Dst)),
+            17,
+            udp_len as u32,
+        )
+    } else {
+        ethernet(key, 0x0800, &mut f);
+        ipv4_header(key, 17, udp_len, &mut f);
+        pseudo_header_v4(
+            field(key, KeyField::Nw4Src) as u32,
+            field(key, KeyField::Nw4Dst) as u32,
+            17,
+            udp_len as u16,
+        )
+    };
     let start = f.len();
     f.extend_from_slice(&(field(key, KeyField::TpSrc) as u16).to_be_bytes());
     f.extend_from_slice(&(field(key, KeyField::TpDst) as u16).to_be_bytes());
     f.extend_from_slice(&(udp_len as u16).to_be_bytes());
     f.extend_from_slice(&[0, 0]);
     f.extend_from_slice(payload);
-    let pseudo = pseudo_header_v4(
-        field(key, KeyField::Nw4Src) as u32,
-        field(key, KeyField::Nw4Dst) as u32,
-        17,
-        udp_len as u16,
-    );
     let sum = match !fold64(sum_bytes(&f[start..], pseudo)) {
         0 => 0xffff, // zero means "no checksum" in UDP
         s => s,
@@ -337,33 +349,6 @@ fn ipv6_header(key: &Key, next: u8, payload_len: usize, frame: &mut Vec<u8>) {
     frame.push(field(key, KeyField::IpTtl) as u8);
     frame.extend_from_slice(&ipv6(field(key, KeyField::Ip6Src)));
     frame.extend_from_slice(&ipv6(field(key, KeyField::Ip6Dst)));
-}
-
-/// A UDP/IPv6 frame with the key's addresses and ports around `payload`
-/// (a DHCPv6 reply).
-pub fn udp6(key: &Key, payload: &[u8]) -> Vec<u8> {
-    let udp_len = 8 + payload.len();
-    let mut f = Vec::with_capacity(14 + 40 + udp_len);
-    ethernet(key, 0x86dd, &mut f);
-    ipv6_header(key, 17, udp_len, &mut f);
-    let start = f.len();
-    f.extend_from_slice(&(field(key, KeyField::TpSrc) as u16).to_be_bytes());
-    f.extend_from_slice(&(field(key, KeyField::TpDst) as u16).to_be_bytes());
-    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(payload);
-    let pseudo = pseudo_header_v6(
-        &ipv6(field(key, KeyField::Ip6Src)),
-        &ipv6(field(key, KeyField::Ip6Dst)),
-        17,
-        udp_len as u32,
-    );
-    let sum = match !fold64(sum_bytes(&f[start..], pseudo)) {
-        0 => 0xffff,
-        s => s,
-    };
-    f[start + 6..start + 8].copy_from_slice(&sum.to_be_bytes());
-    pad(f)
 }
 
 /// The UDP payload of the IPv6 packet in `frame` (no extension headers).

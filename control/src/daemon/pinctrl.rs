@@ -13,7 +13,7 @@ use ironflow_datapath::config::Config;
 use ironflow_datapath::dns::{self, Question};
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::exec::{Exec, Flow};
-use ironflow_datapath::extract::extract;
+use ironflow_datapath::extract::extract_packet;
 use ironflow_datapath::keymap::to_logical;
 use ironflow_datapath::packet::{Packet, PacketPool};
 use ironflow_datapath::port::PortId;
@@ -206,11 +206,11 @@ fn answered(
     match answer {
         Answer::Dhcp4(options) => {
             let reply = dhcp::reply(compose::udp4_payload(request)?, options).ok()?;
-            Some(compose::udp4(key, &reply))
+            Some(compose::udp(key, &reply))
         }
         Answer::Dhcp6(options) => {
             let reply = dhcp6::reply(compose::udp6_payload(request)?, options).ok()?;
-            Some(compose::udp6(key, &reply))
+            Some(compose::udp(key, &reply))
         }
         Answer::RouterAdvertisement(options) => Some(compose::router_advertisement(key, options)),
         Answer::Dns => {
@@ -221,12 +221,7 @@ fn answered(
             } else {
                 compose::udp4_payload(request)?
             };
-            let response = dns::response(query, q, addrs);
-            Some(if v6 {
-                compose::udp6(key, &response)
-            } else {
-                compose::udp4(key, &response)
-            })
+            Some(compose::udp(key, &dns::response(query, q, addrs)))
         }
     }
 }
@@ -257,7 +252,8 @@ fn rewritten(frame: &[u8], in_port: u32, key: &Key) -> Vec<u8> {
     let Some(mut p) = Packet::from_slice(frame) else {
         return frame.to_vec();
     };
-    let (mut fk, _) = extract(frame, in_port);
+    // Extracted in place: the rewrites need the packet's header offsets.
+    let (mut fk, _) = extract_packet(&mut p, in_port);
     let before = to_logical(&fk);
     for f in HEADERS {
         let (old, new) = (before[f.index()], key[f.index()]);
@@ -300,6 +296,31 @@ fn deliver(config: &Config, engine: &Engine, o: &Output, p: &mut Packet) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_original_packet_goes_on_with_every_rewrite() {
+        // UDP 192.168.3.3 -> 192.168.2.99, TTL 64, checksums right.
+        let mut f = vec![0, 0, 0, 0xd3, 0x4b, 0xaa, 0x0a, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let mut ip = [
+            0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0, 192, 168, 3, 3, 192, 168, 2, 99,
+        ];
+        let sum = !ironflow_tunnel::geneve::fold(ironflow_tunnel::geneve::sum_words(&ip, 0));
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[0x80, 0, 0, 53, 0, 12, 0, 0, 1, 2, 3, 4]);
+        let (fk, _) = ironflow_datapath::extract::extract(&f, 1);
+        let mut key = to_logical(&fk);
+        key[KeyField::IpTtl.index()] = 63;
+        key[KeyField::EthSrc.index()] = 0x0000_00c0_2ec7;
+        key[KeyField::EthDst.index()] = 0x0a00_0000_0099;
+        let out = rewritten(&f, 1, &key);
+        assert_eq!(&out[0..6], &[0x0a, 0, 0, 0, 0, 0x99]);
+        assert_eq!(&out[6..12], &[0, 0, 0, 0xc0, 0x2e, 0xc7]);
+        assert_eq!(out[22], 63, "TTL");
+        let check =
+            ironflow_tunnel::geneve::fold(ironflow_tunnel::geneve::sum_words(&out[14..34], 0));
+        assert_eq!(check, 0xffff, "IPv4 header checksum");
+    }
 
     #[test]
     fn a_flood_is_cut_to_the_burst_then_the_rate() {
