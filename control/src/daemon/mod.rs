@@ -1,36 +1,35 @@
 //! The node daemon's core: register the chassis, follow the Southbound,
 //! compile and publish each new logical network to the datapath without
-//! stopping it, run a worker thread over the ports, attach and detach
-//! ports at run time (and remember them across restarts), claim the
-//! ports' logical ports, and undo all of it on a clean exit.
+//! stopping it, run the worker threads over the ports, and undo it all on
+//! a clean exit. The ports' changes are in `ports`, what the node keeps
+//! true in the SB in `southbound`, the workers in `worker` and the
+//! controller side in [`pinctrl`].
 //!
-//! The control side runs on tokio; the worker is a plain thread polling
-//! its ports in batches, reading the published config through the engine's
-//! atomic pointer, so a recompile never stops forwarding.
+//! The control side runs on tokio; the workers are plain threads polling
+//! their ports in batches, reading the published config through the
+//! engine's atomic pointer, so a recompile never stops forwarding.
 
 pub mod pinctrl;
+mod ports;
+mod southbound;
 pub mod state;
 mod worker;
 
 use crate::attach::{attach, Backend};
-use crate::chassis::{
-    claim, claim_gateway, put_mac_binding, register, release, unregister, ChassisConfig,
-};
-use crate::mgmt::{serve, MgmtState, PortRequest, Reply, WorkerShare};
+use crate::chassis::{claim, register, release, unregister, ChassisConfig};
+use crate::mgmt::{serve, MgmtState, PortRequest, WorkerShare};
 use crate::ovsdb::{Client, Remote};
 use crate::sb::{FollowOptions, SbFollower};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use ironflow_datapath::config::{Config, Underlay};
 use ironflow_datapath::conntrack::CtConfig;
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::port::{Port, PortId};
-use ironflow_pipeline::interp::Learned;
 use ironflow_pipeline::network::PortType;
 use ironflow_pipeline::program::{compile_for, Program};
 use ironflow_pipeline::LogicalNetwork;
-use serde_json::json;
-use state::SavedPort;
+use ports::{publish_missing, Attachment, Missing, Ports};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -93,65 +92,8 @@ pub struct LocalnetSpec {
     pub backend: String,
 }
 
-/// A port the daemon has (or was asked to have and could not open).
-struct Attachment {
-    id: PortId,
-    ifname: String,
-    iface_id: String,
-    backend: String,
-    /// Added at run time or restored from the state file: saved there.
-    saved: bool,
-    /// The worker thread that owns it.
-    worker: usize,
-}
-
-/// A port whose interface is not there.
-struct Missing {
-    port: SavedPort,
-    error: String,
-    saved: bool,
-}
-
-/// The daemon's own view of its ports, owned by the control task.
-struct Ports {
-    list: Vec<Attachment>,
-    /// Ports whose interface is not there (it could not be opened on
-    /// start, or it vanished): listed with why, kept in the state file if
-    /// they were saved, and attached again when the interface comes back.
-    missing: Vec<Missing>,
-    /// Ports on physical networks: (port, physnet).
-    localnet: Vec<(PortId, String)>,
-    next_id: PortId,
-}
-
-impl Ports {
-    fn bindings(&self) -> Vec<(PortId, String)> {
-        self.list
-            .iter()
-            .map(|a| (a.id, a.iface_id.clone()))
-            .collect()
-    }
-
-    fn saved(&self) -> Vec<SavedPort> {
-        let mut v: Vec<SavedPort> = self
-            .list
-            .iter()
-            .filter(|a| a.saved)
-            .map(|a| SavedPort {
-                ifname: a.ifname.clone(),
-                iface_id: a.iface_id.clone(),
-                backend: a.backend.clone(),
-            })
-            .collect();
-        v.extend(
-            self.missing
-                .iter()
-                .filter(|m| m.saved)
-                .map(|m| m.port.clone()),
-        );
-        v
-    }
-}
+/// The network the node runs and its compiled program.
+type Current = (Arc<LogicalNetwork>, Arc<Program>);
 
 /// The datapath config for `net` (compiled as `program`) as `chassis`
 /// runs it, with `bindings` of datapath ports to logical ports.
@@ -553,16 +495,6 @@ fn log_drops(mgmt: &MgmtState, last: &mut DropCounts) {
     };
 }
 
-fn publish_missing(mgmt: &MgmtState, ports: &Ports) {
-    if let Ok(mut m) = mgmt.missing.lock() {
-        *m = ports
-            .missing
-            .iter()
-            .map(|m| json!({"ifname": m.port.ifname, "iface_id": m.port.iface_id, "backend": m.port.backend, "error": m.error}))
-            .collect();
-    }
-}
-
 /// What the control task needs to change the node's ports.
 struct Node<'a> {
     client: &'a Client,
@@ -578,63 +510,6 @@ struct Node<'a> {
 }
 
 impl Node<'_> {
-    /// Puts the chassis back when its rows are gone from the SB (an
-    /// operator's `ovn-sbctl chassis-del`, a restored database) or its
-    /// encap no longer says what this node runs, and claims the ports
-    /// again, as ovn-controller does.
-    async fn keep_registered(&self, ports: &Ports, net: &LogicalNetwork) {
-        let me = &self.chassis.name;
-        let ip = self.chassis.encap_ip.to_string();
-        let current = net.chassis.get(me).is_some_and(|c| {
-            c.encaps
-                .iter()
-                .any(|e| e.encap_type == self.chassis.encap_type && e.ip == ip)
-        });
-        if current {
-            return;
-        }
-        warn!("chassis {me} is missing or changed in the Southbound: registering it again");
-        if let Err(e) = register(self.client, self.chassis).await {
-            warn!("cannot register the chassis again: {e}");
-            return;
-        }
-        for a in &ports.list {
-            if let Err(e) = claim(self.client, &a.iface_id, me).await {
-                warn!("cannot claim {}: {e}", a.iface_id);
-            }
-        }
-    }
-
-    /// Claims the gateway ports this chassis should have and the SB does
-    /// not show here yet: a gateway router's (`options:l3gateway-chassis`
-    /// names this chassis), and a distributed gateway port's
-    /// chassisredirect port when this chassis is the highest-priority
-    /// registered member of its HA_Chassis_Group (ovn-controller also
-    /// drops members BFD finds dead; ironflow has no BFD yet).
-    async fn claim_gateways(&self, net: &LogicalNetwork) {
-        let me = self.chassis.name.as_str();
-        for p in net.ports.values() {
-            let ours = match p.port_type {
-                PortType::L3Gateway => {
-                    p.options.get("l3gateway-chassis").map(String::as_str) == Some(me)
-                }
-                PortType::ChassisRedirect => p
-                    .ha_chassis
-                    .iter()
-                    .find(|h| net.chassis.contains_key(&h.chassis))
-                    .is_some_and(|h| h.chassis == me),
-                _ => false,
-            };
-            if !ours || p.chassis.as_deref() == Some(me) {
-                continue;
-            }
-            match claim_gateway(self.client, &p.name, me).await {
-                Ok(()) => info!("claimed gateway port {}", p.name),
-                Err(e) => warn!("cannot claim gateway port {}: {e}", p.name),
-            }
-        }
-    }
-
     /// Publishes which worker owns port `id` (none: it is gone).
     fn set_owner(&self, id: PortId, worker: Option<usize>) {
         let mut owners = HashMap::clone(&self.owners.load());
@@ -645,40 +520,8 @@ impl Node<'_> {
         self.owners.store(Arc::new(owners));
     }
 
-    /// Writes a MAC binding `put_arp`/`put_nd` learned, unless the SB
-    /// has it already.
-    async fn learn(&mut self, l: Learned, net: &LogicalNetwork) {
-        let Learned::MacBinding {
-            datapath,
-            logical_port,
-            ip,
-            ipv6,
-            mac,
-        } = l;
-        let ip = if ipv6 {
-            std::net::Ipv6Addr::from(ip).to_string()
-        } else {
-            Ipv4Addr::from(ip as u32).to_string()
-        };
-        let b = (mac as u64).to_be_bytes();
-        let mac = format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[2], b[3], b[4], b[5], b[6], b[7]
-        );
-        let known = net.mac_bindings.iter().any(|m| {
-            m.logical_port == logical_port && m.ip == ip && m.mac.eq_ignore_ascii_case(&mac)
-        });
-        if known {
-            return;
-        }
-        match put_mac_binding(self.client, &logical_port, &ip, &mac, &datapath.to_string()).await {
-            Ok(()) => info!("learned {ip} at {mac} on {logical_port}"),
-            Err(e) => warn!("cannot write the MAC binding {ip} {mac} on {logical_port}: {e}"),
-        }
-    }
-
     /// Publishes the current network with the current bindings.
-    fn publish(&self, ports: &Ports, current: &(Arc<LogicalNetwork>, Arc<Program>)) {
+    fn publish(&self, ports: &Ports, current: &Current) {
         let config = datapath_config(
             current.0.clone(),
             current.1.clone(),
@@ -687,201 +530,5 @@ impl Node<'_> {
             &ports.localnet,
         );
         self.engine.publish(config);
-    }
-
-    fn save(&self, ports: &Ports) -> Result<()> {
-        publish_missing(self.mgmt, ports);
-        match self.state_file {
-            Some(path) => state::save(path, &ports.saved()),
-            None => Ok(()),
-        }
-    }
-
-    async fn add_port(
-        &mut self,
-        ports: &mut Ports,
-        current: &(Arc<LogicalNetwork>, Arc<Program>),
-        ifname: &str,
-        iface_id: &str,
-        backend: &str,
-    ) -> Result<Reply> {
-        if let Some(a) = ports.list.iter().find(|a| a.ifname == ifname) {
-            bail!(
-                "{ifname} is already attached (as {}): `ironflow port del {ifname}` first",
-                a.iface_id
-            );
-        }
-        if let Some(a) = ports.list.iter().find(|a| a.iface_id == iface_id) {
-            bail!(
-                "logical port {iface_id} is already bound to {}: `ironflow port del {}` first",
-                a.ifname,
-                a.ifname
-            );
-        }
-        let (id, used) = self
-            .attach_port(ports, current, ifname, iface_id, backend, true)
-            .await?;
-        ports.missing.retain(|m| m.port.ifname != ifname);
-        self.save(ports)?;
-        Ok(json!({"port": id, "ifname": ifname, "iface_id": iface_id, "backend": used}))
-    }
-
-    /// Opens `ifname`, hands it to the worker, binds and claims it.
-    async fn attach_port(
-        &mut self,
-        ports: &mut Ports,
-        current: &(Arc<LogicalNetwork>, Arc<Program>),
-        ifname: &str,
-        iface_id: &str,
-        backend: &str,
-        saved: bool,
-    ) -> Result<(PortId, String)> {
-        let wanted: Backend = backend.parse()?;
-        let name = ifname.to_string();
-        let attached = tokio::task::spawn_blocking(move || attach(&name, wanted)).await??;
-        let id = ports.next_id;
-        ports.next_id += 1;
-        let used = attached.backend.to_string();
-        // The worker with the fewest ports (the first also has the
-        // underlay).
-        let worker = (0..self.workers.len())
-            .min_by_key(|&k| {
-                ports.list.iter().filter(|a| a.worker == k).count() + usize::from(k == 0)
-            })
-            .unwrap_or(0);
-        self.set_owner(id, Some(worker));
-        let (ack, added) = tokio::sync::oneshot::channel();
-        self.workers[worker]
-            .send(WorkerCommand::Add(
-                WorkerPort::new(id, ifname, iface_id, &used, attached.port),
-                ack,
-            ))
-            .map_err(|_| anyhow::anyhow!("the worker thread has stopped"))?;
-        added
-            .await
-            .map_err(|_| anyhow::anyhow!("the worker thread has stopped"))?;
-        ports.list.push(Attachment {
-            id,
-            ifname: ifname.to_string(),
-            iface_id: iface_id.to_string(),
-            backend: backend.to_string(),
-            saved,
-            worker,
-        });
-        self.publish(ports, current);
-        if let Err(e) = claim(self.client, iface_id, &self.chassis.name).await {
-            warn!("cannot claim {iface_id}: {e}");
-        }
-        info!("port {ifname} attached as {iface_id} ({used})");
-        Ok((id, used))
-    }
-
-    /// Takes `a` out of the worker and the bindings and releases its
-    /// logical port.
-    async fn detach_port(
-        &mut self,
-        ports: &Ports,
-        current: &(Arc<LogicalNetwork>, Arc<Program>),
-        a: &Attachment,
-    ) {
-        self.publish(ports, current);
-        let (ack, removed) = tokio::sync::oneshot::channel();
-        if self.workers[a.worker]
-            .send(WorkerCommand::Remove(a.id, ack))
-            .is_ok()
-        {
-            let _ = removed.await;
-        }
-        self.set_owner(a.id, None);
-        if let Err(e) = release(self.client, &a.iface_id).await {
-            warn!("cannot release {}: {e}", a.iface_id);
-        }
-    }
-
-    /// Follows interfaces that vanish and come back (a pod restarted
-    /// with the same veth name): a vanished one is detached and listed as
-    /// missing; a missing one that exists again is attached.
-    async fn recheck(&mut self, ports: &mut Ports, current: &(Arc<LogicalNetwork>, Arc<Program>)) {
-        let exists = |ifname: &str| std::path::Path::new("/sys/class/net").join(ifname).exists();
-        let mut changed = false;
-        let mut i = 0;
-        while i < ports.list.len() {
-            // Internal (tap) ports vanish with the daemon only, and
-            // in-memory ones are no interface at all.
-            let kernel = matches!(
-                ports.list[i].backend.as_str(),
-                "auto" | "afpacket" | "afxdp"
-            );
-            if !kernel || exists(&ports.list[i].ifname) {
-                i += 1;
-                continue;
-            }
-            let a = ports.list.remove(i);
-            warn!(
-                "interface {} ({}) vanished: port detached until it comes back",
-                a.ifname, a.iface_id
-            );
-            self.detach_port(ports, current, &a).await;
-            ports.missing.push(Missing {
-                port: SavedPort {
-                    ifname: a.ifname,
-                    iface_id: a.iface_id,
-                    backend: a.backend,
-                },
-                error: "the interface vanished".into(),
-                saved: a.saved,
-            });
-            changed = true;
-        }
-        let back: Vec<usize> = (0..ports.missing.len())
-            .filter(|&i| exists(&ports.missing[i].port.ifname))
-            .collect();
-        for i in back.into_iter().rev() {
-            let m = ports.missing.remove(i);
-            let p = &m.port;
-            match self
-                .attach_port(ports, current, &p.ifname, &p.iface_id, &p.backend, m.saved)
-                .await
-            {
-                Ok(_) => changed = true,
-                Err(e) => ports.missing.push(Missing {
-                    error: format!("{e:#}"),
-                    ..m
-                }),
-            }
-        }
-        if changed {
-            if let Err(e) = self.save(ports) {
-                warn!("{e:#}");
-            }
-        }
-    }
-
-    async fn del_port(
-        &mut self,
-        ports: &mut Ports,
-        current: &(Arc<LogicalNetwork>, Arc<Program>),
-        name: &str,
-    ) -> Result<Reply> {
-        if let Some(i) = ports.missing.iter().position(|m| m.port.ifname == name) {
-            let m = ports.missing.remove(i);
-            self.save(ports)?;
-            return Ok(json!({"ifname": m.port.ifname, "iface_id": m.port.iface_id}));
-        }
-        let Some(i) = ports.list.iter().position(|a| a.ifname == name) else {
-            bail!("no port {name} on this node (`ironflow port list` shows them)");
-        };
-        let a = ports.list.remove(i);
-        self.detach_port(ports, current, &a).await;
-        // An internal port this node made goes with it (it persists
-        // across restarts otherwise).
-        if a.backend == "tap" {
-            if let Err(e) = ironflow_datapath::tap::delete_persistent(&a.ifname) {
-                warn!("cannot delete the internal port {}: {e}", a.ifname);
-            }
-        }
-        self.save(ports)?;
-        info!("port {} ({}) deleted", a.ifname, a.iface_id);
-        Ok(json!({"ifname": a.ifname, "iface_id": a.iface_id}))
     }
 }
