@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod inproc;
 pub mod lab;
 pub mod netns;
+pub mod node;
 pub mod seed;
 pub mod stock;
 pub mod synthetic;

@@ -13,31 +13,13 @@
 use ironflow_testbeds::central::OvnCentral;
 use ironflow_testbeds::lab;
 use ironflow_testbeds::netns::{unique_prefix, Netns};
+use ironflow_testbeds::node::IronflowNode;
 use ironflow_testbeds::topologies::ALL;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The daemon, stopped with SIGTERM (a clean exit) when the value goes.
-struct Daemon {
-    pid: i32,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signals a process this test started.
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        for _ in 0..50 {
-            // SAFETY: as above; signal 0 only asks whether it still runs.
-            if unsafe { libc::kill(self.pid, 0) } != 0 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// Runs `cmd` in `ns` until its output satisfies `ok`.
-fn until(ns: &Netns, cmd: &[&str], ok: impl Fn(&str) -> bool, log: &std::path::Path) -> String {
+fn until(ns: &Netns, cmd: &[&str], ok: impl Fn(&str) -> bool, node: &IronflowNode) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = Command::new("ip")
@@ -53,11 +35,7 @@ fn until(ns: &Netns, cmd: &[&str], ok: impl Fn(&str) -> bool, log: &std::path::P
         if ok(&text) {
             return text;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{cmd:?}: {text}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
+        assert!(Instant::now() < deadline, "{cmd:?}: {text}\n{}", node.log());
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -74,7 +52,6 @@ fn a_pod_and_an_external_host_meet_through_the_gateway() {
         eprintln!("skipping the gateway lab: {why}");
         return;
     }
-    let bin = lab::ironflow_bin().expect("the ironflow binary");
     let central = OvnCentral::start().expect("central");
     ALL.iter()
         .find(|t| t.name == "gateway")
@@ -132,49 +109,22 @@ fn a_pod_and_an_external_host_meet_through_the_gateway() {
         }
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let (sock, pidfile, log) = (
-        dir.path().join("gw.sock"),
-        dir.path().join("gw.pid"),
-        dir.path().join("gw.log"),
-    );
-    let out = Command::new("ip")
-        .args(["netns", "exec", node.name()])
-        .arg(&bin)
-        .args([
-            "run",
+    let node = IronflowNode::start(
+        &node,
+        &[
             "--ovn-remote",
             &central.sb_remote(),
             "--system-id",
             "gw-chassis",
-        ])
-        .args([
             "--encap-ip",
             "172.31.0.1",
             "--bridge-mappings",
             "physnet:ext0",
-        ])
-        .args(["--port", "in1=in1", "--mgmt-socket"])
-        .arg(&sock)
-        .arg("--pidfile")
-        .arg(&pidfile)
-        .arg("--log-file")
-        .arg(&log)
-        .arg("--detach")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _daemon = Daemon {
-        pid: std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    };
+            "--port",
+            "in1=in1",
+        ],
+    )
+    .expect("ironflow run");
 
     let echo = Command::new("ip")
         .args(["netns", "exec", ext.name(), "python3", "-c", ECHO_SOURCE])
@@ -194,13 +144,13 @@ fn a_pod_and_an_external_host_meet_through_the_gateway() {
         &pod,
         &["ping", "-n", "-c", "1", "-W", "1", "203.0.113.1"],
         |o| o.contains(" 0% packet loss"),
-        &log,
+        &node,
     );
     let seen = until(
         &pod,
         &["python3", "-c", ASK_SOURCE],
         |o| o.contains("seen as"),
-        &log,
+        &node,
     );
     assert!(seen.contains("seen as 203.0.113.10"), "{seen}");
 
@@ -209,7 +159,7 @@ fn a_pod_and_an_external_host_meet_through_the_gateway() {
         &ext,
         &["ping", "-n", "-c", "1", "-W", "1", "203.0.113.10"],
         |o| o.contains(" 0% packet loss"),
-        &log,
+        &node,
     );
 
     // The gateway's port is claimed for the node's chassis.
