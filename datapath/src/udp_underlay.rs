@@ -3,18 +3,26 @@
 //! same way, so the kernel routes, resolves neighbours and fragments.
 //!
 //! The datapath builds whole outer frames (Ethernet, IPv4, UDP, Geneve) as
-//! it would for a raw underlay interface; this port sends what follows the
-//! UDP header to the frame's destination address, and on receipt puts
-//! outer headers back in front of the datagram (the sender's address as
-//! the IPv4 source, no UDP checksum: the kernel has checked it) so that
-//! decapsulation sees the same frames either way. A batch goes in one
-//! `sendmmsg`, and one `recvmmsg` fills a batch.
+//! it would for a raw underlay interface. This port sends their IPv4
+//! packets as they are through a raw socket (`IPPROTO_RAW`: the kernel
+//! routes, resolves the next hop and adds the link header, and leaves the
+//! UDP header alone), so the UDP source port is the flow hash a stock
+//! chassis would pick and the checksum the one the datapath computed —
+//! a UDP socket would put its own port 6081 there and leave the checksum
+//! to the device, which a veth never fills in and which OVS's userspace
+//! datapath then drops. Without the privilege for a raw socket it sends
+//! what follows the UDP header through the UDP socket instead.
+//!
+//! On receipt it puts outer headers back in front of the datagram (the
+//! sender's address as the IPv4 source, no UDP checksum: the kernel has
+//! checked it) so that decapsulation sees the same frames either way. A
+//! batch goes in one `sendmmsg`, and one `recvmmsg` fills a batch.
 
 use crate::packet::{Packet, PacketBatch, PacketPool, BATCH_SIZE};
 use crate::port::{Port, PortStats};
 use std::io::{self, ErrorKind};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Outer Ethernet + IPv4 + UDP, which the kernel adds and removes.
 const OUTER: usize = 14 + 20 + 8;
@@ -22,6 +30,8 @@ const OUTER: usize = 14 + 20 + 8;
 pub struct UdpUnderlay {
     name: String,
     socket: UdpSocket,
+    /// Sends whole IPv4 packets, when the process may open one.
+    raw: Option<OwnedFd>,
     local: SocketAddrV4,
     /// The UDP port peers listen on (6081 for Geneve).
     peer_port: u16,
@@ -44,9 +54,11 @@ impl UdpUnderlay {
             SocketAddr::V4(a) => a,
             SocketAddr::V6(_) => local,
         };
+        let raw = raw_sender();
         Ok(UdpUnderlay {
             name: format!("udp:{local}"),
             socket,
+            raw,
             local,
             peer_port,
             stats: PortStats::default(),
@@ -56,6 +68,47 @@ impl UdpUnderlay {
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.local
     }
+
+    /// Whether packets leave as the datapath built them (a raw socket), or
+    /// through the UDP socket with its port and the kernel's checksum.
+    pub fn sends_raw(&self) -> bool {
+        self.raw.is_some()
+    }
+}
+
+/// A raw IPv4 socket for sending whole packets, if the process may have
+/// one (`CAP_NET_RAW`). It receives nothing (`IPPROTO_RAW`).
+fn raw_sender() -> Option<OwnedFd> {
+    // SAFETY: plain system call, no pointers.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_RAW,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: just opened, owned here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let value = libc::c_int::try_from(SOCKET_BUFFER).unwrap_or(libc::c_int::MAX);
+    for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+        // SAFETY: a valid socket, an int option and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+    }
+    Some(fd)
 }
 
 /// Socket buffer in each direction: the default (about 200 KiB) holds a
@@ -230,7 +283,8 @@ impl Port for UdpUnderlay {
                 }
             };
             names[count] = sockaddr(SocketAddrV4::new(dst, self.peer_port));
-            let payload = &data[OUTER..];
+            // The IPv4 packet whole, or the UDP payload for the UDP socket.
+            let payload = &data[if self.raw.is_some() { 14 } else { OUTER }..];
             iovs[count].iov_base = payload.as_ptr() as *mut libc::c_void;
             iovs[count].iov_len = payload.len();
             let h = &mut msgs[count].msg_hdr;
@@ -245,9 +299,13 @@ impl Port for UdpUnderlay {
         while done < count {
             // SAFETY: `msgs[done..count]` point at the held packets' data
             // and at `names`/`iovs`, all alive across the call.
+            let fd = self
+                .raw
+                .as_ref()
+                .map_or(self.socket.as_raw_fd(), |r| r.as_raw_fd());
             let rc = unsafe {
                 libc::sendmmsg(
-                    self.socket.as_raw_fd(),
+                    fd,
                     msgs[done..].as_mut_ptr(),
                     (count - done) as libc::c_uint,
                     libc::MSG_DONTWAIT,

@@ -127,6 +127,11 @@ pub async fn run_node(args: RunArgs) -> Result<()> {
             anyhow::anyhow!("cannot open the Geneve underlay on {encap_ip}:6081: {e}")
         }
     })?;
+    if !underlay.sends_raw() {
+        tracing::warn!(
+            "no raw socket (CAP_NET_RAW): Geneve leaves through the UDP socket, from port 6081 rather than the flow's hash, its checksum left to the device"
+        );
+    }
     let backend: Backend = args.backend.parse()?;
     let mut ports = Vec::new();
     for spec in &args.ports {
