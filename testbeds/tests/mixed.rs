@@ -1,10 +1,12 @@
 //! A mixed cluster: kube-node2 is a stock OVN chassis (ovn-controller and
-//! OVS's userspace datapath) with web-1, kube-node1 is an `ironflow run`
-//! node with sshd-2, one central with the seed topology, Geneve between
-//! them over a veth. Traffic goes both ways across the router; the ACL
-//! (tcp/23 dropped) and the load balancer (172.30.0.10:22) hold whichever
-//! side the client is on; and a capture of the underlay shows the two
-//! chassis's Geneve frames laid out alike, field by field.
+//! OVS's userspace datapath) with web-1 and stock-1, kube-node1 is an
+//! `ironflow run` node with sshd-2 and web-9, one central with the seed
+//! topology, Geneve between them over a veth. Ping and TCP go both ways
+//! across the router and on one logical switch across the chassis; the
+//! ACL (tcp/23 dropped) and the load balancer (172.30.0.10:22) hold
+//! whichever side the client is on; and a capture at both ends of the
+//! underlay shows the two chassis's Geneve frames laid out alike, field
+//! by field.
 //!
 //! Needs root and the OVS/OVN packages; skips with a message otherwise.
 
@@ -47,6 +49,31 @@ fn until(ns: &Netns, cmd: &[&str], ok: impl Fn(&str) -> bool, node: &IronflowNod
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// A pod on the ironflow node: namespace `pod` with `eth0` (MAC, address,
+/// default route), its peer `ifname` in `node`.
+fn plumb(node: &Netns, pod: &Netns, ifname: &str, mac: &str, cidr: &str, gateway: &str) {
+    node.ip(&[
+        "link",
+        "add",
+        ifname,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod.name(),
+    ])
+    .unwrap();
+    node.ip(&["link", "set", ifname, "up"]).unwrap();
+    pod.ip(&["link", "set", "eth0", "address", mac]).unwrap();
+    pod.ip(&["addr", "add", cidr, "dev", "eth0"]).unwrap();
+    pod.ip(&["link", "set", "eth0", "up"]).unwrap();
+    pod.sysctl("net.ipv6.conf.all.disable_ipv6", "1").unwrap();
+    pod.ip(&["route", "add", "default", "via", gateway])
+        .unwrap();
 }
 
 /// A TCP connect to `dst` from inside a namespace: "connected",
@@ -102,6 +129,30 @@ fn a_stock_chassis_and_an_ironflow_node_form_one_cluster() {
     }
     let central = OvnCentral::start().expect("central");
     build_seed(&central).expect("seed");
+    // stock-1: on kube-node1's switch with sshd-2, but on the stock
+    // chassis; web-9: on kube-node2's switch with web-1, but on the
+    // ironflow node, and a web client like web-1 (the ACL lets web
+    // clients reach sshd-2's tcp/22).
+    for (lsp, switch, addrs) in [
+        ("stock-1", "kube-node1", "0a:00:00:00:00:19 192.168.2.9"),
+        ("web-9", "kube-node2", "0a:00:00:00:00:09 192.168.3.9"),
+    ] {
+        central.nbctl(&["lsp-add", switch, lsp]).unwrap();
+        central.nbctl(&["lsp-set-addresses", lsp, addrs]).unwrap();
+        central
+            .nbctl(&["lsp-set-port-security", lsp, addrs])
+            .unwrap();
+    }
+    central
+        .nbctl(&[
+            "add",
+            "Address_Set",
+            "web_clients",
+            "addresses",
+            "\"192.168.3.9\"",
+        ])
+        .unwrap();
+    central.sync().unwrap();
     let prefix = stock::unique_prefix("mx");
     // kube-node1 (ironflow) lives in the namespace the stock chassis's
     // underlay veth comes out in.
@@ -114,13 +165,22 @@ fn a_stock_chassis_and_an_ironflow_node_form_one_cluster() {
         encap_ip: STOCK_IP,
         encap_prefix_len: 24,
         underlay_ns: node_ns.name().into(),
-        pods: vec![PodSpec {
-            lsp: "web-1".into(),
-            mac: "0a:00:00:00:00:02".into(),
-            cidr: "192.168.3.3/24".into(),
-            gateway: Ipv4Addr::new(192, 168, 3, 1),
-            gateway_mac: "00:00:00:d3:4b:aa".into(),
-        }],
+        pods: vec![
+            PodSpec {
+                lsp: "web-1".into(),
+                mac: "0a:00:00:00:00:02".into(),
+                cidr: "192.168.3.3/24".into(),
+                gateway: Ipv4Addr::new(192, 168, 3, 1),
+                gateway_mac: "00:00:00:d3:4b:aa".into(),
+            },
+            PodSpec {
+                lsp: "stock-1".into(),
+                mac: "0a:00:00:00:00:19".into(),
+                cidr: "192.168.2.9/24".into(),
+                gateway: Ipv4Addr::new(192, 168, 2, 1),
+                gateway_mac: "00:00:00:c0:2e:c7".into(),
+            },
+        ],
     })
     .expect("stock chassis");
     let underlay = chassis.underlay_peer();
@@ -137,30 +197,24 @@ fn a_stock_chassis_and_an_ironflow_node_form_one_cluster() {
         ])
         .unwrap();
     node_ns.ip(&["link", "set", &underlay, "up"]).unwrap();
-    // sshd-2's pod on the ironflow node.
-    node_ns
-        .ip(&[
-            "link",
-            "add",
-            "sshd-2",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            sshd.name(),
-        ])
-        .unwrap();
-    node_ns.ip(&["link", "set", "sshd-2", "up"]).unwrap();
-    sshd.ip(&["link", "set", "eth0", "address", "0a:00:00:00:00:01"])
-        .unwrap();
-    sshd.ip(&["addr", "add", "192.168.2.3/24", "dev", "eth0"])
-        .unwrap();
-    sshd.ip(&["link", "set", "eth0", "up"]).unwrap();
-    sshd.sysctl("net.ipv6.conf.all.disable_ipv6", "1").unwrap();
-    sshd.ip(&["route", "add", "default", "via", "192.168.2.1"])
-        .unwrap();
+    // sshd-2 and web-9 on the ironflow node.
+    let web9 = Netns::new(&format!("ifl-{prefix}-web9")).unwrap();
+    plumb(
+        &node_ns,
+        &sshd,
+        "sshd-2",
+        "0a:00:00:00:00:01",
+        "192.168.2.3/24",
+        "192.168.2.1",
+    );
+    plumb(
+        &node_ns,
+        &web9,
+        "web-9",
+        "0a:00:00:00:00:09",
+        "192.168.3.9/24",
+        "192.168.3.1",
+    );
 
     let node = IronflowNode::start(
         &node_ns,
@@ -173,12 +227,16 @@ fn a_stock_chassis_and_an_ironflow_node_form_one_cluster() {
             &IRONFLOW_IP.to_string(),
             "--port",
             "sshd-2=sshd-2",
+            "--port",
+            "web-9=web-9",
         ],
     )
     .expect("ironflow run");
-    chassis
-        .wait_installed(0, Duration::from_secs(30))
-        .expect("web-1 installed on the stock chassis");
+    for i in 0..2 {
+        chassis
+            .wait_installed(i, Duration::from_secs(30))
+            .expect("the stock chassis's pods installed");
+    }
     chassis
         .wait_tunnel(IRONFLOW_IP, Duration::from_secs(30))
         .expect("the stock chassis's tunnel to the ironflow node");
@@ -261,6 +319,46 @@ fn a_stock_chassis_and_an_ironflow_node_form_one_cluster() {
         &node,
     );
     assert!(out.contains("connected"));
+
+    // The same from a client on the ironflow node: tcp/23 never
+    // connects, the VIP does.
+    let (_, out) = stock_exec(&web9, &["python3", "-c", &connect("192.168.2.3", 23)]);
+    assert!(
+        out.contains("timeout"),
+        "tcp/23 from the ironflow side: {out}"
+    );
+    let out = until(
+        &web9,
+        &["python3", "-c", &connect("172.30.0.10", 22)],
+        |o| o.contains("connected"),
+        &node,
+    );
+    assert!(out.contains("connected"));
+
+    // On one logical switch across the two chassis: stock-1 and sshd-2
+    // (no router: the TTL stays 64), and web-9 and web-1.
+    let stock1 = chassis.pod(1).unwrap();
+    for (from, to) in [
+        (stock1, "192.168.2.3"),
+        (&sshd, "192.168.2.9"),
+        (&web9, "192.168.3.3"),
+        (web, "192.168.3.9"),
+    ] {
+        let out = until(
+            from,
+            &["ping", "-n", "-c", "1", "-W", "1", to],
+            |o| o.contains(" 0% packet loss"),
+            &node,
+        );
+        assert!(out.contains("ttl=64"), "same switch, no router: {out}");
+    }
+    let out = until(
+        &web9,
+        &["python3", "-c", &send("192.168.3.3", 8080)],
+        |o| o.contains("echoed 4000000"),
+        &node,
+    );
+    assert!(out.contains("echoed 4000000"));
 
     // The underlay capture: frames each way, laid out alike.
     let mut from_ironflow = None;
