@@ -86,7 +86,8 @@ fn connect(dst: &str, port: u16) -> String {
 
 /// The layout of an outer Geneve frame, by field, leaving out what must
 /// differ between senders (addresses, lengths, checksums' values, the
-/// source port, and the port keys of the option).
+/// source port's value, and the port keys of the option). The IPv4
+/// identification is in: both send 0 with DF set.
 fn layout(f: &[u8]) -> BTreeMap<&'static str, u64> {
     let ip = &f[14..34];
     let udp = &f[34..42];
@@ -95,6 +96,10 @@ fn layout(f: &[u8]) -> BTreeMap<&'static str, u64> {
     m.insert("ethertype", u64::from(u16::from_be_bytes([f[12], f[13]])));
     m.insert("ip version/ihl", u64::from(ip[0]));
     m.insert("ip tos", u64::from(ip[1]));
+    m.insert(
+        "ip identification",
+        u64::from(u16::from_be_bytes([ip[4], ip[5]])),
+    );
     m.insert("ip flags (DF)", u64::from(ip[6] & 0xe0));
     m.insert("ip ttl", u64::from(ip[8]));
     m.insert("ip protocol", u64::from(ip[9]));
