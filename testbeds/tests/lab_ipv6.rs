@@ -5,7 +5,8 @@
 //! pings reach the router's addresses on both switches; its router
 //! solicitation gets a router advertisement (`put_nd_ra_opts`, slaac) and
 //! the kernel configures an address from the prefix; b1 pings a1 across
-//! the router.
+//! the router; and c1, an address the NB does not know, is solicited by
+//! the router (`nd_ns`) and learned from its kernel's answer (`put_nd`).
 //!
 //! Needs root; skips with a message otherwise.
 
@@ -56,6 +57,12 @@ fn a_pods_kernel_does_neighbour_discovery_and_slaac_through_ironflow() {
         .unwrap()
         .build(&central)
         .expect("dual-stack topology");
+    // c1: on switch b with a MAC but no address in the NB, so the router
+    // must ask for it (nd_ns) and learn the answer (put_nd).
+    central.nbctl(&["lsp-add", "b", "c1"]).unwrap();
+    central
+        .nbctl(&["lsp-set-addresses", "c1", "0a:00:00:06:02:0c"])
+        .unwrap();
     central.sync().unwrap();
 
     let p = unique_prefix("v6");
@@ -78,6 +85,14 @@ fn a_pods_kernel_does_neighbour_discovery_and_slaac_through_ironflow() {
             "0a:00:00:06:02:0a",
             "10.6.2.10/24",
             "fd00:6:2::a/64",
+            "10.6.2.1",
+            "fd00:6:2::1",
+        ),
+        (
+            "c1",
+            "0a:00:00:06:02:0c",
+            "10.6.2.12/24",
+            "fd00:6:2::c/64",
             "10.6.2.1",
             "fd00:6:2::1",
         ),
@@ -119,6 +134,8 @@ fn a_pods_kernel_does_neighbour_discovery_and_slaac_through_ironflow() {
             "a1=a1",
             "--port",
             "b1=b1",
+            "--port",
+            "c1=c1",
         ],
     )
     .expect("ironflow run");
@@ -136,7 +153,18 @@ fn a_pods_kernel_does_neighbour_discovery_and_slaac_through_ironflow() {
     for dst in ["fd00:6:1::1", "fd00:6:2::1"] {
         until(
             a1,
-            &["ping", "-6", "-n", "-c", "1", "-W", "1", dst],
+            &[
+                "ping",
+                "-6",
+                "-n",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                "-I",
+                "fd00:6:1::a",
+                dst,
+            ],
             |o| o.contains(" 0% packet loss"),
             &node,
         );
@@ -168,6 +196,42 @@ fn a_pods_kernel_does_neighbour_discovery_and_slaac_through_ironflow() {
         |o| o.contains(" 0% packet loss"),
         &node,
     );
+    // c1, whose address the NB does not know: the router solicits it,
+    // c1's kernel answers, and the binding is learned into the SB.
+    // From the address port security allows (the kernel would pick the
+    // one SLAAC just made, which a1's port does not allow).
+    until(
+        a1,
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "-I",
+            "fd00:6:1::a",
+            "fd00:6:2::c",
+        ],
+        |o| o.contains(" 0% packet loss"),
+        &node,
+    );
+    let learned = central
+        .sbctl(&[
+            "--bare",
+            "--columns=mac",
+            "find",
+            "MAC_Binding",
+            "ip=\"fd00:6:2::c\"",
+        ])
+        .unwrap();
+    assert_eq!(
+        learned.trim(),
+        "0a:00:00:06:02:0c",
+        "put_nd into MAC_Binding"
+    );
+
     // a1's kernel took the advertisement's hop limit (255, as OVN
     // advertises it) for its own packets: the reply arrives with 254.
     assert!(out.contains("ttl=254"), "{out}");
