@@ -6,7 +6,7 @@ packages=(
   ovn-central ovn-host ovn-common openvswitch-switch  # real OVN for labs and tests
   iproute2 ethtool tcpdump iputils-ping iperf3        # namespace labs
   python3                                             # pods in the datapath's kernel tests
-  udhcpc traceroute                                   # real clients for the controller actions (DHCP, TTL)
+  udhcpc traceroute isc-dhcp-client                   # real clients for the controller actions (DHCP, DHCPv6, TTL)
   build-essential pkg-config                          # crates with C parts
   libelf-dev clang m4                                 # AF_XDP (xsk-rs)
 )

@@ -6,7 +6,8 @@
 //! solicitation gets a router advertisement (`put_nd_ra_opts`, slaac) and
 //! the kernel configures an address from the prefix; b1 pings a1 across
 //! the router; and c1, an address the NB does not know, is solicited by
-//! the router (`nd_ns`) and learned from its kernel's answer (`put_nd`).
+//! the router (`nd_ns`) and learned from its kernel's answer (`put_nd`);
+//! ISC dhclient gets a1's address by DHCPv6 (`put_dhcpv6_opts`).
 //!
 //! Needs root; skips with a message otherwise.
 
@@ -232,7 +233,54 @@ fn a_pods_kernel_does_neighbour_discovery_and_slaac_through_ironflow() {
         "put_nd into MAC_Binding"
     );
 
+    // DHCPv6 with ISC dhclient (if installed): a1's port's address is
+    // offered and acknowledged (put_dhcpv6_opts).
+    if lab_has("dhclient") {
+        let dir = tempfile::tempdir().unwrap();
+        let (lease, pid) = (dir.path().join("lease6"), dir.path().join("pid6"));
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                a1.name(),
+                "dhclient",
+                "-6",
+                "-1",
+                "-sf",
+                "/bin/true",
+            ])
+            .arg("-lf")
+            .arg(&lease)
+            .arg("-pf")
+            .arg(&pid)
+            .arg("eth0")
+            .output()
+            .unwrap();
+        // It stays as a daemon once bound: stop it by its pidfile.
+        if let Ok(p) = std::fs::read_to_string(&pid) {
+            if let Ok(p) = p.trim().parse::<i32>() {
+                // SAFETY: signals the dhclient this test started.
+                unsafe { libc::kill(p, libc::SIGTERM) };
+            }
+        }
+        let leases = std::fs::read_to_string(&lease).unwrap_or_default();
+        assert!(
+            out.status.success() && leases.contains("iaaddr fd00:6:1::a"),
+            "dhclient -6: {}{}\nleases: {leases}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     // a1's kernel took the advertisement's hop limit (255, as OVN
     // advertises it) for its own packets: the reply arrives with 254.
     assert!(out.contains("ttl=254"), "{out}");
+}
+
+/// Whether `tool` is on the PATH.
+fn lab_has(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
