@@ -233,6 +233,28 @@ fn a_pods_kernel_does_neighbour_discovery_and_slaac_through_ironflow() {
         "put_nd into MAC_Binding"
     );
 
+    // Hop limit 1 through the router: its ICMPv6 time exceeded.
+    let te = until(
+        a1,
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "-t",
+            "1",
+            "-I",
+            "fd00:6:1::a",
+            "fd00:6:2::a",
+        ],
+        |o| o.contains("Time exceeded"),
+        &node,
+    );
+    assert!(te.contains("From fd00:6:1::1"), "{te}");
+
     // DHCPv6 with ISC dhclient (if installed): a1's port's address is
     // offered and acknowledged (put_dhcpv6_opts).
     if lab_has("dhclient") {
