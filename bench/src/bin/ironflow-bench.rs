@@ -1,8 +1,10 @@
 //! `ironflow-bench`: whole-engine measurements that criterion's repeated
 //! samples do not suit (one big compile, peak memory). Micro-benchmarks are
-//! the criterion benches under `benches/`.
+//! the criterion benches under `benches/`; `system` runs ironflow side by
+//! side with other dataplanes on a namespace lab.
 
 use ironflow_bench::engine::{self, Scenario};
+use ironflow_bench::system;
 use ironflow_pipeline::program::{compile, compile_in, Program};
 use ironflow_pipeline::snapshot::Snapshot;
 use std::process::ExitCode;
@@ -14,7 +16,12 @@ const USAGE: &str = "usage:
       hash of the compiled tables, to check that a change keeps them)
   ironflow-bench engine --scenario NAME [--flows N] [--seconds S] [--json] [--show-flows]
       NAME: seed-cross-node, seed-same-switch, seed-decap, conntrack-new, mixed
-      (--show-flows prints the megaflows after the run, as dpctl/dump-flows)";
+      (--show-flows prints the megaflows after the run, as dpctl/dump-flows)
+  ironflow-bench system [--peer PEER[,PEER]...] [--pairs PAIR[,PAIR]...] [--seconds S] [--rounds N] [--json]
+      PEER: ironflow (default), kernel, ovs-netdev, ovs-afxdp, ovs-kernel
+      PAIR: same-switch, routed, cross-node (default: all)
+      builds each peer's two-node lab in namespaces (root), measures each pair,
+      tears it down; several peers alternate, N rounds (default 3), medians";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +37,13 @@ fn main() -> ExitCode {
             Ok((scenario, flows, seconds, json, show)) => {
                 run_engine(scenario, flows, seconds, json, show)
             }
+            Err(e) => {
+                eprintln!("ironflow-bench: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        [cmd, rest @ ..] if cmd == "system" => match system::Options::parse(rest) {
+            Ok(o) => system::run(&o).map_err(|e| format!("{e:#}")),
             Err(e) => {
                 eprintln!("ironflow-bench: {e}\n{USAGE}");
                 return ExitCode::from(2);

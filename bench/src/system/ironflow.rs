@@ -1,0 +1,55 @@
+//! The `ironflow` peer: the seed lab as the tests run it (a real OVN
+//! central, `ironflow run` on each node, pods on veth attached with
+//! `ironflow port add`), with the benchmark's pods.
+
+use super::{Endpoints, Pair, Testbed, POD_SPECS};
+use crate::system::traffic::cpu_seconds;
+use anyhow::Result;
+use ironflow_testbeds::lab::{LabConfig, PodSpec, SeedLab};
+use ironflow_testbeds::netns::unique_prefix;
+
+pub struct IronflowLab {
+    lab: SeedLab,
+}
+
+impl IronflowLab {
+    pub fn start() -> Result<IronflowLab> {
+        let mut cfg = LabConfig::new(&unique_prefix("bi"));
+        // The node's own port carries nothing the benchmark sends.
+        cfg.mgmt_ports = false;
+        cfg.pods = POD_SPECS
+            .iter()
+            .map(|p| {
+                if p.seed {
+                    PodSpec::seed(p.lsp, p.node)
+                } else {
+                    Ok(PodSpec::extra(p.lsp, p.switch, p.mac, p.ip, p.node))
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(IronflowLab {
+            lab: SeedLab::start(cfg)?,
+        })
+    }
+}
+
+impl Testbed for IronflowLab {
+    fn endpoints(&self, pair: Pair) -> Result<Endpoints> {
+        let (src, dst) = pair.pods();
+        let (src, dst) = (self.lab.pod(src)?, self.lab.pod(dst)?);
+        Ok(Endpoints {
+            src_ns: src.ns().name().to_string(),
+            dst_ns: dst.ns().name().to_string(),
+            dst_ip: dst.spec.ip,
+        })
+    }
+
+    /// Every node's daemon: the whole datapath of the lab.
+    fn datapath_cpu(&self) -> Option<f64> {
+        self.lab
+            .nodes()
+            .iter()
+            .map(|n| n.pid().and_then(cpu_seconds))
+            .sum()
+    }
+}

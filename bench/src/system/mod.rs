@@ -1,0 +1,487 @@
+//! `ironflow-bench system`: ironflow side by side with other dataplanes on
+//! the same two-node lab (issue 8). Each peer builds the lab its own way
+//! with the same pods (names, MACs, addresses), each pair is measured pod
+//! to pod (64-byte UDP packets/s and loss, TCP throughput, UDP round-trip
+//! p50/p99, datapath CPU per million packets), and the lab is torn down.
+//! Several peers run alternately, round after round, so drift on a shared
+//! machine hits them alike; medians over the rounds are reported.
+
+pub mod ironflow;
+pub mod kernel;
+pub mod stats;
+pub mod traffic;
+
+use anyhow::{bail, Context, Result};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A dataplane to compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Ironflow,
+    Kernel,
+    OvsNetdev,
+    OvsAfxdp,
+    OvsKernel,
+}
+
+impl Peer {
+    pub const ALL: [Peer; 5] = [
+        Peer::Ironflow,
+        Peer::Kernel,
+        Peer::OvsNetdev,
+        Peer::OvsAfxdp,
+        Peer::OvsKernel,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Ironflow => "ironflow",
+            Peer::Kernel => "kernel",
+            Peer::OvsNetdev => "ovs-netdev",
+            Peer::OvsAfxdp => "ovs-afxdp",
+            Peer::OvsKernel => "ovs-kernel",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Peer> {
+        Peer::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Why this peer cannot run here, if it cannot.
+    pub fn unavailable(self) -> Option<String> {
+        if let Some(why) = ironflow_testbeds::lab::unavailable() {
+            return Some(why);
+        }
+        match self {
+            Peer::Ironflow | Peer::Kernel => None,
+            Peer::OvsNetdev => Some(
+                "ovs-netdev: stock OVN/OVS on the userspace datapath is not wired into \
+                 `ironflow-bench system` yet (testbeds/src/stock.rs runs one chassis; the \
+                 two-node lab for it is still to do)"
+                    .into(),
+            ),
+            Peer::OvsAfxdp => Some(
+                "ovs-afxdp: not wired into `ironflow-bench system` yet; it needs the \
+                 ovs-netdev lab with `type=afxdp` ports and an OVS built with AF_XDP"
+                    .into(),
+            ),
+            Peer::OvsKernel => Some(if kernel_has_openvswitch() {
+                "ovs-kernel: this kernel has the openvswitch module, but the harness \
+                 does not drive kernel OVS yet"
+                    .into()
+            } else {
+                "ovs-kernel: not available on this host: the kernel has no openvswitch \
+                 module (no /sys/module/openvswitch, and modprobe cannot load it)"
+                    .into()
+            }),
+        }
+    }
+}
+
+/// Whether kernel OVS is loaded or loadable.
+fn kernel_has_openvswitch() -> bool {
+    Path::new("/sys/module/openvswitch").exists()
+        || std::process::Command::new("modprobe")
+            .args(["-n", "openvswitch"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+}
+
+/// What a pair of pods exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pair {
+    /// web-1 → web-2: one logical switch, one node.
+    SameSwitch,
+    /// web-1 → db-1: across the router, both on kube-node2.
+    Routed,
+    /// web-1 → app-1: across the router and the tunnel to kube-node1.
+    CrossNode,
+}
+
+impl Pair {
+    pub const ALL: [Pair; 3] = [Pair::SameSwitch, Pair::Routed, Pair::CrossNode];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pair::SameSwitch => "same-switch",
+            Pair::Routed => "routed",
+            Pair::CrossNode => "cross-node",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Pair> {
+        Pair::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Source and destination pod.
+    pub fn pods(self) -> (&'static str, &'static str) {
+        match self {
+            Pair::SameSwitch => ("web-1", "web-2"),
+            Pair::Routed => ("web-1", "db-1"),
+            // Not sshd-2: its ACLs drop UDP.
+            Pair::CrossNode => ("web-1", "app-1"),
+        }
+    }
+}
+
+/// A pod every peer's lab has.
+pub struct BenchPod {
+    pub lsp: &'static str,
+    pub switch: &'static str,
+    pub mac: &'static str,
+    pub ip: Ipv4Addr,
+    pub node: &'static str,
+    /// One of the seed's own logical ports.
+    pub seed: bool,
+}
+
+pub const POD_SPECS: [BenchPod; 4] = [
+    BenchPod {
+        lsp: "web-1",
+        switch: "kube-node2",
+        mac: "0a:00:00:00:00:02",
+        ip: Ipv4Addr::new(192, 168, 3, 3),
+        node: "kube-node2",
+        seed: true,
+    },
+    BenchPod {
+        lsp: "web-2",
+        switch: "kube-node2",
+        mac: "0a:00:00:00:00:03",
+        ip: Ipv4Addr::new(192, 168, 3, 4),
+        node: "kube-node2",
+        seed: false,
+    },
+    BenchPod {
+        lsp: "db-1",
+        switch: "kube-node1",
+        mac: "0a:00:00:00:00:05",
+        ip: Ipv4Addr::new(192, 168, 2, 5),
+        node: "kube-node2",
+        seed: false,
+    },
+    BenchPod {
+        lsp: "app-1",
+        switch: "kube-node1",
+        mac: "0a:00:00:00:00:06",
+        ip: Ipv4Addr::new(192, 168, 2, 6),
+        node: "kube-node1",
+        seed: false,
+    },
+];
+
+/// Where a pair's traffic goes from and to in a built lab.
+pub struct Endpoints {
+    pub src_ns: String,
+    pub dst_ns: String,
+    pub dst_ip: Ipv4Addr,
+}
+
+/// A peer's lab, up.
+pub trait Testbed {
+    fn endpoints(&self, pair: Pair) -> Result<Endpoints>;
+    /// CPU seconds the datapath processes have used so far; `None` where
+    /// the datapath is not a process.
+    fn datapath_cpu(&self) -> Option<f64>;
+}
+
+fn start(peer: Peer) -> Result<Box<dyn Testbed>> {
+    Ok(match peer {
+        Peer::Ironflow => Box::new(ironflow::IronflowLab::start()?),
+        Peer::Kernel => Box::new(kernel::KernelLab::start()?),
+        other => bail!("{}", other.unavailable().unwrap_or_default()),
+    })
+}
+
+/// `system`'s options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub peers: Vec<Peer>,
+    pub pairs: Vec<Pair>,
+    pub seconds: f64,
+    pub rounds: usize,
+    pub json: bool,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Options, String> {
+        let mut o = Options {
+            peers: vec![Peer::Ironflow],
+            pairs: Pair::ALL.to_vec(),
+            seconds: 5.0,
+            rounds: 3,
+            json: false,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match a.as_str() {
+                "--peer" | "--peers" => {
+                    o.peers = value("--peer")?
+                        .split(',')
+                        .map(|p| {
+                            Peer::parse(p).ok_or_else(|| {
+                                format!(
+                                    "unknown peer \"{p}\" (one of {})",
+                                    Peer::ALL.map(Peer::name).join(", ")
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "--pairs" | "--pair" => {
+                    o.pairs = value("--pairs")?
+                        .split(',')
+                        .map(|p| {
+                            Pair::parse(p).ok_or_else(|| {
+                                format!(
+                                    "unknown pair \"{p}\" (one of {})",
+                                    Pair::ALL.map(Pair::name).join(", ")
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "--seconds" => {
+                    o.seconds = value("--seconds")?
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| *s > 0.0)
+                        .ok_or("--seconds takes a positive number of seconds")?;
+                }
+                "--rounds" => {
+                    o.rounds = value("--rounds")?
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or("--rounds takes a positive number")?;
+                }
+                "--json" => o.json = true,
+                other => return Err(format!("unknown argument \"{other}\"")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// One pair measured once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    pub pps: Option<f64>,
+    pub loss: Option<f64>,
+    pub tcp_gbps: Option<f64>,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub cpu_s_per_mpkt: Option<f64>,
+}
+
+/// Reads one metric of a sample.
+type Metric = fn(&Sample) -> Option<f64>;
+
+/// The metrics in output order, with a getter each.
+const METRICS: [(&str, Metric); 6] = [
+    ("pps", |s| s.pps),
+    ("loss", |s| s.loss),
+    ("tcp_gbps", |s| s.tcp_gbps),
+    ("p50_us", |s| s.p50_us),
+    ("p99_us", |s| s.p99_us),
+    ("cpu_s_per_mpkt", |s| s.cpu_s_per_mpkt),
+];
+
+fn measure(bed: &dyn Testbed, pair: Pair, seconds: f64) -> Result<Sample> {
+    let ep = bed.endpoints(pair)?;
+    traffic::wait_reachable(&ep.src_ns, &ep.dst_ns, ep.dst_ip, Duration::from_secs(15))?;
+    let cpu0 = bed.datapath_cpu();
+    let blast = traffic::udp_blast(&ep.src_ns, &ep.dst_ns, ep.dst_ip, seconds)?;
+    let cpu1 = bed.datapath_cpu();
+    // Charged to the packets delivered: what a dropped packet cost is part
+    // of the price of the ones that made it.
+    let cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) if blast.received > 0 => Some((b - a) / (blast.received as f64 / 1e6)),
+        _ => None,
+    };
+    let tcp = traffic::tcp_gbps(&ep.src_ns, &ep.dst_ns, ep.dst_ip, seconds)?;
+    let (p50, p99) = traffic::latency(
+        &ep.src_ns,
+        &ep.dst_ns,
+        ep.dst_ip,
+        20_000,
+        Duration::from_secs_f64(seconds.min(5.0)),
+    )?;
+    Ok(Sample {
+        pps: Some(blast.pps()),
+        loss: Some(blast.loss()),
+        tcp_gbps: Some(tcp),
+        p50_us: Some(p50),
+        p99_us: Some(p99),
+        cpu_s_per_mpkt: cpu,
+    })
+}
+
+fn fmt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn describe(s: &Sample) -> String {
+    format!(
+        "{} pps (loss {}%), {} Gbit/s TCP, p50 {} us, p99 {} us, {} CPU s/Mpkt",
+        fmt(s.pps, 0),
+        fmt(s.loss.map(|l| l * 100.0), 1),
+        fmt(s.tcp_gbps, 2),
+        fmt(s.p50_us, 1),
+        fmt(s.p99_us, 1),
+        fmt(s.cpu_s_per_mpkt, 3)
+    )
+}
+
+/// Runs the benchmark and prints the medians (and ratios).
+pub fn run(o: &Options) -> Result<()> {
+    for p in &o.peers {
+        if let Some(why) = p.unavailable() {
+            bail!("{why}");
+        }
+    }
+    let mut samples: Vec<(Peer, Pair, Sample)> = Vec::new();
+    for round in 1..=o.rounds {
+        for &peer in &o.peers {
+            let bed = start(peer).with_context(|| format!("starting the {} lab", peer.name()))?;
+            for &pair in &o.pairs {
+                let s = measure(bed.as_ref(), pair, o.seconds)
+                    .with_context(|| format!("{} {}", peer.name(), pair.name()))?;
+                eprintln!(
+                    "round {round}/{} {} {}: {}",
+                    o.rounds,
+                    peer.name(),
+                    pair.name(),
+                    describe(&s)
+                );
+                samples.push((peer, pair, s));
+            }
+            drop(bed);
+        }
+    }
+    let median_of = |peer: Peer, pair: Pair| -> (Sample, usize) {
+        let runs: Vec<&Sample> = samples
+            .iter()
+            .filter(|(p, q, _)| *p == peer && *q == pair)
+            .map(|(_, _, s)| s)
+            .collect();
+        let m = |f: Metric| stats::median(runs.iter().map(|s| f(s)));
+        (
+            Sample {
+                pps: m(|s| s.pps),
+                loss: m(|s| s.loss),
+                tcp_gbps: m(|s| s.tcp_gbps),
+                p50_us: m(|s| s.p50_us),
+                p99_us: m(|s| s.p99_us),
+                cpu_s_per_mpkt: m(|s| s.cpu_s_per_mpkt),
+            },
+            runs.len(),
+        )
+    };
+    let host = host_description();
+    if !o.json {
+        println!(
+            "medians of {} round(s), {} s each, on {host}:",
+            o.rounds, o.seconds
+        );
+    }
+    for &pair in &o.pairs {
+        let ours = o
+            .peers
+            .contains(&Peer::Ironflow)
+            .then(|| median_of(Peer::Ironflow, pair).0);
+        for &peer in &o.peers {
+            let (m, runs) = median_of(peer, pair);
+            let ratios: Vec<(&str, Option<f64>)> = match (&ours, peer) {
+                (Some(ours), p) if p != Peer::Ironflow => METRICS
+                    .iter()
+                    .map(|(name, f)| {
+                        let r = match (f(ours), f(&m)) {
+                            (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+                            _ => None,
+                        };
+                        (*name, r)
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if o.json {
+                let mut line = serde_json::json!({
+                    "peer": peer.name(),
+                    "pair": pair.name(),
+                    "runs": runs,
+                    "seconds": o.seconds,
+                    "host": host,
+                });
+                for (name, f) in METRICS {
+                    line[name] = f(&m).into();
+                }
+                if !ratios.is_empty() {
+                    let mut r = serde_json::Map::new();
+                    for (name, v) in &ratios {
+                        r.insert(name.to_string(), (*v).into());
+                    }
+                    line["ironflow_over_peer"] = r.into();
+                }
+                println!("{line}");
+            } else {
+                println!("  {:<11} {:<10} {}", pair.name(), peer.name(), describe(&m));
+                if !ratios.is_empty() {
+                    let text: Vec<String> = ratios
+                        .iter()
+                        .filter(|(n, _)| *n != "loss")
+                        .map(|(n, v)| format!("{n} {}", fmt(*v, 2)))
+                        .collect();
+                    println!(
+                        "  {:<11} {:<10} ironflow/{}: {}",
+                        "",
+                        "",
+                        peer.name(),
+                        text.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// CPUs and kernel, for the record.
+fn host_description() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs, Linux {}", kernel.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn options() {
+        let o = Options::parse(&args(
+            "--peer ironflow,kernel --pairs routed --seconds 2 --json",
+        ))
+        .unwrap();
+        assert_eq!(o.peers, vec![Peer::Ironflow, Peer::Kernel]);
+        assert_eq!(o.pairs, vec![Pair::Routed]);
+        assert_eq!(o.seconds, 2.0);
+        assert!(o.json);
+        assert!(Options::parse(&args("--peer vpp")).is_err());
+        assert!(Options::parse(&args("--seconds 0")).is_err());
+        let d = Options::parse(&[]).unwrap();
+        assert_eq!(d.pairs.len(), 3);
+    }
+}
