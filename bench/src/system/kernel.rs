@@ -6,19 +6,10 @@
 //! VXLAN tunnel between them carries cross-node traffic (this kernel has
 //! no geneve module). No OVN, no ACLs, no conntrack.
 
-use super::{Endpoints, Pair, Testbed, POD_SPECS};
+use super::{gateway, Endpoints, Pair, Testbed, POD_SPECS};
 use anyhow::{Context, Result};
 use ironflow_testbeds::lab::POD_MTU;
 use ironflow_testbeds::netns::{unique_prefix, Netns};
-
-/// The router's address on each of the seed's pod switches.
-fn gateway(switch: &str) -> &'static str {
-    match switch {
-        "kube-node1" => "192.168.2.1",
-        "kube-node2" => "192.168.3.1",
-        _ => "192.168.1.1",
-    }
-}
 
 pub struct KernelLab {
     /// In creation order; deleted in reverse.
@@ -113,7 +104,13 @@ impl KernelLab {
                 "link", "set", "eth0", "address", spec.mac, "mtu", &mtu, "up",
             ])?;
             pns.ip(&["addr", "add", &format!("{}/24", spec.ip), "dev", "eth0"])?;
-            pns.ip(&["route", "add", "default", "via", gateway(spec.switch)])?;
+            pns.ip(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                &gateway(spec.switch).to_string(),
+            ])?;
             let pname = pns.name().to_string();
             let rns = &self.namespaces[r];
             rns.ip(&[

@@ -127,6 +127,16 @@ impl Pair {
     }
 }
 
+/// The router's address on one of the seed's pod switches: the pods'
+/// default gateway.
+pub fn gateway(switch: &str) -> Ipv4Addr {
+    match switch {
+        "kube-node1" => Ipv4Addr::new(192, 168, 2, 1),
+        "kube-node2" => Ipv4Addr::new(192, 168, 3, 1),
+        _ => Ipv4Addr::new(192, 168, 1, 1),
+    }
+}
+
 /// A pod every peer's lab has.
 pub struct BenchPod {
     pub lsp: &'static str,
@@ -275,6 +285,7 @@ impl Options {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
     pub pps: Option<f64>,
+    pub sink_pps: Option<f64>,
     pub loss: Option<f64>,
     pub tcp_gbps: Option<f64>,
     pub p50_us: Option<f64>,
@@ -286,8 +297,9 @@ pub struct Sample {
 type Metric = fn(&Sample) -> Option<f64>;
 
 /// The metrics in output order, with a getter each.
-const METRICS: [(&str, Metric); 6] = [
+const METRICS: [(&str, Metric); 7] = [
     ("pps", |s| s.pps),
+    ("sink_pps", |s| s.sink_pps),
     ("loss", |s| s.loss),
     ("tcp_gbps", |s| s.tcp_gbps),
     ("p50_us", |s| s.p50_us),
@@ -298,8 +310,29 @@ const METRICS: [(&str, Metric); 6] = [
 fn measure(bed: &dyn Testbed, pair: Pair, seconds: f64) -> Result<Sample> {
     let ep = bed.endpoints(pair)?;
     traffic::wait_reachable(&ep.src_ns, &ep.dst_ns, ep.dst_ip, Duration::from_secs(15))?;
+    let (src, _) = pair.pods();
+    let src = POD_SPECS
+        .iter()
+        .find(|p| p.lsp == src)
+        .context("no such pod")?;
+    let dst_spec = POD_SPECS
+        .iter()
+        .find(|p| p.ip == ep.dst_ip)
+        .context("no such pod")?;
+    let flow = traffic::Flow {
+        src_ns: ep.src_ns.clone(),
+        dst_ns: ep.dst_ns.clone(),
+        src_mac: ironflow_testbeds::netns::parse_mac(src.mac)?,
+        src_ip: src.ip,
+        dst_ip: ep.dst_ip,
+        next_hop: if src.switch == dst_spec.switch {
+            ep.dst_ip
+        } else {
+            gateway(src.switch)
+        },
+    };
     let cpu0 = bed.datapath_cpu();
-    let blast = traffic::udp_blast(&ep.src_ns, &ep.dst_ns, ep.dst_ip, seconds)?;
+    let blast = traffic::udp_blast(&flow, seconds)?;
     let cpu1 = bed.datapath_cpu();
     // Charged to the packets delivered: what a dropped packet cost is part
     // of the price of the ones that made it.
@@ -317,6 +350,7 @@ fn measure(bed: &dyn Testbed, pair: Pair, seconds: f64) -> Result<Sample> {
     )?;
     Ok(Sample {
         pps: Some(blast.pps()),
+        sink_pps: Some(blast.sink_received as f64 / blast.seconds),
         loss: Some(blast.loss()),
         tcp_gbps: Some(tcp),
         p50_us: Some(p50),
@@ -331,9 +365,10 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 
 fn describe(s: &Sample) -> String {
     format!(
-        "{} pps (loss {}%), {} Gbit/s TCP, p50 {} us, p99 {} us, {} CPU s/Mpkt",
+        "{} pps (loss {}%, {} pps at the socket), {} Gbit/s TCP, p50 {} us, p99 {} us, {} CPU s/Mpkt",
         fmt(s.pps, 0),
         fmt(s.loss.map(|l| l * 100.0), 1),
+        fmt(s.sink_pps, 0),
         fmt(s.tcp_gbps, 2),
         fmt(s.p50_us, 1),
         fmt(s.p99_us, 1),
@@ -377,6 +412,7 @@ pub fn run(o: &Options) -> Result<()> {
         (
             Sample {
                 pps: m(|s| s.pps),
+                sink_pps: m(|s| s.sink_pps),
                 loss: m(|s| s.loss),
                 tcp_gbps: m(|s| s.tcp_gbps),
                 p50_us: m(|s| s.p50_us),
