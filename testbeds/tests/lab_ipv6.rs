@@ -145,7 +145,9 @@ fn a_pods_kernel_does_neighbour_discovery_and_slaac_through_ironflow() {
     for (pod, gw4, gw6) in &pods {
         pod.ip(&["link", "set", "eth0", "up"]).unwrap();
         pod.ip(&["route", "add", "default", "via", gw4]).unwrap();
-        pod.ip(&["-6", "route", "add", "default", "via", gw6])
+        // `replace`: the router's advertisement may have put a default
+        // route (via its link-local address) in place already.
+        pod.ip(&["-6", "route", "replace", "default", "via", gw6])
             .unwrap();
     }
     let (a1, b1) = (&pods[0].0, &pods[1].0);
