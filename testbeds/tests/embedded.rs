@@ -310,3 +310,35 @@ fn a_lab_from_a_live_southbound() {
     // Nobody answers at an address with no SB behind it.
     assert!(Lab::from_db("unix:/nonexistent/sb.sock").is_err());
 }
+
+#[test]
+fn the_controller_side_answers_in_the_lab() {
+    let mut lab = seed();
+    lab.node("kube-node2").unwrap();
+    let web = lab.raw_pod("kube-node2", "web-1").unwrap();
+    // UDP from web-1 to sshd-2 with TTL 1: the router's time exceeded.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&RTOS_NODE2_MAC);
+    frame.extend_from_slice(&WEB1_MAC);
+    frame.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![0x45, 0, 0, 31, 0, 1, 0x40, 0, 1, 17, 0, 0];
+    ip.extend_from_slice(&WEB1_IP.octets());
+    ip.extend_from_slice(&SSHD2_IP.octets());
+    let sum = ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&[0x9c, 0x40, 0x00, 0x35, 0, 11, 0, 0, b'x', b'y', b'z']);
+    assert!(lab[web].inject(&frame));
+    lab.run(4).unwrap();
+    let reply = lab[web].receive().expect("an answer from the router");
+    assert_eq!(&reply[0..6], &WEB1_MAC);
+    assert_eq!(reply[23], 1, "ICMP");
+    assert_eq!(reply[34], 11, "time exceeded");
+    assert_eq!(&reply[26..30], &[192, 168, 3, 1], "from the router port");
+    let node = lab.get_node("kube-node2").unwrap();
+    assert_eq!(node.stats().punted, 1, "{}", lab.report());
+}

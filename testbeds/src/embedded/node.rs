@@ -5,6 +5,7 @@
 //! lab is deterministic: each step drains every port in a fixed order and
 //! puts what the worker sent on the ports it named.
 
+use ironflow_control::daemon::pinctrl::Pinctrl;
 use ironflow_datapath::config::Config;
 use ironflow_datapath::conntrack::CtConfig;
 use ironflow_datapath::engine::Engine;
@@ -28,8 +29,10 @@ pub struct NodeStats {
     pub received: u64,
     /// Packets put on a port.
     pub sent: u64,
-    /// Packets for the controller (ironflow's pinctrl is not in the lab:
-    /// they are kept in [`Node::punts`] and go no further).
+    /// Packets for the controller: carried out by ironflow's controller
+    /// side (answers, ICMP errors, ARP requests…) and kept in
+    /// [`Node::punts`] for tests to look at. What it learns (MAC
+    /// bindings) goes nowhere: the lab has no SB to write.
     pub punted: u64,
     /// Outputs to a datapath port the node does not have.
     pub no_such_port: u64,
@@ -46,6 +49,7 @@ pub struct Node {
     next_port: PortId,
     engine: Option<Arc<Engine>>,
     worker: Option<Worker>,
+    pinctrl: Pinctrl,
     punts: VecDeque<Vec<u8>>,
     stats: NodeStats,
 }
@@ -63,6 +67,8 @@ impl Node {
             next_port: 1,
             engine: None,
             worker: None,
+            // The receiving end is dropped: learned bindings are let go.
+            pinctrl: Pinctrl::new(tokio::sync::mpsc::unbounded_channel().0),
             punts: VecDeque::new(),
             stats: NodeStats::default(),
         };
@@ -96,7 +102,7 @@ impl Node {
     /// Drains every port once through the worker; returns how many packets
     /// it took in.
     pub(crate) fn step(&mut self) -> usize {
-        let Some(worker) = &mut self.worker else {
+        let (Some(worker), Some(engine)) = (&mut self.worker, &self.engine) else {
             return 0;
         };
         let mut moved = 0;
@@ -114,7 +120,16 @@ impl Node {
                 worker.process_batch(id, &mut batch);
                 // Whatever a worker leaves in a batch is not ours to keep.
                 worker.pool.free_batch(&mut batch);
-                for (out, pkt) in worker.take_tx() {
+                let mut sent = worker.take_tx();
+                for punt in worker.punted.drain(..) {
+                    self.stats.punted += 1;
+                    if self.punts.len() >= PUNT_DEPTH {
+                        self.punts.pop_front();
+                    }
+                    self.punts.push_back(punt.packet.data().to_vec());
+                    self.pinctrl.handle(engine, &mut worker.pool, punt, &mut sent);
+                }
+                for (out, pkt) in sent {
                     match self.ports.iter_mut().find(|(p, _)| *p == out) {
                         Some((_, port)) => {
                             let mut one = PacketBatch::new();
@@ -128,14 +143,6 @@ impl Node {
                             worker.pool.free(pkt);
                         }
                     }
-                }
-                for punt in worker.punted.drain(..) {
-                    self.stats.punted += 1;
-                    if self.punts.len() >= PUNT_DEPTH {
-                        self.punts.pop_front();
-                    }
-                    self.punts.push_back(punt.packet.data().to_vec());
-                    worker.pool.free(punt.packet);
                 }
             }
         }
