@@ -8,6 +8,7 @@
 
 pub mod ironflow;
 pub mod kernel;
+pub mod ovs;
 pub mod stats;
 pub mod traffic;
 
@@ -56,12 +57,7 @@ impl Peer {
         }
         match self {
             Peer::Ironflow | Peer::Kernel => None,
-            Peer::OvsNetdev => Some(
-                "ovs-netdev: stock OVN/OVS on the userspace datapath is not wired into \
-                 `ironflow-bench system` yet (testbeds/src/stock.rs runs one chassis; the \
-                 two-node lab for it is still to do)"
-                    .into(),
-            ),
+            Peer::OvsNetdev => ironflow_testbeds::stock::unavailable(),
             Peer::OvsAfxdp => Some(
                 "ovs-afxdp: not wired into `ironflow-bench system` yet; it needs the \
                  ovs-netdev lab with `type=afxdp` ports and an OVS built with AF_XDP"
@@ -202,6 +198,7 @@ fn start(peer: Peer) -> Result<Box<dyn Testbed>> {
     Ok(match peer {
         Peer::Ironflow => Box::new(ironflow::IronflowLab::start()?),
         Peer::Kernel => Box::new(kernel::KernelLab::start()?),
+        Peer::OvsNetdev => Box::new(ovs::OvsLab::start()?),
         other => bail!("{}", other.unavailable().unwrap_or_default()),
     })
 }
