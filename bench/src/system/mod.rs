@@ -58,11 +58,8 @@ impl Peer {
         match self {
             Peer::Ironflow | Peer::Kernel => None,
             Peer::OvsNetdev => ironflow_testbeds::stock::unavailable(),
-            Peer::OvsAfxdp => Some(
-                "ovs-afxdp: not wired into `ironflow-bench system` yet; it needs the \
-                 ovs-netdev lab with `type=afxdp` ports and an OVS built with AF_XDP"
-                    .into(),
-            ),
+            // Whether this OVS has AF_XDP shows once a vswitchd runs.
+            Peer::OvsAfxdp => ironflow_testbeds::stock::unavailable(),
             Peer::OvsKernel => Some(if kernel_has_openvswitch() {
                 "ovs-kernel: this kernel has the openvswitch module, but the harness \
                  does not drive kernel OVS yet"
@@ -198,8 +195,9 @@ fn start(peer: Peer) -> Result<Box<dyn Testbed>> {
     Ok(match peer {
         Peer::Ironflow => Box::new(ironflow::IronflowLab::start()?),
         Peer::Kernel => Box::new(kernel::KernelLab::start()?),
-        Peer::OvsNetdev => Box::new(ovs::OvsLab::start()?),
-        other => bail!("{}", other.unavailable().unwrap_or_default()),
+        Peer::OvsNetdev => Box::new(ovs::OvsLab::start(false)?),
+        Peer::OvsAfxdp => Box::new(ovs::OvsLab::start(true)?),
+        Peer::OvsKernel => bail!("{}", peer.unavailable().unwrap_or_default()),
     })
 }
 

@@ -3,7 +3,8 @@
 //! stock chassis (`ovsdb-server`, `ovs-vswitchd` with the userspace
 //! datapath on AF_PACKET ports, `ovn-controller`) from
 //! `ironflow_testbeds::stock`, their underlay veths on one Linux bridge,
-//! Geneve between them done by OVS itself.
+//! Geneve between them done by OVS itself. The `ovs-afxdp` peer is the
+//! same with the pods' ports switched to `type=afxdp`.
 
 use super::{gateway, Endpoints, Pair, Testbed, POD_SPECS};
 use crate::system::traffic::cpu_seconds;
@@ -29,7 +30,9 @@ pub struct OvsLab {
 }
 
 impl OvsLab {
-    pub fn start() -> Result<OvsLab> {
+    /// With `afxdp`, the pods' ports on `br-int` become `type=afxdp`
+    /// (the `ovs-afxdp` peer), if this OVS build has that type.
+    pub fn start(afxdp: bool) -> Result<OvsLab> {
         if let Some(why) = stock::unavailable() {
             anyhow::bail!("ovs-netdev: {why}");
         }
@@ -81,6 +84,22 @@ impl OvsLab {
                 pods: specs,
             })
             .with_context(|| format!("stock chassis {node}"))?;
+            if afxdp {
+                let types = chassis.vsctl(&["get", "Open_vSwitch", ".", "iface_types"])?;
+                if !types.contains("afxdp") {
+                    anyhow::bail!(
+                        "ovs-afxdp: not available on this host: this OVS build has no afxdp \
+                         interface type (iface_types {})",
+                        types.trim()
+                    );
+                }
+                for i in 0..pods.len() {
+                    // stock.rs names pod i's port `<prefix>p<i>`.
+                    let port = format!("{prefix}{n}p{i}");
+                    chassis.vsctl(&["set", "Interface", &port, "type=afxdp"])?;
+                    wait_afxdp(&chassis, &port)?;
+                }
+            }
             lab._underlay.ip(&[
                 "link",
                 "set",
@@ -109,6 +128,44 @@ impl OvsLab {
             }
         }
         anyhow::bail!("no pod {lsp} in the ovs-netdev lab")
+    }
+}
+
+/// Waits until `ovs-vswitchd` has opened `port` as AF_XDP, or says why
+/// not.
+fn wait_afxdp(chassis: &StockChassis, port: &str) -> Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let error = chassis.vsctl(&["get", "Interface", port, "error"])?;
+        let status = chassis.vsctl(&["get", "Interface", port, "status"])?;
+        // This OVS says so in its log, not in the interface's status.
+        let log =
+            std::fs::read_to_string(chassis.dir().join("ovs-vswitchd.log")).unwrap_or_default();
+        let opened = format!("{port}: ");
+        if log
+            .lines()
+            .any(|l| l.contains(&opened) && l.contains("XDP mode will be in use"))
+        {
+            return Ok(());
+        }
+        let error = error.trim();
+        if !error.is_empty() && error != "[]" {
+            anyhow::bail!("ovs-afxdp: {port} did not open as AF_XDP: {error}");
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let log =
+                std::fs::read_to_string(chassis.dir().join("ovs-vswitchd.log")).unwrap_or_default();
+            let said: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("xdp") || l.contains("XDP"))
+                .collect();
+            anyhow::bail!(
+                "ovs-afxdp: {port} is not AF_XDP after 10 s (status {}); ovs-vswitchd: {}",
+                status.trim(),
+                said.join(" / ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
