@@ -329,6 +329,9 @@ fn measure(bed: &dyn Testbed, pair: Pair, seconds: f64) -> Result<Sample> {
     let cpu0 = bed.datapath_cpu();
     let blast = traffic::udp_blast(&flow, seconds)?;
     let cpu1 = bed.datapath_cpu();
+    if traffic::interrupted() {
+        bail!("interrupted");
+    }
     // Charged to the packets delivered: what a dropped packet cost is part
     // of the price of the ones that made it.
     let cpu = match (cpu0, cpu1) {
@@ -336,13 +339,20 @@ fn measure(bed: &dyn Testbed, pair: Pair, seconds: f64) -> Result<Sample> {
         _ => None,
     };
     let tcp = traffic::tcp_gbps(&ep.src_ns, &ep.dst_ns, ep.dst_ip, seconds)?;
-    let (p50, p99) = traffic::latency(
+    if traffic::interrupted() {
+        bail!("interrupted");
+    }
+    let p50_p99 = traffic::latency(
         &ep.src_ns,
         &ep.dst_ns,
         ep.dst_ip,
         20_000,
         Duration::from_secs_f64(seconds.min(5.0)),
-    )?;
+    );
+    if traffic::interrupted() {
+        bail!("interrupted");
+    }
+    let (p50, p99) = p50_p99?;
     Ok(Sample {
         pps: Some(blast.pps()),
         sink_pps: Some(blast.sink_received as f64 / blast.seconds),
@@ -378,11 +388,16 @@ pub fn run(o: &Options) -> Result<()> {
             bail!("{why}");
         }
     }
+    traffic::catch_interrupts();
     let mut samples: Vec<(Peer, Pair, Sample)> = Vec::new();
     for round in 1..=o.rounds {
         for &peer in &o.peers {
             let bed = start(peer).with_context(|| format!("starting the {} lab", peer.name()))?;
             for &pair in &o.pairs {
+                if traffic::interrupted() {
+                    // Returning drops the lab: namespaces and daemons go.
+                    bail!("interrupted");
+                }
                 let s = measure(bed.as_ref(), pair, o.seconds)
                     .with_context(|| format!("{} {}", peer.name(), pair.name()))?;
                 eprintln!(

@@ -27,6 +27,27 @@ const IPERF_PORT: u16 = 5201;
 /// Messages per sendmmsg/recvmmsg call.
 const BATCH: usize = 64;
 
+/// Set by SIGINT or SIGTERM: traffic stops early and the run unwinds, so
+/// the labs' namespaces and daemons are taken down rather than left behind.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Routes SIGINT and SIGTERM to [`INTERRUPTED`].
+pub fn catch_interrupts() {
+    let handler: extern "C" fn(libc::c_int) = on_signal;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
 /// Runs `f` on a thread inside namespace `ns` (by its /run/netns name);
 /// sockets opened there keep that namespace for life.
 pub fn in_ns<T, F>(ns: &str, f: F) -> Result<JoinHandle<Result<T>>>
@@ -291,7 +312,7 @@ fn raw_generator(frame: &[u8], seconds: f64) -> Result<(u64, f64)> {
     let start = Instant::now();
     let limit = Duration::from_secs_f64(seconds);
     let mut sent = 0u64;
-    while start.elapsed() < limit {
+    while start.elapsed() < limit && !interrupted() {
         // SAFETY: msgs point at the address and iovecs over the live frame.
         let n = unsafe {
             libc::sendmmsg(
@@ -358,7 +379,7 @@ fn ping_pong(
         let mut rtts = Vec::with_capacity(count);
         let mut buf = [0u8; 64];
         let mut seq = 0u64;
-        while rtts.len() < count + warm && start.elapsed() < deadline {
+        while rtts.len() < count + warm && start.elapsed() < deadline && !interrupted() {
             seq += 1;
             let t = Instant::now();
             if sock.send(&seq.to_be_bytes()).is_err() {
