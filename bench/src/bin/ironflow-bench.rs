@@ -17,11 +17,13 @@ const USAGE: &str = "usage:
   ironflow-bench engine --scenario NAME [--flows N] [--seconds S] [--json] [--show-flows]
       NAME: seed-cross-node, seed-same-switch, seed-decap, conntrack-new, mixed
       (--show-flows prints the megaflows after the run, as dpctl/dump-flows)
-  ironflow-bench system [--peer PEER[,PEER]...] [--pairs PAIR[,PAIR]...] [--seconds S] [--rounds N] [--json]
+  ironflow-bench system [--peer PEER[,PEER]...] [--pairs PAIR[,PAIR]...] [--seconds S] [--rounds N] [--json] [--markdown]
       PEER: ironflow (default), kernel, ovs-netdev, ovs-afxdp, ovs-kernel
       PAIR: same-switch, routed, cross-node (default: all)
       builds each peer's two-node lab in namespaces (root), measures each pair,
-      tears it down; several peers alternate, N rounds (default 3), medians";
+      tears it down; several peers alternate, N rounds (default 3), medians
+  ironflow-bench system-report FILE
+      the markdown table of a saved `system --json` run";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        [cmd, file] if cmd == "system-report" => system::report(file).map_err(|e| format!("{e:#}")),
         [cmd, rest @ ..] if cmd == "system" => match system::Options::parse(rest) {
             Ok(o) => system::run(&o).map_err(|e| format!("{e:#}")),
             Err(e) => {

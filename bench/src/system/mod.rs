@@ -209,6 +209,8 @@ pub struct Options {
     pub seconds: f64,
     pub rounds: usize,
     pub json: bool,
+    /// Print the medians as a markdown table.
+    pub markdown: bool,
 }
 
 impl Options {
@@ -219,6 +221,7 @@ impl Options {
             seconds: 5.0,
             rounds: 3,
             json: false,
+            markdown: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -269,6 +272,7 @@ impl Options {
                         .ok_or("--rounds takes a positive number")?;
                 }
                 "--json" => o.json = true,
+                "--markdown" => o.markdown = true,
                 other => return Err(format!("unknown argument \"{other}\"")),
             }
         }
@@ -433,7 +437,8 @@ pub fn run(o: &Options) -> Result<()> {
         )
     };
     let host = host_description();
-    if !o.json {
+    let mut lines = Vec::new();
+    if !o.json && !o.markdown {
         println!(
             "medians of {} round(s), {} s each, on {host}:",
             o.rounds, o.seconds
@@ -459,7 +464,7 @@ pub fn run(o: &Options) -> Result<()> {
                     .collect(),
                 _ => Vec::new(),
             };
-            if o.json {
+            {
                 let mut line = serde_json::json!({
                     "peer": peer.name(),
                     "pair": pair.name(),
@@ -477,8 +482,12 @@ pub fn run(o: &Options) -> Result<()> {
                     }
                     line["ironflow_over_peer"] = r.into();
                 }
-                println!("{line}");
-            } else {
+                if o.json {
+                    println!("{line}");
+                }
+                lines.push(line);
+            }
+            if !o.json && !o.markdown {
                 println!("  {:<11} {:<10} {}", pair.name(), peer.name(), describe(&m));
                 if !ratios.is_empty() {
                     let text: Vec<String> = ratios
@@ -497,6 +506,53 @@ pub fn run(o: &Options) -> Result<()> {
             }
         }
     }
+    if o.markdown {
+        print!("{}", markdown(&lines));
+    }
+    Ok(())
+}
+
+/// A markdown table of `--json` lines (as the README shows them):
+/// medians, and ironflow/peer for packets/s and TCP.
+pub fn markdown(lines: &[serde_json::Value]) -> String {
+    let num = |v: &serde_json::Value| v.as_f64();
+    let mut out = String::from(
+        "| pair | peer | pps | loss | TCP Gbit/s | p50 / p99 µs (RTT) | CPU s/Mpkt | ironflow/peer pps, TCP |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for l in lines {
+        let ratio = |k: &str| fmt(num(&l["ironflow_over_peer"][k]), 2);
+        let ratios = if l["ironflow_over_peer"].is_object() {
+            format!("{}, {}", ratio("pps"), ratio("tcp_gbps"))
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} k | {}% | {} | {} / {} | {} | {} |\n",
+            l["pair"].as_str().unwrap_or("?"),
+            l["peer"].as_str().unwrap_or("?"),
+            fmt(num(&l["pps"]).map(|p| p / 1e3), 0),
+            fmt(num(&l["loss"]).map(|p| p * 100.0), 0),
+            fmt(num(&l["tcp_gbps"]), 2),
+            fmt(num(&l["p50_us"]), 0),
+            fmt(num(&l["p99_us"]), 0),
+            fmt(num(&l["cpu_s_per_mpkt"]), 1),
+            ratios
+        ));
+    }
+    out
+}
+
+/// `system-report FILE`: the markdown table of a saved `--json` run.
+pub fn report(path: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<Vec<serde_json::Value>, _>>()
+        .with_context(|| format!("{path}: not `ironflow-bench system --json` lines"))?;
+    print!("{}", markdown(&lines));
     Ok(())
 }
 
@@ -510,6 +566,22 @@ fn host_description() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_rows() {
+        let lines = [
+            serde_json::json!({"peer": "ironflow", "pair": "routed", "pps": 222489.0,
+                "loss": 0.47, "tcp_gbps": 2.15, "p50_us": 48.1, "p99_us": 89.5,
+                "cpu_s_per_mpkt": 4.8}),
+            serde_json::json!({"peer": "kernel", "pair": "routed", "pps": 229648.0,
+                "loss": 0.0, "tcp_gbps": 16.96, "p50_us": 57.7, "p99_us": 102.9,
+                "cpu_s_per_mpkt": null,
+                "ironflow_over_peer": {"pps": 0.9688, "tcp_gbps": 0.1268}}),
+        ];
+        let t = markdown(&lines);
+        assert!(t.contains("| routed | ironflow | 222 k | 47% | 2.15 | 48 / 90 | 4.8 |  |"));
+        assert!(t.contains("| routed | kernel | 230 k | 0% | 16.96 | 58 / 103 | - | 0.97, 0.13 |"));
+    }
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
@@ -528,6 +600,7 @@ mod tests {
         assert!(Options::parse(&args("--peer vpp")).is_err());
         assert!(Options::parse(&args("--seconds 0")).is_err());
         let d = Options::parse(&[]).unwrap();
+        assert!(!d.markdown);
         assert_eq!(d.pairs.len(), 3);
     }
 }
