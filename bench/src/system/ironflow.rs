@@ -3,7 +3,6 @@
 //! `ironflow port add`), with the benchmark's pods.
 
 use super::{Endpoints, Pair, Testbed, POD_SPECS};
-use crate::system::traffic::cpu_seconds;
 use anyhow::Result;
 use ironflow_testbeds::lab::{LabConfig, PodSpec, SeedLab};
 use ironflow_testbeds::netns::unique_prefix;
@@ -45,11 +44,7 @@ impl Testbed for IronflowLab {
     }
 
     /// Every node's daemon: the whole datapath of the lab.
-    fn datapath_cpu(&self) -> Option<f64> {
-        self.lab
-            .nodes()
-            .iter()
-            .map(|n| n.pid().and_then(cpu_seconds))
-            .sum()
+    fn datapath_pids(&self) -> Vec<i32> {
+        self.lab.nodes().iter().filter_map(|n| n.pid()).collect()
     }
 }

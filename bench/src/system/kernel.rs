@@ -169,7 +169,7 @@ impl Testbed for KernelLab {
 
     /// The kernel forwards in softirq context on whatever CPU the packet
     /// arrived: no process to charge it to.
-    fn datapath_cpu(&self) -> Option<f64> {
-        None
+    fn datapath_pids(&self) -> Vec<i32> {
+        Vec::new()
     }
 }

@@ -186,9 +186,18 @@ pub struct Endpoints {
 /// A peer's lab, up.
 pub trait Testbed {
     fn endpoints(&self, pair: Pair) -> Result<Endpoints>;
+    /// The datapath processes (all of them, on every node); empty where
+    /// the datapath is not a process.
+    fn datapath_pids(&self) -> Vec<i32>;
     /// CPU seconds the datapath processes have used so far; `None` where
     /// the datapath is not a process.
-    fn datapath_cpu(&self) -> Option<f64>;
+    fn datapath_cpu(&self) -> Option<f64> {
+        let pids = self.datapath_pids();
+        if pids.is_empty() {
+            return None;
+        }
+        pids.into_iter().map(traffic::cpu_seconds).sum()
+    }
 }
 
 fn start(peer: Peer) -> Result<Box<dyn Testbed>> {
@@ -211,6 +220,9 @@ pub struct Options {
     pub json: bool,
     /// Print the medians as a markdown table.
     pub markdown: bool,
+    /// `perf record` the datapath processes during each packets/s phase
+    /// into this directory (which perturbs what it measures).
+    pub perf: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -222,6 +234,7 @@ impl Options {
             rounds: 3,
             json: false,
             markdown: false,
+            perf: None,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -273,6 +286,7 @@ impl Options {
                 }
                 "--json" => o.json = true,
                 "--markdown" => o.markdown = true,
+                "--perf" => o.perf = Some(value("--perf")?.into()),
                 other => return Err(format!("unknown argument \"{other}\"")),
             }
         }
@@ -306,7 +320,40 @@ const METRICS: [(&str, Metric); 7] = [
     ("cpu_s_per_mpkt", |s| s.cpu_s_per_mpkt),
 ];
 
-fn measure(bed: &dyn Testbed, pair: Pair, seconds: f64) -> Result<Sample> {
+/// `perf record` of the datapath processes for `seconds`, if asked for
+/// and there are any; the caller waits for it.
+fn start_perf(
+    bed: &dyn Testbed,
+    dir: Option<&Path>,
+    name: &str,
+    seconds: f64,
+) -> Result<Option<std::process::Child>> {
+    let (Some(dir), pids) = (dir, bed.datapath_pids()) else {
+        return Ok(None);
+    };
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let pids: Vec<String> = pids.iter().map(i32::to_string).collect();
+    let child = std::process::Command::new("perf")
+        .args(["record", "-q", "-g", "-F", "499", "-p", &pids.join(",")])
+        .arg("-o")
+        .arg(dir.join(format!("{name}.data")))
+        .args(["--", "sleep", &format!("{seconds}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot run perf")?;
+    Ok(Some(child))
+}
+
+fn measure(
+    bed: &dyn Testbed,
+    pair: Pair,
+    seconds: f64,
+    perf: Option<(&Path, String)>,
+) -> Result<Sample> {
     let ep = bed.endpoints(pair)?;
     traffic::wait_reachable(&ep.src_ns, &ep.dst_ns, ep.dst_ip, Duration::from_secs(15))?;
     let (src, _) = pair.pods();
@@ -330,9 +377,17 @@ fn measure(bed: &dyn Testbed, pair: Pair, seconds: f64) -> Result<Sample> {
             gateway(src.switch)
         },
     };
+    let mut perf = match perf {
+        Some((dir, name)) => start_perf(bed, Some(dir), &name, seconds)?,
+        None => None,
+    };
     let cpu0 = bed.datapath_cpu();
-    let blast = traffic::udp_blast(&flow, seconds)?;
+    let blast = traffic::udp_blast(&flow, seconds);
     let cpu1 = bed.datapath_cpu();
+    if let Some(p) = perf.as_mut() {
+        let _ = p.wait();
+    }
+    let blast = blast?;
     if traffic::interrupted() {
         bail!("interrupted");
     }
@@ -402,7 +457,11 @@ pub fn run(o: &Options) -> Result<()> {
                     // Returning drops the lab: namespaces and daemons go.
                     bail!("interrupted");
                 }
-                let s = measure(bed.as_ref(), pair, o.seconds)
+                let perf = o
+                    .perf
+                    .as_deref()
+                    .map(|d| (d, format!("{}-{}-r{round}", peer.name(), pair.name())));
+                let s = measure(bed.as_ref(), pair, o.seconds, perf)
                     .with_context(|| format!("{} {}", peer.name(), pair.name()))?;
                 eprintln!(
                     "round {round}/{} {} {}: {}",

@@ -7,7 +7,6 @@
 //! same with the pods' ports switched to `type=afxdp`.
 
 use super::{gateway, Endpoints, Pair, Testbed, POD_SPECS};
-use crate::system::traffic::cpu_seconds;
 use anyhow::{Context, Result};
 use ironflow_testbeds::central::OvnCentral;
 use ironflow_testbeds::netns::{alive, has_arg, unique_prefix, Netns};
@@ -186,10 +185,10 @@ impl Testbed for OvsLab {
 
     /// Both chassis's `ovs-vswitchd` (the datapath; `ovn-controller` only
     /// programs it).
-    fn datapath_cpu(&self) -> Option<f64> {
+    fn datapath_pids(&self) -> Vec<i32> {
         self.chassis
             .iter()
-            .map(|(c, _)| {
+            .filter_map(|(c, _)| {
                 let pidfile = c.dir().join("ovs-vswitchd.pid");
                 let pid: i32 = std::fs::read_to_string(&pidfile)
                     .ok()?
@@ -197,12 +196,8 @@ impl Testbed for OvsLab {
                     .parse()
                     .ok()?;
                 let ours = has_arg(pid, &format!("--pidfile={}", pidfile.display()));
-                if ours && alive(pid) {
-                    cpu_seconds(pid)
-                } else {
-                    None
-                }
+                (ours && alive(pid)).then_some(pid)
             })
-            .sum()
+            .collect()
     }
 }
