@@ -18,7 +18,7 @@ const USAGE: &str = "usage:
       NAME: seed-cross-node, seed-same-switch, seed-decap, conntrack-new, mixed
       (--show-flows prints the megaflows after the run, as dpctl/dump-flows)
   ironflow-bench system [--peer PEER[,PEER]...] [--pairs PAIR[,PAIR]...] [--seconds S] [--rounds N] [--json] [--markdown] [--perf DIR]
-      PEER: ironflow (default), kernel, ovs-netdev, ovs-afxdp, ovs-kernel
+      PEER: ironflow (default), ironflow-afxdp, kernel, ovs-netdev, ovs-afxdp, ovs-kernel
       PAIR: same-switch, routed, cross-node (default: all)
       builds each peer's two-node lab in namespaces (root), measures each pair,
       tears it down; several peers alternate, N rounds (default 3), medians;

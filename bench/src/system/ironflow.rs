@@ -1,6 +1,7 @@
 //! The `ironflow` peer: the seed lab as the tests run it (a real OVN
 //! central, `ironflow run` on each node, pods on veth attached with
-//! `ironflow port add`), with the benchmark's pods.
+//! `ironflow port add`), with the benchmark's pods; on AF_PACKET for the
+//! `ironflow` peer, AF_XDP for `ironflow-afxdp`.
 
 use super::{Endpoints, Pair, Testbed, POD_SPECS};
 use anyhow::Result;
@@ -12,8 +13,14 @@ pub struct IronflowLab {
 }
 
 impl IronflowLab {
-    pub fn start() -> Result<IronflowLab> {
+    /// With `afxdp`, the pods' ports are AF_XDP sockets, and the pods'
+    /// TX checksum offload goes off first: AF_XDP frames carry no word
+    /// of a partial checksum.
+    pub fn start(afxdp: bool) -> Result<IronflowLab> {
         let mut cfg = LabConfig::new(&unique_prefix("bi"));
+        if afxdp {
+            cfg.backend = "afxdp".into();
+        }
         // The node's own port carries nothing the benchmark sends.
         cfg.mgmt_ports = false;
         cfg.pods = POD_SPECS
@@ -26,9 +33,13 @@ impl IronflowLab {
                 }
             })
             .collect::<Result<_>>()?;
-        Ok(IronflowLab {
-            lab: SeedLab::start(cfg)?,
-        })
+        let lab = SeedLab::start(cfg)?;
+        if afxdp {
+            for pod in lab.pods() {
+                pod.ns().exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
+            }
+        }
+        Ok(IronflowLab { lab })
     }
 }
 

@@ -21,6 +21,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
     Ironflow,
+    /// ironflow with its pods on AF_XDP sockets, TX checksum offload off
+    /// in the pods (as for OVS's AF_XDP and AF_PACKET ports).
+    IronflowAfxdp,
     Kernel,
     OvsNetdev,
     OvsAfxdp,
@@ -28,8 +31,9 @@ pub enum Peer {
 }
 
 impl Peer {
-    pub const ALL: [Peer; 5] = [
+    pub const ALL: [Peer; 6] = [
         Peer::Ironflow,
+        Peer::IronflowAfxdp,
         Peer::Kernel,
         Peer::OvsNetdev,
         Peer::OvsAfxdp,
@@ -39,6 +43,7 @@ impl Peer {
     pub fn name(self) -> &'static str {
         match self {
             Peer::Ironflow => "ironflow",
+            Peer::IronflowAfxdp => "ironflow-afxdp",
             Peer::Kernel => "kernel",
             Peer::OvsNetdev => "ovs-netdev",
             Peer::OvsAfxdp => "ovs-afxdp",
@@ -56,7 +61,7 @@ impl Peer {
             return Some(why);
         }
         match self {
-            Peer::Ironflow | Peer::Kernel => None,
+            Peer::Ironflow | Peer::IronflowAfxdp | Peer::Kernel => None,
             Peer::OvsNetdev => ironflow_testbeds::stock::unavailable(),
             // Whether this OVS has AF_XDP shows once a vswitchd runs.
             Peer::OvsAfxdp => ironflow_testbeds::stock::unavailable(),
@@ -202,7 +207,8 @@ pub trait Testbed {
 
 fn start(peer: Peer) -> Result<Box<dyn Testbed>> {
     Ok(match peer {
-        Peer::Ironflow => Box::new(ironflow::IronflowLab::start()?),
+        Peer::Ironflow => Box::new(ironflow::IronflowLab::start(false)?),
+        Peer::IronflowAfxdp => Box::new(ironflow::IronflowLab::start(true)?),
         Peer::Kernel => Box::new(kernel::KernelLab::start()?),
         Peer::OvsNetdev => Box::new(ovs::OvsLab::start(false)?),
         Peer::OvsAfxdp => Box::new(ovs::OvsLab::start(true)?),
@@ -504,24 +510,24 @@ pub fn run(o: &Options) -> Result<()> {
         );
     }
     for &pair in &o.pairs {
-        let ours = o
-            .peers
-            .contains(&Peer::Ironflow)
-            .then(|| median_of(Peer::Ironflow, pair).0);
         for &peer in &o.peers {
             let (m, runs) = median_of(peer, pair);
-            let ratios: Vec<(&str, Option<f64>)> = match (&ours, peer) {
-                (Some(ours), p) if p != Peer::Ironflow => METRICS
-                    .iter()
-                    .map(|(name, f)| {
-                        let r = match (f(ours), f(&m)) {
-                            (Some(a), Some(b)) if b != 0.0 => Some(a / b),
-                            _ => None,
-                        };
-                        (*name, r)
-                    })
-                    .collect(),
-                _ => Vec::new(),
+            let base = baseline(peer, &o.peers);
+            let ratios: Vec<(&str, Option<f64>)> = match base {
+                Some(b) => {
+                    let ours = median_of(b, pair).0;
+                    METRICS
+                        .iter()
+                        .map(|(name, f)| {
+                            let r = match (f(&ours), f(&m)) {
+                                (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+                                _ => None,
+                            };
+                            (*name, r)
+                        })
+                        .collect()
+                }
+                None => Vec::new(),
             };
             {
                 let mut line = serde_json::json!({
@@ -541,6 +547,9 @@ pub fn run(o: &Options) -> Result<()> {
                     }
                     line["ironflow_over_peer"] = r.into();
                 }
+                if let Some(b) = base {
+                    line["ironflow_as"] = b.name().into();
+                }
                 if o.json {
                     println!("{line}");
                 }
@@ -555,9 +564,10 @@ pub fn run(o: &Options) -> Result<()> {
                         .map(|(n, v)| format!("{n} {}", fmt(*v, 2)))
                         .collect();
                     println!(
-                        "  {:<11} {:<10} ironflow/{}: {}",
+                        "  {:<11} {:<10} {}/{}: {}",
                         "",
                         "",
+                        base.map_or("ironflow", Peer::name),
                         peer.name(),
                         text.join(", ")
                     );
@@ -582,7 +592,12 @@ pub fn markdown(lines: &[serde_json::Value]) -> String {
     for l in lines {
         let ratio = |k: &str| fmt(num(&l["ironflow_over_peer"][k]), 2);
         let ratios = if l["ironflow_over_peer"].is_object() {
-            format!("{}, {}", ratio("pps"), ratio("tcp_gbps"))
+            match l["ironflow_as"].as_str() {
+                Some(b) if b != "ironflow" => {
+                    format!("{}, {} ({b})", ratio("pps"), ratio("tcp_gbps"))
+                }
+                _ => format!("{}, {}", ratio("pps"), ratio("tcp_gbps")),
+            }
         } else {
             String::new()
         };
@@ -600,6 +615,17 @@ pub fn markdown(lines: &[serde_json::Value]) -> String {
         ));
     }
     out
+}
+
+/// Which ironflow a peer is compared with: like with like for AF_XDP
+/// (`ironflow-afxdp` against `ovs-afxdp` when both ran), else `ironflow`;
+/// none for ironflow's own peers.
+fn baseline(peer: Peer, peers: &[Peer]) -> Option<Peer> {
+    match peer {
+        Peer::Ironflow | Peer::IronflowAfxdp => None,
+        Peer::OvsAfxdp if peers.contains(&Peer::IronflowAfxdp) => Some(Peer::IronflowAfxdp),
+        _ => peers.contains(&Peer::Ironflow).then_some(Peer::Ironflow),
+    }
 }
 
 /// `system-report FILE`: the markdown table of a saved `--json` run.
@@ -660,6 +686,15 @@ mod tests {
         assert!(Options::parse(&args("--seconds 0")).is_err());
         let d = Options::parse(&[]).unwrap();
         assert!(!d.markdown);
+        let all = [
+            Peer::Ironflow,
+            Peer::IronflowAfxdp,
+            Peer::OvsAfxdp,
+            Peer::Kernel,
+        ];
+        assert_eq!(baseline(Peer::OvsAfxdp, &all), Some(Peer::IronflowAfxdp));
+        assert_eq!(baseline(Peer::Kernel, &all), Some(Peer::Ironflow));
+        assert_eq!(baseline(Peer::OvsAfxdp, &all[2..]), None);
         assert_eq!(d.pairs.len(), 3);
     }
 }
