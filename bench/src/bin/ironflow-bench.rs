@@ -24,7 +24,9 @@ const USAGE: &str = "usage:
       tears it down; several peers alternate, N rounds (default 3), medians;
       --perf DIR: `perf record -g` of the datapath processes during each pps phase
   ironflow-bench system-report FILE
-      the markdown table of a saved `system --json` run";
+      the markdown table of a saved `system --json` run
+  ironflow-bench system-plot FILE DIR
+      SVG bar charts of a saved `system --json` run (built with --features plots)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        [cmd, file, dir] if cmd == "system-plot" => plot(file, dir),
         [cmd, file] if cmd == "system-report" => system::report(file).map_err(|e| format!("{e:#}")),
         [cmd, rest @ ..] if cmd == "system" => match system::Options::parse(rest) {
             Ok(o) => system::run(&o).map_err(|e| format!("{e:#}")),
@@ -65,6 +68,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "plots")]
+fn plot(file: &str, dir: &str) -> Result<(), String> {
+    system::plot::plot(file, std::path::Path::new(dir)).map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(not(feature = "plots"))]
+fn plot(_: &str, _: &str) -> Result<(), String> {
+    Err("system-plot needs the plots feature: cargo build --release -p ironflow-bench --features plots".into())
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux).

@@ -9,6 +9,8 @@
 pub mod ironflow;
 pub mod kernel;
 pub mod ovs;
+#[cfg(feature = "plots")]
+pub mod plot;
 pub mod stats;
 pub mod traffic;
 
