@@ -17,12 +17,13 @@ const USAGE: &str = "usage:
   ironflow-bench engine --scenario NAME [--flows N] [--seconds S] [--json] [--show-flows]
       NAME: seed-cross-node, seed-same-switch, seed-decap, conntrack-new, mixed
       (--show-flows prints the megaflows after the run, as dpctl/dump-flows)
-  ironflow-bench system [--peer PEER[,PEER]...] [--pairs PAIR[,PAIR]...] [--seconds S] [--rounds N] [--json] [--markdown] [--perf DIR]
+  ironflow-bench system [--peer PEER[,PEER]...] [--pairs PAIR[,PAIR]...] [--seconds S] [--rounds N] [--json] [--markdown] [--perf DIR] [--out DIR]
       PEER: ironflow (default), ironflow-afxdp, kernel, ovs-netdev, ovs-afxdp, ovs-kernel
       PAIR: same-switch, routed, cross-node (default: all)
       builds each peer's two-node lab in namespaces (root), measures each pair,
       tears it down; several peers alternate, N rounds (default 3), medians;
       --perf DIR: `perf record -g` of the datapath processes during each pps phase
+      --out DIR: DIR/system.jsonl, DIR/table.md and (--features plots) DIR/plots/*.svg
   ironflow-bench system-report FILE
       the markdown table of a saved `system --json` run
   ironflow-bench system-plot FILE DIR

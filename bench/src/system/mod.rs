@@ -231,6 +231,8 @@ pub struct Options {
     /// `perf record` the datapath processes during each packets/s phase
     /// into this directory (which perturbs what it measures).
     pub perf: Option<std::path::PathBuf>,
+    /// Write the JSON lines, the table and the charts here.
+    pub out: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -243,6 +245,7 @@ impl Options {
             json: false,
             markdown: false,
             perf: None,
+            out: None,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -295,6 +298,7 @@ impl Options {
                 "--json" => o.json = true,
                 "--markdown" => o.markdown = true,
                 "--perf" => o.perf = Some(value("--perf")?.into()),
+                "--out" => o.out = Some(value("--out")?.into()),
                 other => return Err(format!("unknown argument \"{other}\"")),
             }
         }
@@ -580,6 +584,25 @@ pub fn run(o: &Options) -> Result<()> {
     if o.markdown {
         print!("{}", markdown(&lines));
     }
+    if let Some(dir) = &o.out {
+        save(dir, &lines)?;
+    }
+    Ok(())
+}
+
+/// `--out DIR`: the run's JSON lines, its markdown table and (with the
+/// `plots` feature) its charts, all from one command.
+fn save(dir: &Path, lines: &[serde_json::Value]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let json: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let jsonl = dir.join("system.jsonl");
+    std::fs::write(&jsonl, json).with_context(|| format!("cannot write {}", jsonl.display()))?;
+    std::fs::write(dir.join("table.md"), markdown(lines))?;
+    #[cfg(feature = "plots")]
+    plot::plot(&jsonl.to_string_lossy(), &dir.join("plots"))?;
+    #[cfg(not(feature = "plots"))]
+    eprintln!("no charts: build ironflow-bench with --features plots for them");
+    eprintln!("wrote {}", dir.display());
     Ok(())
 }
 
