@@ -4,6 +4,11 @@
 //! veth into its node, and an underlay namespace whose Linux bridge joins
 //! the nodes (172.17.42.30-32/24, as in the seed write-up).
 //!
+//! Any node may run stock OVN instead (`LabConfig::stock`: ovsdb-server,
+//! ovs-vswitchd on the userspace datapath and ovn-controller, from
+//! [`crate::stock::StockDaemons`], with its files in the lab's directory):
+//! a mixed cluster, same central, same underlay, same pods.
+//!
 //! Every name is built from one per-lab prefix so labs run in parallel:
 //! namespaces are `ifl-<prefix>-<what>`; interfaces live only inside the
 //! lab's own namespaces, so they can carry readable names (`eth0`, the
@@ -18,6 +23,7 @@
 use crate::central::OvnCentral;
 use crate::netns::{alive, has_arg, output, stop_pidfile, which, Netns};
 use crate::seed::{self, SWITCHES, VIFS};
+use crate::stock::{self, StockDaemons};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -185,6 +191,11 @@ pub struct LabConfig {
     pub mgmt_ports: bool,
     /// `ironflow port add --backend` for the pods.
     pub backend: String,
+    /// Nodes (by name, from [`NODES`]) that run stock OVN rather than
+    /// ironflow: their pods are `br-int` ports with TX checksum offload
+    /// off (stock OVS forwards partial checksums as they are), their
+    /// management port an OVS internal port.
+    pub stock: Vec<String>,
 }
 
 impl LabConfig {
@@ -197,6 +208,7 @@ impl LabConfig {
             pods: seed_pods(),
             mgmt_ports: true,
             backend: "auto".into(),
+            stock: Vec::new(),
         }
     }
 }
@@ -256,6 +268,9 @@ pub struct Node {
     state: PathBuf,
     /// The `k8s-<node>` port, if the node has one.
     mgmt_port: Option<PodSpec>,
+    /// A stock OVN node's daemons (files under `<node>-ovs/` in the lab's
+    /// directory); None on an ironflow node.
+    stock: Option<StockDaemons>,
 }
 
 impl Node {
@@ -265,6 +280,20 @@ impl Node {
 
     pub fn mgmt_socket(&self) -> &Path {
         &self.mgmt
+    }
+
+    /// The stock OVN daemons of a node that runs them instead of ironflow.
+    pub fn stock(&self) -> Option<&StockDaemons> {
+        self.stock.as_ref()
+    }
+
+    /// What forwards on the node: "ironflow" or "stock OVN".
+    pub fn kind(&self) -> &'static str {
+        if self.stock.is_some() {
+            "stock OVN"
+        } else {
+            "ironflow"
+        }
     }
 
     pub fn log(&self) -> &Path {
@@ -292,8 +321,16 @@ impl Node {
         self.mgmt_port.as_ref()
     }
 
-    /// The last `lines` lines of the daemon's log, for failure messages.
+    /// The last `lines` lines of the daemon's log (ovn-controller's and
+    /// ovs-vswitchd's on a stock node), for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
+        if let Some(ovs) = &self.stock {
+            return format!(
+                "ovn-controller:\n{}\novs-vswitchd:\n{}",
+                ovs.log_tail("ovn-controller", lines),
+                ovs.log_tail("ovs-vswitchd", lines)
+            );
+        }
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
@@ -322,6 +359,18 @@ impl SeedLab {
     pub fn start(cfg: LabConfig) -> Result<SeedLab> {
         if let Some(why) = unavailable() {
             bail!("{why}");
+        }
+        if !cfg.stock.is_empty() {
+            if let Some(why) = stock::unavailable() {
+                bail!("{why}");
+            }
+        }
+        if let Some(bad) = cfg
+            .stock
+            .iter()
+            .find(|n| !NODES.iter().any(|(m, _)| m == n))
+        {
+            bail!("no node {bad} in the lab to run stock OVN");
         }
         let bin = ironflow_bin()?;
         let (dir, tmp) = match &cfg.dir {
@@ -363,10 +412,13 @@ impl SeedLab {
         lab.record(&format!("ns {}", lab.underlay.name()))?;
         lab.plumb_underlay()?;
         for (name, ip) in NODES {
-            lab.add_node(name, ip)?;
+            let stock = cfg.stock.iter().any(|n| n == name);
+            lab.add_node(name, ip, stock)?;
         }
         for i in 0..lab.nodes.len() {
-            lab.spawn_daemon(i)?;
+            if lab.nodes[i].stock.is_none() {
+                lab.spawn_daemon(i)?;
+            }
         }
         // Pods come to a running node as they do under a CNI: interface
         // first, then `ironflow port add`.
@@ -442,7 +494,7 @@ impl SeedLab {
         Ok(())
     }
 
-    fn add_node(&mut self, name: &str, ip: Ipv4Addr) -> Result<()> {
+    fn add_node(&mut self, name: &str, ip: Ipv4Addr, stock: bool) -> Result<()> {
         let ns = Netns::new(&format!("ifl-{}-{name}", self.prefix))?;
         self.record(&format!("ns {}", ns.name()))?;
         quiet_ipv6(&ns)?;
@@ -461,9 +513,14 @@ impl SeedLab {
         ])?;
         self.underlay
             .ip(&["link", "set", name, "master", "br0", "up"])?;
-        let cidr = format!("{ip}/{UNDERLAY_PREFIX}");
-        ns.ip(&["addr", "add", &cidr, "dev", "eth0"])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
+        let ovs = if stock {
+            Some(self.start_stock(&ns, name, ip)?)
+        } else {
+            let cidr = format!("{ip}/{UNDERLAY_PREFIX}");
+            ns.ip(&["addr", "add", &cidr, "dev", "eth0"])?;
+            ns.ip(&["link", "set", "eth0", "up"])?;
+            None
+        };
         let path = |ext: &str| self.dir.join(format!("{name}.{ext}"));
         // A fresh lab: no ports from an earlier one's state file.
         let _ = std::fs::remove_file(path("ports.json"));
@@ -475,9 +532,38 @@ impl SeedLab {
             pidfile: path("pid"),
             state: path("ports.json"),
             mgmt_port: None,
+            stock: ovs,
             ns,
         });
         Ok(())
+    }
+
+    /// Stock OVN on node `name`: its daemons in the node's namespace, eth0
+    /// (the underlay) as `br-phy`'s port with the encap IP on `br-phy`, as
+    /// `../shared/ovn-lab/RECIPE.md` has it.
+    fn start_stock(&self, ns: &Netns, name: &str, ip: Ipv4Addr) -> Result<StockDaemons> {
+        let dir = self.dir.join(format!("{name}-ovs"));
+        // A fresh lab: no database from an earlier one.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let ovs = StockDaemons::new(ns.name(), &dir);
+        // Recorded before the start, so `down` finds daemons that started
+        // even if this process dies on the way; `down` stops them in this
+        // order, the controller first.
+        for daemon in ["ovn-controller", "ovs-vswitchd", "ovsdb-server"] {
+            self.record(&format!("daemon {}", ovs.pidfile(daemon).display()))?;
+        }
+        let sb = self.central.sb_remote();
+        let started = ovs
+            .start_ovs(name, &sb, ip)
+            .and_then(|()| ovs.attach_underlay("eth0", ip, UNDERLAY_PREFIX))
+            .and_then(|()| ovs.start_controller());
+        if let Err(e) = started {
+            let _ = ovs.stop();
+            return Err(e.context(format!("starting stock OVN on {name}")));
+        }
+        Ok(ovs)
     }
 
     fn node_index(&self, name: &str) -> Result<usize> {
@@ -564,9 +650,16 @@ impl SeedLab {
         Ok(())
     }
 
-    /// `ironflow port add` for pod `p` on its node.
+    /// `ironflow port add` for pod `p` on its node, or a `br-int` port on
+    /// a stock node.
     fn attach(&self, p: usize) -> Result<()> {
         let pod = &self.pods[p];
+        if let Some(ovs) = self.node(&pod.spec.node)?.stock() {
+            stock::checksum_offload_off(&pod.ns)?;
+            return ovs
+                .add_vif(&pod.ifname, &pod.spec.lsp)
+                .with_context(|| format!("attaching {} on {}", pod.spec.lsp, pod.spec.node));
+        }
         let backend = format!("--backend={}", self.backend);
         let iface_id = format!("--iface-id={}", pod.spec.lsp);
         self.ironflow(
@@ -587,10 +680,15 @@ impl SeedLab {
         let spec = PodSpec::seed(&lsp, &node.name)?;
         let gateway = spec.gateway()?.to_string();
         let iface_id = format!("--iface-id={lsp}");
-        self.ironflow(
-            &node.name,
-            &["port", "add", &lsp, &iface_id, "--backend=tap"],
-        )
+        match node.stock() {
+            Some(ovs) => ovs.add_internal(&lsp, &lsp, POD_MTU),
+            None => self
+                .ironflow(
+                    &node.name,
+                    &["port", "add", &lsp, &iface_id, "--backend=tap"],
+                )
+                .map(drop),
+        }
         .with_context(|| format!("attaching {lsp}"))?;
         let mtu = POD_MTU.to_string();
         let ns = &node.ns;
@@ -611,6 +709,20 @@ impl SeedLab {
         loop {
             let mut missing = Vec::new();
             for node in &self.nodes {
+                if let Some(ovs) = &node.stock {
+                    if let Some((daemon, _)) = ovs.pids().iter().find(|(_, pid)| pid.is_none()) {
+                        bail!(
+                            "{daemon} on {} is not running:\n{}",
+                            node.name,
+                            node.log_tail(20)
+                        );
+                    }
+                    let tunnels = ovs.tunnels().map_or(0, |t| t.len());
+                    if tunnels < want_tunnels {
+                        missing.push(format!("{}: {tunnels} tunnels", node.name));
+                    }
+                    continue;
+                }
                 if node.pid().is_none() {
                     bail!(
                         "ironflow on {} is not running:\n{}",
@@ -653,6 +765,9 @@ impl SeedLab {
     /// Runs `ironflow ARGS --mgmt-socket NODE`; returns stdout.
     pub fn ironflow(&self, node: &str, args: &[&str]) -> Result<String> {
         let node = self.node(node)?;
+        if node.stock.is_some() {
+            bail!("{} runs stock OVN, not ironflow", node.name);
+        }
         output(
             Command::new(&self.bin)
                 .args(args)
@@ -692,6 +807,9 @@ impl SeedLab {
     /// SIGKILL to a node's daemon: no chance to clean up.
     pub fn kill_daemon(&self, node: &str) -> Result<()> {
         let node = self.node(node)?;
+        if node.stock.is_some() {
+            bail!("{} runs stock OVN, not ironflow", node.name);
+        }
         let pid = node
             .pid()
             .ok_or_else(|| anyhow!("ironflow on {} is not running", node.name))?;
@@ -715,6 +833,9 @@ impl SeedLab {
     /// MAC or routes): the lab leaves it so, as nothing would redo it.
     pub fn restart_daemon(&mut self, node: &str) -> Result<()> {
         let n = self.node_index(node)?;
+        if self.nodes[n].stock.is_some() {
+            bail!("{node} runs stock OVN, not ironflow");
+        }
         stop_pidfile(&self.nodes[n].pidfile)?;
         self.spawn_daemon(n)?;
         self.wait_ready(Duration::from_secs(30))
@@ -734,20 +855,36 @@ impl SeedLab {
             self.central.sb_remote()
         ));
         for node in &self.nodes {
+            let log = match &node.stock {
+                Some(ovs) => ovs.dir().display().to_string(),
+                None => node.log.display().to_string(),
+            };
             s.push_str(&format!(
-                "  node {:<12} netns {:<24} underlay {}  log {}\n",
+                "  node {:<12} {:<9} netns {:<24} underlay {}  log {log}\n",
                 node.name,
+                node.kind(),
                 node.ns.name(),
                 node.encap_ip,
-                node.log.display()
             ));
             if let Some(m) = &node.mgmt_port {
                 s.push_str(&format!("      management port {} {} (tap)\n", m.lsp, m.ip));
             }
-            s.push_str(&format!(
-                "      {bin} show|stats|flows|port list --mgmt-socket {}\n",
-                node.mgmt.display()
-            ));
+            match &node.stock {
+                Some(ovs) => {
+                    let ctl = |d| ovs.ctl(d).map(|p| p.display().to_string());
+                    s.push_str(&format!(
+                        "      stock OVN (files in {}):\n      ovs-appctl -t {} dpctl/dump-flows\n      ovs-appctl -t {} ofproto/trace br-int ...\n      ovs-appctl -t {} connection-status\n",
+                        ovs.dir().display(),
+                        ctl("ovs-vswitchd").unwrap_or_default(),
+                        ctl("ovs-vswitchd").unwrap_or_default(),
+                        ctl("ovn-controller").unwrap_or_default(),
+                    ));
+                }
+                None => s.push_str(&format!(
+                    "      {bin} show|stats|flows|port list --mgmt-socket {}\n",
+                    node.mgmt.display()
+                )),
+            }
         }
         for pod in &self.pods {
             s.push_str(&format!(
@@ -784,8 +921,12 @@ impl Drop for SeedLab {
         }
         // SIGTERM: a clean exit takes the chassis out of the SB.
         for node in &self.nodes {
-            if let Err(e) = stop_pidfile(&node.pidfile) {
-                eprintln!("stopping ironflow on {}: {e:#}", node.name);
+            let stopped = match &node.stock {
+                Some(ovs) => ovs.stop(),
+                None => stop_pidfile(&node.pidfile),
+            };
+            if let Err(e) = stopped {
+                eprintln!("stopping {} on {}: {e:#}", node.kind(), node.name);
             }
         }
     }

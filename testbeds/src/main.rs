@@ -63,6 +63,10 @@ enum Command {
         /// `ironflow port add --backend`.
         #[arg(long, default_value = "auto")]
         backend: String,
+        /// Run stock OVN (ovn-controller and OVS's userspace datapath) on
+        /// this node instead of ironflow: a mixed cluster. Repeatable.
+        #[arg(long, value_name = "NODE")]
+        stock: Vec<String>,
     },
     /// Take apart the cluster `up` started in DIR.
     Down {
@@ -132,7 +136,11 @@ fn run(cli: Cli) -> Result<()> {
             stop_in(&dir)?;
             println!("stopped the central in {}", dir.display());
         }
-        Command::Up { dir, backend } => {
+        Command::Up {
+            dir,
+            backend,
+            stock,
+        } => {
             if dir.exists() {
                 lab::down(&dir)?;
             }
@@ -140,6 +148,7 @@ fn run(cli: Cli) -> Result<()> {
                 dir: Some(dir.clone()),
                 keep: true,
                 backend,
+                stock,
                 ..LabConfig::new("lab")
             })
             .inspect_err(|_| {
