@@ -127,7 +127,8 @@ impl Node {
                         self.punts.pop_front();
                     }
                     self.punts.push_back(punt.packet.data().to_vec());
-                    self.pinctrl.handle(engine, &mut worker.pool, punt, &mut sent);
+                    self.pinctrl
+                        .handle(engine, &mut worker.pool, punt, &mut sent);
                 }
                 for (out, pkt) in sent {
                     match self.ports.iter_mut().find(|(p, _)| *p == out) {
