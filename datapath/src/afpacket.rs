@@ -36,12 +36,15 @@
 //! NIC filters). Everything is non-blocking: `recv` takes what the socket
 //! holds, `send` drops and counts what the socket cannot take.
 //!
-//! Measured against a TPACKET_V3 ring: not yet (see the README's port
-//! backends section for the numbers of this version).
+//! [`AfPacketIo::Ring`] swaps `recvmmsg`/`sendmmsg` for memory-mapped
+//! TPACKET_V2 rings ([`crate::afpacket_ring`]) with the same behaviour;
+//! `IRONFLOW_AFPACKET=ring|mmsg` picks one for ports opened with
+//! [`AfPacketPort::open`]. Not measured against each other yet.
 
 // libc, not nix: the calls here (recvmmsg/sendmmsg with scatter lists into
 // pool frames, packet socket options, auxiliary data) are raw structs and
 // pointers either way, and nix wraps recvmmsg with allocations per call.
+use crate::afpacket_ring::Rings;
 use crate::packet::{Packet, PacketBatch, PacketPool, BATCH_SIZE};
 use crate::port::{Port, PortStats};
 use crate::vnet::{finish_rx, insert_vlan, OffloadStats, VNET_HDR_LEN, VNET_HDR_NONE};
@@ -63,6 +66,29 @@ const CONTROL: usize = 64;
 /// stable for the duration of a `sendmmsg`.
 static TX_HDR: [u8; VNET_HDR_LEN] = VNET_HDR_NONE;
 
+/// How an AF_PACKET port moves frames through its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfPacketIo {
+    /// Memory-mapped TPACKET_V2 rings ([`crate::afpacket_ring`]); a port
+    /// whose rings the kernel refuses uses `Mmsg` instead (and says why,
+    /// [`AfPacketPort::ring_fallback`]).
+    Ring,
+    /// `recvmmsg`/`sendmmsg` into and out of the pool's frames.
+    Mmsg,
+}
+
+impl AfPacketIo {
+    /// The mode `IRONFLOW_AFPACKET` asks for (`ring` or `mmsg`), if it
+    /// names one.
+    pub fn from_env() -> Option<AfPacketIo> {
+        match std::env::var("IRONFLOW_AFPACKET").ok()?.as_str() {
+            "ring" => Some(AfPacketIo::Ring),
+            "mmsg" => Some(AfPacketIo::Mmsg),
+            _ => None,
+        }
+    }
+}
+
 /// Settings of an AF_PACKET port.
 #[derive(Debug, Clone)]
 pub struct AfPacketOptions {
@@ -81,6 +107,11 @@ pub struct AfPacketOptions {
     /// Receive TSO/GSO super-frames and segment them (the overflow
     /// buffers, see the module docs); off drops them.
     pub segment_gso: bool,
+    /// Rings or `recvmmsg`/`sendmmsg`.
+    pub io: AfPacketIo,
+    /// Slots of 2 KiB in each ring (RX and TX), in `Ring` mode: what
+    /// absorbs a burst between two polls, as `rcvbuf` does for `Mmsg`.
+    pub ring_slots: usize,
 }
 
 impl Default for AfPacketOptions {
@@ -91,6 +122,8 @@ impl Default for AfPacketOptions {
             promisc: true,
             qdisc_bypass: false,
             segment_gso: true,
+            io: AfPacketIo::Mmsg,
+            ring_slots: 2048,
         }
     }
 }
@@ -105,6 +138,13 @@ pub struct AfPacketPort {
     name: String,
     ifname: String,
     ifindex: u32,
+    /// Declared before `fd`: the rings are unmapped before the socket
+    /// closes (the kernel keeps a mapped ring's memory otherwise).
+    ring: Option<Rings>,
+    /// Why `Ring` mode was asked for and not used.
+    fallback: Option<String>,
+    /// Polls of an empty RX ring since the socket's error was last read.
+    idle_polls: u32,
     fd: OwnedFd,
     stats: PortStats,
     offload: OffloadStats,
@@ -175,83 +215,126 @@ pub(crate) fn ifindex_of(ifname: &str, backend: &str) -> io::Result<u32> {
     Ok(idx)
 }
 
+/// Opens, sets up and binds the packet socket of a port; with `ring`,
+/// with its rings, or the error that kept them from being set up.
+fn open_socket(
+    ifname: &str,
+    ifindex: u32,
+    opts: &AfPacketOptions,
+    ring: bool,
+) -> io::Result<(OwnedFd, Option<Rings>)> {
+    // Protocol 0: the socket receives nothing until it is bound to
+    // the interface below, so no other interface's frame slips in (nor
+    // into the socket's queue before the rings exist).
+    // SAFETY: plain system call, no pointers.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        let e = io::Error::last_os_error();
+        let what = if e.kind() == io::ErrorKind::PermissionDenied {
+            "packet socket (needs CAP_NET_RAW)"
+        } else {
+            "packet socket"
+        };
+        return Err(os_err(ifname, what, e));
+    }
+    // SAFETY: `raw` is a descriptor this function just opened and owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let one: libc::c_int = 1;
+    let opt = |level, name, what: &str| {
+        setopt(&fd, level, name, &one).map_err(|e| os_err(ifname, what, e))
+    };
+    // Before the rings: the kernel refuses it once they exist.
+    opt(libc::SOL_PACKET, libc::PACKET_VNET_HDR, "PACKET_VNET_HDR")?;
+    opt(libc::SOL_PACKET, libc::PACKET_AUXDATA, "PACKET_AUXDATA")?;
+    opt(
+        libc::SOL_PACKET,
+        libc::PACKET_IGNORE_OUTGOING,
+        "PACKET_IGNORE_OUTGOING (Linux 4.20 or later)",
+    )?;
+    if opts.qdisc_bypass {
+        opt(libc::SOL_PACKET, PACKET_QDISC_BYPASS, "PACKET_QDISC_BYPASS")?;
+    }
+    set_buf(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, opts.rcvbuf)
+        .map_err(|e| os_err(ifname, "receive buffer", e))?;
+    set_buf(&fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, opts.sndbuf)
+        .map_err(|e| os_err(ifname, "send buffer", e))?;
+    let rings = if ring {
+        let r = Rings::new(&fd, ifindex, opts.ring_slots, opts.segment_gso)
+            .map_err(|e| os_err(ifname, "packet rings", e))?;
+        Some(r)
+    } else {
+        None
+    };
+
+    // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a live sockaddr_ll of the size passed.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(os_err(ifname, "bind", io::Error::last_os_error()));
+    }
+    if opts.promisc {
+        // SAFETY: packet_mreq is plain data; all zeroes is a valid value.
+        let mut mreq: libc::packet_mreq = unsafe { zeroed() };
+        mreq.mr_ifindex = ifindex as i32;
+        mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+        setopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+            .map_err(|e| os_err(ifname, "promiscuous membership", e))?;
+    }
+    Ok((fd, rings))
+}
+
 impl AfPacketPort {
-    /// A port on interface `ifname` with the default settings.
+    /// A port on interface `ifname` with the default settings, except
+    /// that `IRONFLOW_AFPACKET=mmsg|ring` in the environment picks the
+    /// I/O mode (to measure one against the other with the same binary,
+    /// or to step around a kernel whose rings misbehave).
     pub fn open(ifname: &str) -> io::Result<AfPacketPort> {
-        AfPacketPort::open_with(ifname, &AfPacketOptions::default())
+        let mut opts = AfPacketOptions::default();
+        if let Some(io) = AfPacketIo::from_env() {
+            opts.io = io;
+        }
+        AfPacketPort::open_with(ifname, &opts)
     }
 
     /// [`AfPacketPort::open`] with settings.
     pub fn open_with(ifname: &str, opts: &AfPacketOptions) -> io::Result<AfPacketPort> {
         let ifindex = ifindex_of(ifname, "AF_PACKET")?;
-        // Protocol 0: the socket receives nothing until it is bound to
-        // the interface below, so no other interface's frame slips in.
-        // SAFETY: plain system call, no pointers.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
+        let (fd, ring, fallback) = match opts.io {
+            AfPacketIo::Mmsg => (open_socket(ifname, ifindex, opts, false)?.0, None, None),
+            AfPacketIo::Ring => match open_socket(ifname, ifindex, opts, true) {
+                Ok((fd, ring)) => (fd, ring, None),
+                // A fresh socket rather than undoing half a ring setup:
+                // the version and ring options cannot all be taken back.
+                Err(e) if e.kind() != io::ErrorKind::PermissionDenied => {
+                    let (fd, _) = open_socket(ifname, ifindex, opts, false)?;
+                    (fd, None, Some(e.to_string()))
+                }
+                Err(e) => return Err(e),
+            },
         };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            let what = if e.kind() == io::ErrorKind::PermissionDenied {
-                "packet socket (needs CAP_NET_RAW)"
-            } else {
-                "packet socket"
-            };
-            return Err(os_err(ifname, what, e));
-        }
-        // SAFETY: `raw` is a descriptor this function just opened and owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let one: libc::c_int = 1;
-        let opt = |level, name, what: &str| {
-            setopt(&fd, level, name, &one).map_err(|e| os_err(ifname, what, e))
-        };
-        opt(libc::SOL_PACKET, libc::PACKET_VNET_HDR, "PACKET_VNET_HDR")?;
-        opt(libc::SOL_PACKET, libc::PACKET_AUXDATA, "PACKET_AUXDATA")?;
-        opt(
-            libc::SOL_PACKET,
-            libc::PACKET_IGNORE_OUTGOING,
-            "PACKET_IGNORE_OUTGOING (Linux 4.20 or later)",
-        )?;
-        if opts.qdisc_bypass {
-            opt(libc::SOL_PACKET, PACKET_QDISC_BYPASS, "PACKET_QDISC_BYPASS")?;
-        }
-        set_buf(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, opts.rcvbuf)
-            .map_err(|e| os_err(ifname, "receive buffer", e))?;
-        set_buf(&fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, opts.sndbuf)
-            .map_err(|e| os_err(ifname, "send buffer", e))?;
-
-        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: `sll` is a live sockaddr_ll of the size passed.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(os_err(ifname, "bind", io::Error::last_os_error()));
-        }
-        if opts.promisc {
-            // SAFETY: packet_mreq is plain data; all zeroes is a valid value.
-            let mut mreq: libc::packet_mreq = unsafe { zeroed() };
-            mreq.mr_ifindex = ifindex as i32;
-            mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-            setopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
-                .map_err(|e| os_err(ifname, "promiscuous membership", e))?;
-        }
         Ok(AfPacketPort {
             name: format!("afpacket:{ifname}"),
             ifname: ifname.to_string(),
             ifindex,
+            ring,
+            fallback,
+            idle_polls: 0,
             fd,
             stats: PortStats::default(),
             offload: OffloadStats::default(),
@@ -259,11 +342,73 @@ impl AfPacketPort {
             hdrs: Box::new([[0; VNET_HDR_LEN]; BATCH_SIZE]),
             control: Box::new([Control([0; CONTROL]); BATCH_SIZE]),
             // vec! of zeroes is a calloc: untouched pages stay unmapped.
-            overflow: opts
-                .segment_gso
+            // The rings read super-frames into one buffer of their own.
+            overflow: (opts.segment_gso && opts.io == AfPacketIo::Mmsg)
                 .then(|| vec![0u8; BATCH_SIZE * OVERFLOW].into_boxed_slice()),
             pending: VecDeque::new(),
         })
+    }
+
+    /// The I/O mode the port ended up with.
+    pub fn io(&self) -> AfPacketIo {
+        if self.ring.is_some() {
+            AfPacketIo::Ring
+        } else {
+            AfPacketIo::Mmsg
+        }
+    }
+
+    /// Why the port uses `recvmmsg`/`sendmmsg` although rings were asked
+    /// for (the kernel refused them), if it does.
+    pub fn ring_fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// `recv` in `Ring` mode: up to `room` frames off the RX ring, after
+    /// the `n` already in `batch`.
+    fn recv_ring(
+        &mut self,
+        room: usize,
+        mut n: usize,
+        pool: &mut PacketPool,
+        batch: &mut PacketBatch,
+    ) -> io::Result<usize> {
+        let AfPacketPort {
+            ring,
+            fd,
+            pending,
+            offload,
+            stats,
+            idle_polls,
+            ifname,
+            ..
+        } = self;
+        let Some(ring) = ring.as_mut() else {
+            return Ok(n);
+        };
+        let mut out = |p: Packet| {
+            stats.rx_packets += 1;
+            stats.rx_bytes += p.len() as u64;
+            match batch.push(p) {
+                Ok(()) => n += 1,
+                Err(p) => pending.push_back(p),
+            }
+        };
+        if ring.recv(fd, room, pool, offload, &mut out) > 0 {
+            *idle_polls = 0;
+            return Ok(n);
+        }
+        // Reading the ring is no system call, so nothing else would say
+        // that the interface went down or away (`recvmmsg` returns the
+        // socket's error): look now and then while it is idle.
+        *idle_polls += 1;
+        if *idle_polls >= IDLE_ERROR_CHECK {
+            *idle_polls = 0;
+            if let Some(e) = socket_error(fd) {
+                return Err(os_err(ifname, "RX ring", e));
+            }
+        }
+        Ok(n)
     }
 
     pub fn ifname(&self) -> &str {
@@ -283,6 +428,30 @@ impl AfPacketPort {
     /// The socket, for a worker that sleeps in poll/epoll when idle.
     pub fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// Empty polls of an RX ring between two looks at the socket's error.
+const IDLE_ERROR_CHECK: u32 = 4096;
+
+/// The socket's pending error (`SO_ERROR`, which reading clears), if any.
+fn socket_error(fd: &OwnedFd) -> Option<io::Error> {
+    let mut err: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `err` and `len` are live and of the sizes passed.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    match (r, err) {
+        (r, _) if r < 0 => Some(io::Error::last_os_error()),
+        (_, 0) => None,
+        (_, e) => Some(io::Error::from_raw_os_error(e)),
     }
 }
 
@@ -345,6 +514,9 @@ impl Port for AfPacketPort {
         let room = BATCH_SIZE - batch.len();
         if room == 0 || !self.pending.is_empty() {
             return Ok(n);
+        }
+        if self.ring.is_some() {
+            return self.recv_ring(room, n, pool, batch);
         }
         while self.spare.len() < room {
             self.spare.push(pool.alloc());
@@ -446,6 +618,17 @@ impl Port for AfPacketPort {
         let count = batch.len().min(BATCH_SIZE);
         if count == 0 {
             return Ok(0);
+        }
+        if let Some(ring) = self.ring.as_mut() {
+            let r = ring.send(&self.fd, batch.iter().take(count).map(|p| p.data()));
+            self.stats.tx_packets += r.queued as u64;
+            self.stats.tx_bytes += r.bytes;
+            self.stats.tx_dropped += r.dropped as u64 + (batch.len() - count) as u64;
+            pool.free_batch(batch);
+            return match r.err {
+                Some(e) => Err(os_err(&self.ifname, "send (TX ring)", e)),
+                None => Ok(r.queued),
+            };
         }
         let mut iov = [[zero_iov(); 2]; BATCH_SIZE];
         // SAFETY: mmsghdr is plain data; all zeroes is a valid value.

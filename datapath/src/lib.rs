@@ -6,6 +6,7 @@
 //! parses OVN text nor talks OVSDB: it runs what `ironflow-pipeline` compiled.
 
 pub mod afpacket;
+pub mod afpacket_ring;
 #[cfg(feature = "afxdp")]
 pub mod afxdp;
 pub mod cache;
