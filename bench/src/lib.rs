@@ -1,7 +1,9 @@
 //! ironflow benchmarks: whole-engine runs (`engine`) and the frames they
-//! use, and side-by-side runs against other dataplanes (`system`); the criterion micro-benchmarks live in `benches/`. Never needed at
-//! run time.
+//! use, side-by-side runs against other dataplanes (`system`) and
+//! against stock ovn-controller (`control`); the criterion
+//! micro-benchmarks live in `benches/`. Never needed at run time.
 
+pub mod control;
 pub mod engine;
 pub mod frames;
 pub mod system;

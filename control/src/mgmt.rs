@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use ironflow_datapath::engine::Engine;
 use ironflow_datapath::port::{PortId, PortStats};
 use ironflow_datapath::worker::WorkerStats;
+use ironflow_pipeline::program::Program;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -66,6 +67,43 @@ pub struct WorkerShare {
     pub flows_wanted: AtomicBool,
 }
 
+/// The program the node compiled last and when it reached the datapath:
+/// how an operator (or the control-plane benchmark) tells that a
+/// Southbound change is in force, and what the compile cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgramInfo {
+    /// Compiles since start: the first, then one per Southbound change.
+    pub compiles: u64,
+    /// Logical flows compiled (the SB's whole Logical_Flow table).
+    pub logical_flows: usize,
+    /// Classifier rules installed from them.
+    pub rules: usize,
+    pub failed: usize,
+    pub datapaths: usize,
+    pub compile_seconds: f64,
+    /// When it was published to the workers, in seconds since the Unix
+    /// epoch: a wall clock, so that another process can set it against
+    /// when it started the daemon.
+    pub published_at: f64,
+}
+
+impl ProgramInfo {
+    /// `program`, the `compiles`th, published just now.
+    pub fn published(program: &Program, compiles: u64, compile_seconds: f64) -> ProgramInfo {
+        ProgramInfo {
+            compiles,
+            logical_flows: program.flows,
+            rules: program.rules,
+            failed: program.failures.len(),
+            datapaths: program.datapaths.len(),
+            compile_seconds,
+            published_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        }
+    }
+}
+
 /// What the daemon shares with the management socket.
 pub struct MgmtState {
     pub chassis: ChassisConfig,
@@ -76,6 +114,10 @@ pub struct MgmtState {
     pub requests: mpsc::Sender<PortRequestMsg>,
     /// Saved ports whose interface could not be opened.
     pub missing: Mutex<Vec<Value>>,
+    /// Set by the daemon after each publish of a new program; kept apart
+    /// from the engine's config, whose generation also moves when only
+    /// port bindings change.
+    pub program: Mutex<ProgramInfo>,
 }
 
 /// Adds `b`'s counters to `a`'s.
@@ -180,6 +222,7 @@ impl MgmtState {
             .iter()
             .map(|(port, b)| json!({"port": port, "logical_port": b.logical_port, "datapath_key": b.datapath_key, "port_key": b.port_key}))
             .collect();
+        let p = self.program.lock().map(|p| p.clone()).unwrap_or_default();
         json!({
             "chassis": self.chassis.name,
             "hostname": self.chassis.hostname,
@@ -189,6 +232,11 @@ impl MgmtState {
             "tunnels": tunnels,
             "ports": ports,
             "bindings": bound,
+            "program": {
+                "compiles": p.compiles, "logical_flows": p.logical_flows, "rules": p.rules,
+                "failed": p.failed, "datapaths": p.datapaths,
+                "compile_seconds": p.compile_seconds, "published_at": p.published_at,
+            },
         })
     }
 
@@ -392,4 +440,52 @@ pub async fn request_json(path: &Path, request: Value) -> Result<Value> {
         bail!("{e}");
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ironflow_datapath::config::Config;
+    use ironflow_datapath::conntrack::CtConfig;
+    use ironflow_pipeline::program::compile;
+    use ironflow_pipeline::snapshot::Snapshot;
+
+    #[tokio::test]
+    async fn show_says_which_program_is_in_force() {
+        let text = include_str!("../../testdata/seed-snapshot.json");
+        let net = Snapshot::from_json(text).unwrap().network;
+        let program = compile(&net);
+        let info = ProgramInfo::published(&program, 2, 0.25);
+        assert_eq!(info.logical_flows, net.logical_flows.len());
+        assert!(info.rules > 0 && info.datapaths > 0);
+        let config = Config::with_program(Arc::new(net), Arc::new(program), "kube-node1");
+        let (requests, _rx) = mpsc::channel(1);
+        let state = MgmtState {
+            chassis: ChassisConfig {
+                name: "kube-node1".into(),
+                hostname: "n1".into(),
+                encap_type: "geneve".into(),
+                encap_ip: "172.17.42.31".parse().unwrap(),
+                bridge_mappings: String::new(),
+            },
+            engine: Engine::new(config, CtConfig::default()),
+            workers: Vec::new(),
+            requests,
+            missing: Mutex::new(Vec::new()),
+            program: Mutex::new(info.clone()),
+        };
+        let show = state.answer(r#"{"command": "show"}"#).await;
+        let p = &show["program"];
+        assert_eq!(p["compiles"], 2);
+        assert_eq!(p["logical_flows"], info.logical_flows);
+        assert_eq!(p["rules"], info.rules);
+        assert_eq!(p["failed"], 0);
+        assert_eq!(p["compile_seconds"], 0.25);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let at = p["published_at"].as_f64().unwrap();
+        assert!(at <= now && now - at < 60.0, "{p}");
+    }
 }

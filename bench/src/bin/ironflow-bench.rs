@@ -1,8 +1,10 @@
 //! `ironflow-bench`: whole-engine measurements that criterion's repeated
 //! samples do not suit (one big compile, peak memory). Micro-benchmarks are
 //! the criterion benches under `benches/`; `system` runs ironflow side by
-//! side with other dataplanes on a namespace lab.
+//! side with other dataplanes on a namespace lab, `control` with stock
+//! ovn-controller on one big Southbound.
 
+use ironflow_bench::control;
 use ironflow_bench::engine::{self, Scenario};
 use ironflow_bench::system;
 use ironflow_pipeline::program::{compile, compile_in, Program};
@@ -27,7 +29,13 @@ const USAGE: &str = "usage:
   ironflow-bench system-report FILE
       the markdown table of a saved `system --json` run
   ironflow-bench system-plot FILE DIR
-      SVG bar charts of a saved `system --json` run (built with --features plots)";
+      SVG bar charts of a saved `system --json` run (built with --features plots)
+  ironflow-bench control [--switches N] [--ports M] [--rounds R] [--peer PEER[,PEER]] [--json] [--out DIR]
+      PEER: ovn-controller, ironflow (default: both, alternately)
+      a synthetic SB of N switches (default 850) of M ports (default 20) on one
+      router, built by ovn-northd; each peer starts as a chassis with one VIF
+      (root); seconds from starting it to all flows installed, flows, RSS;
+      medians of R rounds (default 3); --out DIR: DIR/control.jsonl, DIR/control.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,6 +60,13 @@ fn main() -> ExitCode {
         [cmd, file] if cmd == "system-report" => system::report(file).map_err(|e| format!("{e:#}")),
         [cmd, rest @ ..] if cmd == "system" => match system::Options::parse(rest) {
             Ok(o) => system::run(&o).map_err(|e| format!("{e:#}")),
+            Err(e) => {
+                eprintln!("ironflow-bench: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        [cmd, rest @ ..] if cmd == "control" => match control::Options::parse(rest) {
+            Ok(o) => control::run(&o).map_err(|e| format!("{e:#}")),
             Err(e) => {
                 eprintln!("ironflow-bench: {e}\n{USAGE}");
                 return ExitCode::from(2);

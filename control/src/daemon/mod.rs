@@ -17,7 +17,7 @@ mod worker;
 
 use crate::attach::{attach, Backend};
 use crate::chassis::{claim, register, release, unregister, ChassisConfig};
-use crate::mgmt::{serve, MgmtState, PortRequest, WorkerShare};
+use crate::mgmt::{serve, MgmtState, PortRequest, ProgramInfo, WorkerShare};
 use crate::ovsdb::{Client, Remote};
 use crate::sb::{FollowOptions, SbFollower};
 use anyhow::{Context, Result};
@@ -150,6 +150,18 @@ fn datapath_config(
         chassis_ips,
     });
     config
+}
+
+/// Compiles `net` for `chassis` off the async threads; returns it with
+/// the seconds the compile took.
+async fn compile_view(net: Arc<LogicalNetwork>, chassis: &ChassisConfig) -> Result<(Current, f64)> {
+    let name = chassis.name.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        let start = std::time::Instant::now();
+        let program = Arc::new(compile_for(&net, Some(&name)));
+        ((net, program), start.elapsed().as_secs_f64())
+    })
+    .await?)
 }
 
 /// A running daemon: what its management socket serves.
@@ -291,14 +303,7 @@ pub async fn run_with(
     }
 
     let chassis = cfg.chassis.clone();
-    let mut current = {
-        let (net, name) = (first.network.clone(), chassis.name.clone());
-        tokio::task::spawn_blocking(move || {
-            let program = Arc::new(compile_for(&net, Some(&name)));
-            (net, program)
-        })
-        .await?
-    };
+    let (mut current, compile_seconds) = compile_view(first.network.clone(), &chassis).await?;
     let config = datapath_config(
         current.0.clone(),
         current.1.clone(),
@@ -315,6 +320,7 @@ pub async fn run_with(
         workers: (0..workers).map(|_| WorkerShare::default()).collect(),
         requests: requests_tx,
         missing: Mutex::new(Vec::new()),
+        program: Mutex::new(ProgramInfo::published(&current.1, 1, compile_seconds)),
     });
     let (learned_tx, mut learned) = mpsc::unbounded_channel();
     publish_missing(&mgmt, &ports);
@@ -418,13 +424,13 @@ pub async fn run_with(
                     continue;
                 }
                 last = view.generation;
-                let (net, name) = (view.network.clone(), chassis.name.clone());
-                current = tokio::task::spawn_blocking(move || {
-                    let program = Arc::new(compile_for(&net, Some(&name)));
-                    (net, program)
-                })
-                .await?;
+                let compile_seconds;
+                (current, compile_seconds) = compile_view(view.network.clone(), &chassis).await?;
                 node.publish(&ports, &current);
+                if let Ok(mut p) = mgmt.program.lock() {
+                    let compiles = p.compiles + 1;
+                    *p = ProgramInfo::published(&current.1, compiles, compile_seconds);
+                }
                 node.keep_registered(&ports, &current.0).await;
                 node.claim_gateways(&current.0).await;
             }
