@@ -113,14 +113,14 @@ pub fn attach(ifname: &str, backend: Backend) -> Result<Attached> {
             Err(e) if backend == Backend::Auto => {
                 warn!("{ifname}: AF_XDP failed ({e:#}); using AF_PACKET");
                 Attached {
-                    port: Box::new(AfPacketPort::open(ifname)?),
+                    port: open_afpacket(ifname)?,
                     backend: Backend::AfPacket,
                 }
             }
             Err(e) => return Err(e),
         },
         Backend::AfPacket => Attached {
-            port: Box::new(AfPacketPort::open(ifname)?),
+            port: open_afpacket(ifname)?,
             backend: Backend::AfPacket,
         },
         Backend::Tap => {
@@ -146,6 +146,16 @@ pub fn attach(ifname: &str, backend: Backend) -> Result<Attached> {
         attached.port.name()
     );
     Ok(attached)
+}
+
+/// An AF_PACKET port, saying so when it could not have the rings it
+/// asked for and works with `recvmmsg`/`sendmmsg` instead.
+fn open_afpacket(ifname: &str) -> Result<Box<dyn Port>> {
+    let port = AfPacketPort::open(ifname)?;
+    if let Some(why) = port.ring_fallback() {
+        warn!("{ifname}: no AF_PACKET rings ({why}); using recvmmsg/sendmmsg");
+    }
+    Ok(Box::new(port))
 }
 
 #[cfg(feature = "afxdp")]

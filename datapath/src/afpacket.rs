@@ -111,6 +111,8 @@ pub struct AfPacketOptions {
     pub io: AfPacketIo,
     /// Slots of 2 KiB in each ring (RX and TX), in `Ring` mode: what
     /// absorbs a burst between two polls, as `rcvbuf` does for `Mmsg`.
+    /// Unlike a buffer limit it is memory the kernel allocates (and
+    /// pins) up front: 1,024 make 4 MiB per port, RX and TX together.
     pub ring_slots: usize,
 }
 
@@ -122,8 +124,8 @@ impl Default for AfPacketOptions {
             promisc: true,
             qdisc_bypass: false,
             segment_gso: true,
-            io: AfPacketIo::Mmsg,
-            ring_slots: 2048,
+            io: AfPacketIo::Ring,
+            ring_slots: 1024,
         }
     }
 }
