@@ -1,7 +1,15 @@
 //! The AF_PACKET port backend: a raw packet socket bound to one network
-//! interface (typically the host end of a pod's veth), receiving with
-//! `recvmmsg` straight into the worker's packet frames and sending with
-//! `sendmmsg`.
+//! interface (typically the host end of a pod's veth). Two ways to move
+//! frames through it ([`AfPacketIo`]):
+//!
+//! - `Ring`, the default: memory-mapped TPACKET_V2 rings
+//!   ([`crate::afpacket_ring`]). The kernel copies each received frame
+//!   into a slot, the port copies it into a worker's packet frame; to
+//!   send, the port fills TX slots and kicks the socket once per batch.
+//! - `Mmsg`: `recvmmsg` straight into the worker's packet frames and
+//!   `sendmmsg` out of them; what a port falls back to when the kernel
+//!   refuses the rings ([`AfPacketPort::ring_fallback`] says why, and
+//!   `ironflow` logs it).
 //!
 //! It works on any interface and any kernel, at the cost of a copy each
 //! way inside the kernel; AF_XDP (`afxdp`) is the fast backend where the
@@ -16,17 +24,19 @@
 //!   the partial checksum, and TCP gets nowhere.
 //! - **TSO/GSO super-frames** (TSO on in the pod, also the default): a
 //!   pod's TCP hands its veth frames of up to 64 KiB, which arrive here
-//!   whole. Each message gets, after the packet frame, a 64 KiB overflow
-//!   buffer of its own (as OVS's netdev-linux does with its `aux_bufs`), and
-//!   a super-frame is cut into MSS-sized TCPv4/TCPv6 (or `UDP_SEGMENT`)
-//!   segments in software. The buffers are 2 MiB of address space per
+//!   whole, and are cut into MSS-sized TCPv4/TCPv6 (or `UDP_SEGMENT`)
+//!   segments in software. In `Mmsg` mode each message gets, after the
+//!   packet frame, a 64 KiB overflow buffer of its own (as OVS's
+//!   netdev-linux does with its `aux_bufs`): 2 MiB of address space per
 //!   port, allocated zeroed by the system so that only pages a super-frame
-//!   ever filled become resident; [`AfPacketOptions::segment_gso`] off
-//!   leaves them out and drops (and counts) super-frames instead, for pods
-//!   that run with `ethtool -K eth0 tso off gso off`.
+//!   ever filled become resident. With rings, a frame too long for its
+//!   slot is queued on the socket too and read from there into one such
+//!   buffer. [`AfPacketOptions::segment_gso`] off drops (and counts)
+//!   super-frames instead, for pods that run with `ethtool -K eth0 tso off
+//!   gso off`.
 //! - **VLAN tags**: the kernel strips an 802.1Q tag before a packet socket
-//!   sees the frame and hands it over beside it (`PACKET_AUXDATA`); the
-//!   port puts it back.
+//!   sees the frame and hands it over beside it (`PACKET_AUXDATA`, or the
+//!   ring slot's header); the port puts it back.
 //!
 //! Frames the port sends carry a zeroed virtio-net header (nothing to
 //! offload: the datapath's frames have complete checksums).
@@ -36,10 +46,36 @@
 //! NIC filters). Everything is non-blocking: `recv` takes what the socket
 //! holds, `send` drops and counts what the socket cannot take.
 //!
-//! [`AfPacketIo::Ring`] swaps `recvmmsg`/`sendmmsg` for memory-mapped
-//! TPACKET_V2 rings ([`crate::afpacket_ring`]) with the same behaviour;
-//! `IRONFLOW_AFPACKET=ring|mmsg` picks one for ports opened with
-//! [`AfPacketPort::open`]. Not measured against each other yet.
+//! `IRONFLOW_AFPACKET=ring|mmsg` picks the mode for ports opened with
+//! [`AfPacketPort::open`] (all of `ironflow`'s), so that one binary can
+//! be measured both ways.
+//!
+//! Measured, rings against mmsg, on the project's VM (2 vCPUs, Linux
+//! 6.18, shared with other builds and benchmarks while it ran, so only
+//! the ratios mean something):
+//!
+//! - The side-by-side lab, `IRONFLOW_AFPACKET=mmsg|ring ironflow-bench
+//!   system --peer ironflow --pairs same-switch,routed,cross-node --rounds
+//!   1 --seconds 3`, the two alternated ten times, medians, ring over
+//!   mmsg: packets/s 1.06× / 1.24× / 1.05× (same-switch / routed /
+//!   cross-node), loss 33% → 15%, 34% → 18%, 64% → 60%, datapath CPU per
+//!   packet 0.84× / 0.70× / 0.81×, TCP 1.70× / 1.29× / 1.04×, p50 round
+//!   trip 45 → 29 µs, 38 → 31 µs, 70 → 81 µs. An earlier run of three
+//!   rounds with 2,048 slots, on a quieter machine: packets/s 1.48× /
+//!   1.28× / 1.06×, CPU per packet 0.73× / 0.73× / 0.87×. Across nodes the
+//!   tunnel's UDP socket, not AF_PACKET, is half the I/O.
+//! - One port forwarding 64-byte frames between two veths
+//!   (`forwarding_cost` in [`crate::afpacket_ring`]'s tests, release, five
+//!   rounds alternated): the forwarder's CPU per packet 2.34 → 1.40 µs
+//!   (receive and send), 103 → 118 kpps; the generator's system call, which
+//!   also delivers into the forwarder's socket or ring, 1.56 → 1.81 µs:
+//!   the slot copy runs in the sender's context where `recvmmsg`'s
+//!   dequeue and copy ran in the datapath's.
+//!
+//! So the rings are the default. What is left (`--perf`, same-switch,
+//! rings): 65% of the worker's samples under the TX kick (the veth, and
+//! the destination pod's IP and UDP receive that runs inside it, as it
+//! did inside `sendmmsg`), 1% reading the RX ring.
 
 // libc, not nix: the calls here (recvmmsg/sendmmsg with scatter lists into
 // pool frames, packet socket options, auxiliary data) are raw structs and
