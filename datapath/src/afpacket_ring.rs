@@ -82,6 +82,9 @@ pub const TX_MAX_FRAME: usize = SLOT_SIZE - TX_DATA - VNET_HDR_LEN;
 
 const ETH_HLEN: usize = 14;
 
+/// RX polls between two kicks of a TX ring whose last kick was cut short.
+const STALL_RETRY_POLLS: u32 = 64;
+
 /// How often the MTU the TX path checks against is read again.
 const MTU_REFRESH: Duration = Duration::from_secs(1);
 
@@ -194,6 +197,8 @@ pub(crate) struct Rings {
     mtu_read: Instant,
     /// A kick was cut short: slots are still queued for the kernel.
     tx_stalled: bool,
+    /// RX polls since the last kick while stalled.
+    stall_polls: u32,
     /// Where super-frames read from the socket go (see the module docs);
     /// allocated on the first one.
     overflow: Option<Box<[u8]>>,
@@ -314,6 +319,7 @@ impl Rings {
             mtu: 0,
             mtu_read: Instant::now(),
             tx_stalled: false,
+            stall_polls: 0,
             overflow: None,
         };
         // After the mapping is owned: an error here unmaps it.
@@ -332,8 +338,16 @@ impl Rings {
         offload: &mut OffloadStats,
         out: &mut dyn FnMut(Packet),
     ) -> usize {
+        // Slots left queued by a cut-short kick go out with the next
+        // batch's kick; if no batch comes, from here, though not on every
+        // poll: an interface that is down would cost a system call per
+        // worker round.
         if self.tx_stalled {
-            self.kick(fd);
+            self.stall_polls += 1;
+            if self.stall_polls >= STALL_RETRY_POLLS {
+                self.stall_polls = 0;
+                self.kick(fd);
+            }
         }
         let mut vlans = 0;
         let mut taken = 0;
@@ -485,7 +499,10 @@ impl Rings {
         let e = io::Error::last_os_error();
         self.tx_stalled = true;
         match e.raw_os_error().unwrap_or(0) {
-            libc::EAGAIN | libc::ENOBUFS | libc::EINTR | libc::ENETDOWN => None,
+            // As with `sendmmsg`, an interface that is down or gone is
+            // not the port's error (a vanished one is detached by the
+            // daemon, and its socket's error shows on an idle RX poll).
+            libc::EAGAIN | libc::ENOBUFS | libc::EINTR | libc::ENETDOWN | libc::ENXIO => None,
             _ => Some(e),
         }
     }
@@ -800,7 +817,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_tx_ring_drops_and_counts() {
+    fn a_full_tx_ring_drops_and_counts_and_what_waited_goes_out_later() {
         if !is_root() {
             eprintln!("skipped: needs root (netns, veth)");
             return;
@@ -808,8 +825,17 @@ mod tests {
         let v = Veth::new();
         let mut ring = AfPacketPort::open_with(&v.host, &ring_opts(32)).expect("open ring");
         assert_eq!(ring.io(), AfPacketIo::Ring);
-        // The peer is down: the kernel takes no slot (ENETDOWN is not
-        // the port's), so 32 fill the ring and the rest is dropped.
+        let peer_name = v.peer.clone();
+        let mut peer = v.inside(move || {
+            let o = AfPacketOptions {
+                io: AfPacketIo::Mmsg,
+                ..AfPacketOptions::default()
+            };
+            AfPacketPort::open_with(&peer_name, &o).expect("open peer")
+        });
+        // The interface is down: the kernel takes no slot (ENETDOWN is
+        // not the port's error), so 32 fill the ring and the rest is
+        // dropped.
         v.exec(&["ip", "link", "set", &v.peer, "down"]);
         sh(&["ip", "link", "set", &v.host, "down"]).unwrap();
         let mut pool = PacketPool::new(256);
@@ -817,6 +843,21 @@ mod tests {
         assert_eq!(send_all(&mut ring, &mut pool, &frames), 32);
         let s = ring.stats();
         assert_eq!((s.tx_packets, s.tx_dropped), (32, 16));
+        // Up again: RX polls kick the waiting slots out, in order.
+        v.exec(&["ip", "link", "set", &v.peer, "up"]);
+        sh(&["ip", "link", "set", &v.host, "up"]).unwrap();
+        let mut batch = PacketBatch::new();
+        // The peer's socket reports the link going down once (ENETDOWN);
+        // take that out of the way.
+        let _ = peer.recv(&mut pool, &mut batch);
+        for _ in 0..2 * STALL_RETRY_POLLS {
+            ring.recv(&mut pool, &mut batch).expect("recv");
+            pool.free_batch(&mut batch);
+        }
+        let got = collect(&mut peer, &mut pool, 32, Duration::from_secs(2), |f| {
+            seq_of(f).is_some()
+        });
+        assert_eq!(got, frames[..32].to_vec());
     }
 
     #[test]
