@@ -145,8 +145,10 @@ pub struct AfPacketOptions {
     pub segment_gso: bool,
     /// Rings or `recvmmsg`/`sendmmsg`.
     pub io: AfPacketIo,
-    /// Slots of 2 KiB in each ring (RX and TX), in `Ring` mode: what
-    /// absorbs a burst between two polls, as `rcvbuf` does for `Mmsg`.
+    /// Slots of 2 KiB in each ring (RX and TX), in `Ring` mode, rounded up
+    /// to a multiple of 32 (0: no rings, the port falls back to `Mmsg`):
+    /// what absorbs a burst between two polls, as `rcvbuf` does for
+    /// `Mmsg`.
     /// Unlike a buffer limit it is memory the kernel allocates (and
     /// pins) up front: 1,024 make 4 MiB per port, RX and TX together.
     pub ring_slots: usize,
@@ -366,6 +368,7 @@ impl AfPacketPort {
                 Err(e) => return Err(e),
             },
         };
+        let mmsg = ring.is_none();
         Ok(AfPacketPort {
             name: format!("afpacket:{ifname}"),
             ifname: ifname.to_string(),
@@ -381,7 +384,7 @@ impl AfPacketPort {
             control: Box::new([Control([0; CONTROL]); BATCH_SIZE]),
             // vec! of zeroes is a calloc: untouched pages stay unmapped.
             // The rings read super-frames into one buffer of their own.
-            overflow: (opts.segment_gso && opts.io == AfPacketIo::Mmsg)
+            overflow: (opts.segment_gso && mmsg)
                 .then(|| vec![0u8; BATCH_SIZE * OVERFLOW].into_boxed_slice()),
             pending: VecDeque::new(),
         })

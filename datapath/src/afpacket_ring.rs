@@ -261,8 +261,14 @@ impl Rings {
         slots: usize,
         copy_big: bool,
     ) -> io::Result<Rings> {
+        if slots == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no ring slots asked for",
+            ));
+        }
         let per_block = BLOCK_SIZE / SLOT_SIZE;
-        let blocks = slots.clamp(1, 1 << 20).div_ceil(per_block);
+        let blocks = slots.min(1 << 20).div_ceil(per_block);
         let slots = blocks * per_block;
         let version = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
         setopt(fd, libc::PACKET_VERSION, &version).map_err(|e| ctx("PACKET_VERSION", e))?;
@@ -866,7 +872,10 @@ mod tests {
             eprintln!("skipped: needs root (netns, veth)");
             return;
         }
-        for segment_gso in [true, false] {
+        // (GSO segmentation, ring slots): the last asks for rings it
+        // cannot have, and the port falls back to mmsg, super-frames and
+        // all.
+        for (segment_gso, slots) in [(true, 256), (false, 256), (true, 0)] {
             let v = Veth::new();
             // A TCP server here on the host end, a client in the
             // namespace with TSO and checksum offload on: its super-frames
@@ -879,10 +888,17 @@ mod tests {
             ]);
             let opts = AfPacketOptions {
                 segment_gso,
-                ..ring_opts(256)
+                ..ring_opts(slots)
             };
             let mut ring = AfPacketPort::open_with(&v.host, &opts).expect("open ring");
-            assert_eq!(ring.io(), AfPacketIo::Ring);
+            if slots == 0 {
+                assert_eq!(ring.io(), AfPacketIo::Mmsg);
+                let why = ring.ring_fallback().expect("why");
+                assert!(why.contains("no ring slots"), "{why}");
+            } else {
+                assert_eq!(ring.io(), AfPacketIo::Ring);
+                assert_eq!(ring.ring_fallback(), None);
+            }
             let server = std::net::TcpListener::bind("10.231.0.2:0").expect("listen");
             let addr = server.local_addr().unwrap();
             let total = 4usize << 20;
