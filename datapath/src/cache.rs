@@ -407,6 +407,17 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
         self.emc_live(at)
     }
 
+    /// Megaflow `r` for a packet known to match it (the next of a burst
+    /// that goes the way the last packet went), counted as the EMC hit
+    /// its lookup would have been.
+    #[inline]
+    pub fn rehit(&mut self, r: FlowRef) -> Option<&Megaflow<A>> {
+        let f = self.slots.get_mut(r.0 as usize)?.flow.as_mut()?;
+        f.hits += 1;
+        self.stats.emc_hits += 1;
+        Some(f)
+    }
+
     /// The key EMC entry `emc` holds (whether or not its flow is still
     /// cached).
     #[inline]

@@ -20,7 +20,7 @@
 //! the packet is in flight, in the EMC entries that matched them until a
 //! lookup may write the EMC, copied out then.
 
-use crate::cache::{same_key, CacheStats, FlowCache, Hit, DEFAULT_MEGAFLOWS, NO_EMC};
+use crate::cache::{same_key, CacheStats, FlowCache, FlowRef, Hit, DEFAULT_MEGAFLOWS, NO_EMC};
 use crate::config::{Config, TUNNEL_IN_PORT};
 use crate::conntrack::{CtHint, CtMemos};
 use crate::engine::Engine;
@@ -47,6 +47,9 @@ pub struct WorkerStats {
     pub passes: u64,
     /// Slow-path translations (cache misses).
     pub upcalls: u64,
+    /// Packets that followed the one before them in their batch (same
+    /// key) without lookups: the fused path (see `Trail`).
+    pub fused: u64,
     pub outputs: u64,
     pub tunnelled: u64,
     pub decapsulated: u64,
@@ -124,6 +127,63 @@ struct Learnt {
     ct: [CtHint; CT_HINTS],
 }
 
+/// Conntrack answers a [`Trail`] keeps; a packet that needs more (OVN's
+/// have one to three) leaves none.
+const TRAIL_CTS: usize = 4;
+
+/// One conntrack answer, as it was written into the key.
+#[derive(Clone, Copy, Default)]
+struct CtAnswer {
+    state: u32,
+    mark: u32,
+    label: u128,
+}
+
+/// The way the last packet went, for the next packet of its burst (the
+/// same key, next in the batch). When nothing changed the cache while it
+/// ran and every conntrack answer it got is remembered in the worker's
+/// [`CtMemos`], a packet of the same key would find the same megaflows
+/// and get the same answers: it runs their actions without a lookup or a
+/// conntrack trip. This is the fused path of an established connection.
+struct Trail {
+    /// Passes to follow; 0 when the last packet left no trail.
+    passes: usize,
+    flows: [Option<FlowRef>; MAX_PASSES],
+    /// Conntrack answers in the order the passes got them; more than
+    /// [`TRAIL_CTS`] spoils the trail.
+    cts: usize,
+    ct: [CtAnswer; TRAIL_CTS],
+    arrival_hash: u32,
+}
+
+impl Trail {
+    fn log_ct(&mut self, key: &FlowKey) {
+        if let Some(a) = self.ct.get_mut(self.cts) {
+            *a = CtAnswer {
+                state: key.get(slots::CT_STATE) as u32,
+                mark: key.get(slots::CT_MARK) as u32,
+                label: key.get(slots::CT_LABEL),
+            };
+        }
+        self.cts += 1;
+    }
+}
+
+/// Where a pass's conntrack actions get their answers.
+enum CtSource<'a> {
+    /// From conntrack, logged for the next packet of the burst.
+    Live {
+        hints: &'a mut [CtHint; CT_HINTS],
+        memos: &'a mut CtMemos,
+        log: &'a mut Trail,
+    },
+    /// From the last packet's trail (`next` is the answer to use next).
+    Replay {
+        trail: &'a Trail,
+        next: &'a mut usize,
+    },
+}
+
 /// A packet of a batch as looked at before any runs.
 #[derive(Clone, Copy)]
 struct Ahead {
@@ -159,6 +219,7 @@ pub struct Worker {
     /// Packets for the controller.
     pub punted: Vec<Punt>,
     flight: InFlight,
+    trail: Trail,
     /// False for [`Worker::uncached`].
     caching: bool,
 }
@@ -199,6 +260,13 @@ impl Worker {
                 lazy: 0,
                 start_emc: [NO_EMC; MAX_PASSES],
             },
+            trail: Trail {
+                passes: 0,
+                flows: [None; MAX_PASSES],
+                cts: 0,
+                ct: [CtAnswer::default(); TRAIL_CTS],
+                arrival_hash: 0,
+            },
         }
     }
 
@@ -238,6 +306,7 @@ impl Worker {
     /// (decapsulation may drop them) run one by one.
     pub fn process_batch(&mut self, in_port: PortId, batch: &mut PacketBatch) {
         self.refresh();
+        self.trail.passes = 0;
         let now = self.engine.now_ns();
         let underlay = self.config.underlay.as_ref().map(|u| u.port);
         if underlay == Some(in_port) || !self.caching || batch.len() > BATCH_SIZE {
@@ -287,8 +356,12 @@ impl Worker {
             if a.malformed {
                 self.stats.malformed += 1;
             }
-            let first = (a.hash, a.emc);
-            self.run(pkt, &mut a.key, Some(first), now);
+            if a.same && self.trail.passes != 0 {
+                self.replay(pkt, &mut a.key, now);
+            } else {
+                let first = (a.hash, a.emc);
+                self.run(pkt, &mut a.key, Some(first), now);
+            }
         }
         self.ahead = ahead;
     }
@@ -322,6 +395,12 @@ impl Worker {
         flight.passes = 0;
         flight.ct_zone = None;
         flight.lazy = 0;
+        // What would make the trail this packet leaves wrong: a change to
+        // the cache (any upcall) or a conntrack answer not remembered.
+        let upcalls = self.stats.upcalls;
+        let epoch = self.ct_memos.epoch();
+        self.trail.passes = 0;
+        self.trail.cts = 0;
         // The EMC entry of the previous pass.
         let mut prev = NO_EMC;
         loop {
@@ -379,6 +458,9 @@ impl Worker {
                     l.arrival_hash = crate::tunnel::arrival_hash(key);
                 }
             }
+            if let Some(f) = self.trail.flows.get_mut(self.flight.passes) {
+                *f = Some(hit.flow);
+            }
             let (megaflow, learnt) = self.cache.flow_and_extra(hit.flow, hit.emc);
             let flow = &megaflow.actions;
             let mut spare = [CtHint::default(); CT_HINTS];
@@ -408,27 +490,37 @@ impl Worker {
                     self.flight.starts[p] = *key;
                 }
             }
-            match execute(
+            let ct = CtSource::Live {
+                hints,
+                memos: &mut self.ct_memos,
+                log: &mut self.trail,
+            };
+            let outcome = execute(
                 flow,
                 pkt,
                 key,
                 &mut self.flight,
-                hints,
-                &mut self.ct_memos,
+                ct,
                 &self.engine,
                 now_ns,
                 &mut self.pool,
                 &mut self.tx,
                 &mut self.stats,
-            ) {
+            );
+            if matches!(outcome, Outcome::Consumed | Outcome::Left(_))
+                && self.caching
+                && self.stats.upcalls == upcalls
+                && self.ct_memos.epoch() == epoch
+                && self.trail.cts <= TRAIL_CTS
+            {
+                self.trail.passes = self.flight.passes + 1;
+                self.trail.arrival_hash = self.flight.arrival_hash;
+            }
+            match outcome {
                 Outcome::Consumed => return,
                 Outcome::Left(p) => {
                     let reason = flow.drop_reason.clone();
-                    match reason {
-                        Some(reason) => self.drop_counted(p, reason),
-                        // Sent copies; the original is done with.
-                        None => self.pool.free(p),
-                    }
+                    self.left(p, reason);
                     return;
                 }
                 Outcome::Controller(p) => {
@@ -454,6 +546,68 @@ impl Worker {
                     prev = hit.emc;
                 }
             }
+        }
+    }
+
+    /// Follows the last packet's [`Trail`] with `pkt`, of the same key.
+    fn replay(&mut self, pkt: Packet, key: &mut FlowKey, now_ns: u64) {
+        let mut pkt = pkt;
+        self.stats.fused += 1;
+        self.flight.ct_zone = None;
+        self.flight.arrival_hash = self.trail.arrival_hash;
+        let mut next = 0;
+        for p in 0..self.trail.passes.min(MAX_PASSES) {
+            self.stats.passes += 1;
+            let Some(megaflow) = self.trail.flows[p].and_then(|r| self.cache.rehit(r)) else {
+                // Not reached: a trail is dropped when the cache changes.
+                self.trail.passes = 0;
+                self.drop(pkt, "stale trail");
+                return;
+            };
+            let flow = &megaflow.actions;
+            let ct = CtSource::Replay {
+                trail: &self.trail,
+                next: &mut next,
+            };
+            match execute(
+                flow,
+                pkt,
+                key,
+                &mut self.flight,
+                ct,
+                &self.engine,
+                now_ns,
+                &mut self.pool,
+                &mut self.tx,
+                &mut self.stats,
+            ) {
+                Outcome::Consumed => return,
+                Outcome::Left(p) => {
+                    let reason = flow.drop_reason.clone();
+                    self.left(p, reason);
+                    return;
+                }
+                Outcome::Recirculate(id, p) => {
+                    pkt = p;
+                    key.set(slots::RECIRC_ID, id.into());
+                }
+                // Not reached: a trail ends where the packet was sent or
+                // dropped, and the same flows end the same way.
+                Outcome::Controller(p) => {
+                    self.trail.passes = 0;
+                    self.drop(p, "stale trail");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A packet its actions did not take: dropped (and counted) when the
+    /// flow sends nothing, freed when it sent copies.
+    fn left(&mut self, pkt: Packet, reason: Option<Arc<str>>) {
+        match reason {
+            Some(reason) => self.drop_counted(pkt, reason),
+            None => self.pool.free(pkt),
         }
     }
 
@@ -561,8 +715,7 @@ fn execute(
     mut pkt: Packet,
     key: &mut FlowKey,
     flight: &mut InFlight,
-    hints: &mut [CtHint; CT_HINTS],
-    memos: &mut CtMemos,
+    ct_source: CtSource,
     engine: &Engine,
     now_ns: u64,
     pool: &mut PacketPool,
@@ -572,6 +725,7 @@ fn execute(
     let last = flow.actions.len().saturating_sub(1);
     let mut cts = 0;
     let mut spare = CtHint::default();
+    let mut ct_source = ct_source;
     for (i, action) in flow.actions.iter().enumerate() {
         let take = flow.last_consumes && i == last;
         match action {
@@ -600,6 +754,22 @@ fn execute(
                 tunnel(out, encap, hash, pool, tx, stats);
             }
             Exec::Ct(ct) => {
+                let (hints, memos, log) = match &mut ct_source {
+                    CtSource::Live { hints, memos, log } => (hints, memos, log),
+                    CtSource::Replay { trail, next } => {
+                        // What conntrack told the last packet, and would
+                        // tell this one from its memos.
+                        if let Some(a) = trail.ct.get(**next) {
+                            key.set(slots::CT_STATE, u128::from(a.state));
+                            key.set(slots::CT_MARK, u128::from(a.mark));
+                            key.set(slots::CT_LABEL, a.label);
+                            engine.conntrack.count_repeated(a.state);
+                        }
+                        **next += 1;
+                        flight.ct_zone = Some(ct.zone);
+                        continue;
+                    }
+                };
                 if flight.ct_zone.is_some_and(|z| z != ct.zone) {
                     clear_ct(key);
                 }
@@ -624,6 +794,7 @@ fn execute(
                     before.words[NAT_WORDS].copy_from_slice(&saved);
                     let _ = rewrite::rewrite_from_key_diff(&mut pkt, &before, key);
                 }
+                log.log_ct(key);
                 flight.ct_zone = Some(ct.zone);
             }
             Exec::CtClear => {

@@ -258,6 +258,8 @@ fn agree(
         for _ in 0..n {
             let f = match frames.len() {
                 0 => frame(&mut rng, from, &bound, &macs, &ips),
+                // A burst: the packet before again (the fused path).
+                k if rng.chance(30) => frames[k - 1].clone(),
                 k if rng.chance(50) => frames[rng.below(k)].clone(),
                 _ => frame(&mut rng, from, &bound, &macs, &ips),
             };
@@ -286,6 +288,18 @@ fn agree(
     assert!(
         s.cache.emc_hits + s.cache.megaflow_hits > s.upcalls,
         "the fast path was exercised: {s:?}"
+    );
+    assert!(!batches || s.fused > 0, "bursts took the fused path: {s:?}");
+    // Conntrack answered both alike: the fused path's answers are counted
+    // as the ones conntrack would have given.
+    let (cf, cs) = (
+        fast.engine().conntrack.stats(),
+        slow.engine().conntrack.stats(),
+    );
+    assert_eq!(
+        (cf.new, cf.committed, cf.invalid, cf.entries),
+        (cs.new, cs.committed, cs.invalid, cs.entries),
+        "conntrack: fast {cf:?} slow {cs:?}"
     );
     // ACLs drop much of the random traffic; enough must get through for
     // the comparison to cover delivery too.

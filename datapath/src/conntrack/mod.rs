@@ -285,6 +285,18 @@ impl Conntrack {
         state
     }
 
+    /// Counts a packet the caller answered as [`Conntrack::execute_repeated`]
+    /// would have from a memo: one that follows, in the same batch, a
+    /// packet of the same key whose every answer was remembered.
+    #[inline]
+    pub fn count_repeated(&self, state: u32) {
+        let stats = self.table.stats();
+        bump(&stats.hits);
+        if state & ct_state::NEW != 0 {
+            bump(&stats.new);
+        }
+    }
+
     /// Asks for the cache lines [`Conntrack::execute_hinted`] will read
     /// for a packet with `key` in `zone`: the hinted slot, or where the
     /// tuple's index entry is. A worker calls it for a whole batch before
@@ -394,6 +406,8 @@ impl Conntrack {
                 label: ml.1,
             };
             memos.len += 1;
+        } else {
+            memos.epoch = memos.epoch.wrapping_add(1);
         }
         Some(state)
     }
@@ -715,6 +729,11 @@ pub struct CtMemos {
     now: u64,
     len: usize,
     list: [CtMemo; MEMOS],
+    /// Bumped whenever a connection a packet found is not remembered
+    /// after it (forgotten, or no room): a worker that sees it unchanged
+    /// over a packet's passes knows the next packet of the same key would
+    /// get every answer from memory.
+    epoch: u32,
 }
 
 impl CtMemos {
@@ -722,6 +741,13 @@ impl CtMemos {
     fn forget(&mut self, now: u64) {
         self.now = now;
         self.len = 0;
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// See [`CtMemos::epoch`]'s field.
+    #[inline]
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 }
 
