@@ -407,15 +407,25 @@ impl<A, X: Copy + Default> FlowCache<A, X> {
         self.emc_live(at)
     }
 
-    /// Megaflow `r` for a packet known to match it (the next of a burst
-    /// that goes the way the last packet went), counted as the EMC hit
-    /// its lookup would have been.
+    /// Megaflow `r`.
     #[inline]
-    pub fn rehit(&mut self, r: FlowRef) -> Option<&Megaflow<A>> {
-        let f = self.slots.get_mut(r.0 as usize)?.flow.as_mut()?;
-        f.hits += 1;
-        self.stats.emc_hits += 1;
-        Some(f)
+    pub fn megaflow(&self, r: FlowRef) -> Option<&Megaflow<A>> {
+        self.slots.get(r.0 as usize)?.flow.as_ref()
+    }
+
+    /// Counts `n` packets that went to megaflow `r` known to match it (the
+    /// rest of a burst that went the way its first packet went) as the
+    /// EMC hits their lookups would have been.
+    #[inline]
+    pub fn rehit(&mut self, r: FlowRef, n: u64) {
+        if let Some(f) = self
+            .slots
+            .get_mut(r.0 as usize)
+            .and_then(|s| s.flow.as_mut())
+        {
+            f.hits += n;
+            self.stats.emc_hits += n;
+        }
     }
 
     /// The key EMC entry `emc` holds (whether or not its flow is still

@@ -38,7 +38,8 @@ pub enum Exec {
     Set(KeyField, u128),
     DecTtl,
     Output(PortId),
-    Tunnel(Box<TunnelOut>),
+    /// Shared: a trail's copy of the actions costs a count, not a copy.
+    Tunnel(Arc<TunnelOut>),
     Ct(Box<CtAction>),
     CtClear,
     Recirc(u32),
@@ -107,7 +108,7 @@ impl Flow {
                                     outport_key: e.outport_key,
                                 },
                             });
-                            actions.push(Exec::Tunnel(Box::new(TunnelOut { encap: e, template })));
+                            actions.push(Exec::Tunnel(Arc::new(TunnelOut { encap: e, template })));
                         }
                         None => unresolved = Some(Unresolved::NoTunnel),
                     },

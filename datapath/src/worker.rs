@@ -131,57 +131,73 @@ struct Learnt {
 /// have one to three) leaves none.
 const TRAIL_CTS: usize = 4;
 
-/// One conntrack answer, as it was written into the key.
-#[derive(Clone, Copy, Default)]
-struct CtAnswer {
-    state: u32,
-    mark: u32,
-    label: u128,
-}
-
 /// The way the last packet went, for the next packet of its burst (the
 /// same key, next in the batch). When nothing changed the cache while it
 /// ran and every conntrack answer it got is remembered in the worker's
 /// [`CtMemos`], a packet of the same key would find the same megaflows
-/// and get the same answers: it runs their actions without a lookup or a
-/// conntrack trip. This is the fused path of an established connection.
+/// and get the same answers: of all its passes' actions, only those that
+/// touch the packet are left to do (rewrites, outputs, encapsulation),
+/// one after the other, without a lookup or a conntrack trip. This is
+/// the fused path of an established connection.
 struct Trail {
     /// Passes to follow; 0 when the last packet left no trail.
     passes: usize,
     flows: [Option<FlowRef>; MAX_PASSES],
-    /// Conntrack answers in the order the passes got them; more than
-    /// [`TRAIL_CTS`] spoils the trail.
+    /// The states conntrack answered, in the order the passes got them;
+    /// more than [`TRAIL_CTS`] spoils the trail.
     cts: usize,
-    ct: [CtAnswer; TRAIL_CTS],
+    ct: [u32; TRAIL_CTS],
     arrival_hash: u32,
+    /// The actions of the passes that touch the packet, in order, worked
+    /// out when a packet first follows the trail (most trails are never
+    /// followed); `fused_ready` says whether they are.
+    fused: Vec<Exec>,
+    fused_ready: bool,
+    /// Whether the last of `fused` takes the packet (sends it away).
+    fused_takes: bool,
+    /// Why the packet is dropped, when the last pass sends nothing.
+    fused_drop: Option<Arc<str>>,
+    /// Packets that followed the trail, not yet counted where their
+    /// lookups and conntrack trips would have been (see `settle_trail`).
+    repeats: u64,
 }
 
 impl Trail {
     fn log_ct(&mut self, key: &FlowKey) {
         if let Some(a) = self.ct.get_mut(self.cts) {
-            *a = CtAnswer {
-                state: key.get(slots::CT_STATE) as u32,
-                mark: key.get(slots::CT_MARK) as u32,
-                label: key.get(slots::CT_LABEL),
-            };
+            *a = key.get(slots::CT_STATE) as u32;
         }
         self.cts += 1;
     }
-}
 
-/// Where a pass's conntrack actions get their answers.
-enum CtSource<'a> {
-    /// From conntrack, logged for the next packet of the burst.
-    Live {
-        hints: &'a mut [CtHint; CT_HINTS],
-        memos: &'a mut CtMemos,
-        log: &'a mut Trail,
-    },
-    /// From the last packet's trail (`next` is the answer to use next).
-    Replay {
-        trail: &'a Trail,
-        next: &'a mut usize,
-    },
+    /// Works out `fused` from the megaflows of the trail's passes.
+    fn fuse<X: Copy + Default>(&mut self, cache: &FlowCache<Flow, X>) -> bool {
+        self.fused.clear();
+        self.fused_takes = false;
+        self.fused_drop = None;
+        for (pass, r) in self.flows.iter().take(self.passes).enumerate() {
+            let Some(flow) = r.and_then(|r| cache.megaflow(r)).map(|m| &m.actions) else {
+                return false;
+            };
+            self.fused.extend(
+                flow.actions
+                    .iter()
+                    .filter(|a| {
+                        matches!(
+                            a,
+                            Exec::Set(..) | Exec::DecTtl | Exec::Output(_) | Exec::Tunnel(_)
+                        )
+                    })
+                    .cloned(),
+            );
+            if pass + 1 == self.passes {
+                self.fused_takes = flow.last_consumes;
+                self.fused_drop = flow.drop_reason.clone();
+            }
+        }
+        self.fused_ready = true;
+        true
+    }
 }
 
 /// A packet of a batch as looked at before any runs.
@@ -264,8 +280,13 @@ impl Worker {
                 passes: 0,
                 flows: [None; MAX_PASSES],
                 cts: 0,
-                ct: [CtAnswer::default(); TRAIL_CTS],
+                ct: [0; TRAIL_CTS],
                 arrival_hash: 0,
+                fused: Vec::new(),
+                fused_ready: false,
+                fused_takes: false,
+                fused_drop: None,
+                repeats: 0,
             },
         }
     }
@@ -306,6 +327,7 @@ impl Worker {
     /// (decapsulation may drop them) run one by one.
     pub fn process_batch(&mut self, in_port: PortId, batch: &mut PacketBatch) {
         self.refresh();
+        self.settle_trail();
         self.trail.passes = 0;
         let now = self.engine.now_ns();
         let underlay = self.config.underlay.as_ref().map(|u| u.port);
@@ -357,13 +379,14 @@ impl Worker {
                 self.stats.malformed += 1;
             }
             if a.same && self.trail.passes != 0 {
-                self.replay(pkt, &mut a.key, now);
+                self.replay(pkt, &mut a.key);
             } else {
                 let first = (a.hash, a.emc);
                 self.run(pkt, &mut a.key, Some(first), now);
             }
         }
         self.ahead = ahead;
+        self.settle_trail();
     }
 
     /// Runs one packet (the config must be current: see `process_batch`).
@@ -399,8 +422,10 @@ impl Worker {
         // the cache (any upcall) or a conntrack answer not remembered.
         let upcalls = self.stats.upcalls;
         let epoch = self.ct_memos.epoch();
+        self.settle_trail();
         self.trail.passes = 0;
         self.trail.cts = 0;
+        self.trail.fused_ready = false;
         // The EMC entry of the previous pass.
         let mut prev = NO_EMC;
         loop {
@@ -490,17 +515,14 @@ impl Worker {
                     self.flight.starts[p] = *key;
                 }
             }
-            let ct = CtSource::Live {
-                hints,
-                memos: &mut self.ct_memos,
-                log: &mut self.trail,
-            };
             let outcome = execute(
                 flow,
                 pkt,
                 key,
                 &mut self.flight,
-                ct,
+                hints,
+                &mut self.ct_memos,
+                &mut self.trail,
                 &self.engine,
                 now_ns,
                 &mut self.pool,
@@ -549,56 +571,69 @@ impl Worker {
         }
     }
 
-    /// Follows the last packet's [`Trail`] with `pkt`, of the same key.
-    fn replay(&mut self, pkt: Packet, key: &mut FlowKey, now_ns: u64) {
+    /// Follows the last packet's [`Trail`] with `pkt`, of the same key:
+    /// its packet edits, one after the other.
+    fn replay(&mut self, pkt: Packet, key: &mut FlowKey) {
         let mut pkt = pkt;
+        if !self.trail.fused_ready && !self.trail.fuse(&self.cache) {
+            // Not reached: a trail is dropped when the cache changes.
+            self.trail.passes = 0;
+            self.run(pkt, key, None, self.engine.now_ns());
+            return;
+        }
         self.stats.fused += 1;
-        self.flight.ct_zone = None;
-        self.flight.arrival_hash = self.trail.arrival_hash;
-        let mut next = 0;
-        for p in 0..self.trail.passes.min(MAX_PASSES) {
-            self.stats.passes += 1;
-            let Some(megaflow) = self.trail.flows[p].and_then(|r| self.cache.rehit(r)) else {
-                // Not reached: a trail is dropped when the cache changes.
-                self.trail.passes = 0;
-                self.drop(pkt, "stale trail");
-                return;
-            };
-            let flow = &megaflow.actions;
-            let ct = CtSource::Replay {
-                trail: &self.trail,
-                next: &mut next,
-            };
-            match execute(
-                flow,
-                pkt,
-                key,
-                &mut self.flight,
-                ct,
-                &self.engine,
-                now_ns,
-                &mut self.pool,
-                &mut self.tx,
-                &mut self.stats,
-            ) {
-                Outcome::Consumed => return,
-                Outcome::Left(p) => {
-                    let reason = flow.drop_reason.clone();
-                    self.left(p, reason);
-                    return;
+        self.trail.repeats += 1;
+        let t = &self.trail;
+        let last = t.fused.len().wrapping_sub(1);
+        for (i, action) in t.fused.iter().enumerate() {
+            let take = t.fused_takes && i == last;
+            match action {
+                Exec::Set(field, value) => {
+                    let _ = rewrite::set(&mut pkt, key, *field, *value);
                 }
-                Outcome::Recirculate(id, p) => {
-                    pkt = p;
-                    key.set(slots::RECIRC_ID, id.into());
+                Exec::DecTtl => {
+                    let _ = rewrite::dec_ttl(&mut pkt, key);
                 }
-                // Not reached: a trail ends where the packet was sent or
-                // dropped, and the same flows end the same way.
-                Outcome::Controller(p) => {
-                    self.trail.passes = 0;
-                    self.drop(p, "stale trail");
-                    return;
+                Exec::Output(port) => {
+                    self.stats.outputs += 1;
+                    if take {
+                        self.tx.push((*port, pkt));
+                        return;
+                    }
+                    self.tx.push((*port, copy(&mut self.pool, &pkt)));
                 }
+                Exec::Tunnel(encap) => {
+                    let (pool, tx, stats) = (&mut self.pool, &mut self.tx, &mut self.stats);
+                    if take {
+                        tunnel(pkt, encap, t.arrival_hash, pool, tx, stats);
+                        return;
+                    }
+                    let out = copy(pool, &pkt);
+                    tunnel(out, encap, t.arrival_hash, pool, tx, stats);
+                }
+                _ => {}
             }
+        }
+        let reason = t.fused_drop.clone();
+        self.left(pkt, reason);
+    }
+
+    /// Counts the packets that followed the trail where their lookups
+    /// and conntrack trips would have been counted: megaflow and EMC
+    /// hits, passes, conntrack hits. Done before the trail changes, and
+    /// after each batch so that what `stats` reads is whole.
+    fn settle_trail(&mut self) {
+        let t = &mut self.trail;
+        let n = std::mem::take(&mut t.repeats);
+        if n == 0 {
+            return;
+        }
+        for r in t.flows.iter().take(t.passes).flatten() {
+            self.cache.rehit(*r, n);
+        }
+        self.stats.passes += n * t.passes as u64;
+        for &state in t.ct.iter().take(t.cts) {
+            self.engine.conntrack.count_repeated(state, n);
         }
     }
 
@@ -715,7 +750,9 @@ fn execute(
     mut pkt: Packet,
     key: &mut FlowKey,
     flight: &mut InFlight,
-    ct_source: CtSource,
+    hints: &mut [CtHint; CT_HINTS],
+    memos: &mut CtMemos,
+    log: &mut Trail,
     engine: &Engine,
     now_ns: u64,
     pool: &mut PacketPool,
@@ -725,7 +762,6 @@ fn execute(
     let last = flow.actions.len().saturating_sub(1);
     let mut cts = 0;
     let mut spare = CtHint::default();
-    let mut ct_source = ct_source;
     for (i, action) in flow.actions.iter().enumerate() {
         let take = flow.last_consumes && i == last;
         match action {
@@ -754,22 +790,6 @@ fn execute(
                 tunnel(out, encap, hash, pool, tx, stats);
             }
             Exec::Ct(ct) => {
-                let (hints, memos, log) = match &mut ct_source {
-                    CtSource::Live { hints, memos, log } => (hints, memos, log),
-                    CtSource::Replay { trail, next } => {
-                        // What conntrack told the last packet, and would
-                        // tell this one from its memos.
-                        if let Some(a) = trail.ct.get(**next) {
-                            key.set(slots::CT_STATE, u128::from(a.state));
-                            key.set(slots::CT_MARK, u128::from(a.mark));
-                            key.set(slots::CT_LABEL, a.label);
-                            engine.conntrack.count_repeated(a.state);
-                        }
-                        **next += 1;
-                        flight.ct_zone = Some(ct.zone);
-                        continue;
-                    }
-                };
                 if flight.ct_zone.is_some_and(|z| z != ct.zone) {
                     clear_ct(key);
                 }

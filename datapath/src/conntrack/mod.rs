@@ -285,15 +285,19 @@ impl Conntrack {
         state
     }
 
-    /// Counts a packet the caller answered as [`Conntrack::execute_repeated`]
-    /// would have from a memo: one that follows, in the same batch, a
-    /// packet of the same key whose every answer was remembered.
+    /// Counts `packets` the caller answered as
+    /// [`Conntrack::execute_repeated`] would have from a memo: ones that
+    /// follow, in the same batch, a packet of the same key whose every
+    /// answer was remembered.
     #[inline]
-    pub fn count_repeated(&self, state: u32) {
+    pub fn count_repeated(&self, state: u32, packets: u64) {
         let stats = self.table.stats();
-        bump(&stats.hits);
+        let add = |c: &std::sync::atomic::AtomicU64| {
+            c.store(c.load(Relaxed).wrapping_add(packets), Relaxed)
+        };
+        add(&stats.hits);
         if state & ct_state::NEW != 0 {
-            bump(&stats.new);
+            add(&stats.new);
         }
     }
 
