@@ -210,6 +210,8 @@ struct Ahead {
     /// The EMC entry that held the key, or [`NO_EMC`].
     emc: u32,
     malformed: bool,
+    /// Decapsulation refused it (and counted why).
+    dropped: bool,
 }
 
 const AHEAD_NONE: Ahead = Ahead {
@@ -218,6 +220,7 @@ const AHEAD_NONE: Ahead = Ahead {
     hash: 0,
     emc: NO_EMC,
     malformed: false,
+    dropped: false,
 };
 
 pub struct Worker {
@@ -324,14 +327,15 @@ impl Worker {
     /// first pass will read (EMC entries, the connection a first conntrack
     /// trip will look up) asked for, so that the batch waits for memory
     /// once rather than packet after packet. Packets from the underlay
-    /// (decapsulation may drop them) run one by one.
+    /// are decapsulated as they are looked at.
     pub fn process_batch(&mut self, in_port: PortId, batch: &mut PacketBatch) {
         self.refresh();
         self.settle_trail();
         self.trail.passes = 0;
         let now = self.engine.now_ns();
         let underlay = self.config.underlay.as_ref().map(|u| u.port);
-        if underlay == Some(in_port) || !self.caching || batch.len() > BATCH_SIZE {
+        let from_underlay = underlay == Some(in_port);
+        if !self.caching || batch.len() > BATCH_SIZE {
             for pkt in batch.drain() {
                 self.process(in_port, pkt, now);
             }
@@ -340,11 +344,24 @@ impl Worker {
         // A packet of the same flow as the one before it (a burst) takes
         // that one's hash and look-ahead: one key compare instead.
         let n = batch.len().min(BATCH_SIZE);
+        // Out of the worker while its packets are looked at and run, so
+        // that their keys are worked on where they are rather than copied.
+        let mut ahead = std::mem::replace(&mut self.ahead, Box::new([AHEAD_NONE; 0]));
         for (i, pkt) in batch.iter_mut().enumerate().take(n) {
-            let (before, rest) = self.ahead.split_at_mut(i);
+            let (before, rest) = ahead.split_at_mut(i);
             let Some(a) = rest.first_mut() else { break };
-            a.malformed = extract_packet_into(pkt, in_port, &mut a.key) != Status::Ok;
-            a.same = before.last().is_some_and(|b| same_key(&b.key, &a.key));
+            if from_underlay {
+                // Counts its own drops and malformed inner packets.
+                a.dropped = !self.decapsulate(pkt, &mut a.key);
+                a.malformed = false;
+            } else {
+                a.dropped = false;
+                a.malformed = extract_packet_into(pkt, in_port, &mut a.key) != Status::Ok;
+            }
+            a.same = !a.dropped
+                && before
+                    .last()
+                    .is_some_and(|b| !b.dropped && same_key(&b.key, &a.key));
             if a.same {
                 a.hash = before.last().map_or(0, |b| b.hash);
             } else {
@@ -353,9 +370,12 @@ impl Worker {
             }
         }
         let mut last_emc = NO_EMC;
-        for a in self.ahead.iter_mut().take(n) {
+        for a in ahead.iter_mut().take(n) {
             if a.same {
                 a.emc = last_emc;
+                continue;
+            }
+            if a.dropped {
                 continue;
             }
             a.emc = NO_EMC;
@@ -370,13 +390,14 @@ impl Worker {
                 self.engine.conntrack.prefetch(&a.key, zone, &hint);
             }
         }
-        // Out of the worker while its packets run, so that their keys are
-        // worked on where they are rather than copied.
-        let mut ahead = std::mem::replace(&mut self.ahead, Box::new([AHEAD_NONE; 0]));
         for (a, pkt) in ahead.iter_mut().zip(batch.drain()) {
             self.stats.packets += 1;
             if a.malformed {
                 self.stats.malformed += 1;
+            }
+            if a.dropped {
+                self.pool.free(pkt);
+                continue;
             }
             if a.same && self.trail.passes != 0 {
                 self.replay(pkt, &mut a.key);

@@ -457,6 +457,28 @@ fn a_batch_from_the_underlay_delivers_around_what_it_refuses() {
 }
 
 #[test]
+fn a_burst_from_the_underlay_takes_the_fused_path() {
+    let ((_e1, mut node1), (_e2, mut node2)) = two_nodes();
+    let geneve = run(&mut node2, WEB1, &web1_to_sshd2(true, false))
+        .remove(0)
+        .1;
+    let first = run(&mut node1, UNDERLAY, &geneve);
+    let mut batch = ironflow_datapath::packet::PacketBatch::new();
+    for _ in 0..8 {
+        batch.push(Packet::from_slice(&geneve).unwrap()).ok();
+    }
+    node1.process_batch(UNDERLAY, &mut batch);
+    let out = node1.take_tx();
+    assert_eq!(out.len(), 8, "{:?}", node1.stats());
+    assert!(out
+        .iter()
+        .all(|(p, f)| *p == SSHD2 && f.data() == &first[0].1[..]));
+    let s = node1.stats();
+    assert!(s.fused >= 6, "{s:?}");
+    assert_eq!(s.decapsulated, 9);
+}
+
+#[test]
 fn decapsulation_refuses_what_it_cannot_vouch_for() {
     let ((_e1, mut node1), (_e2, mut node2)) = two_nodes();
     let syn = web1_to_sshd2(true, false);
