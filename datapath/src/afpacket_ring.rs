@@ -98,7 +98,8 @@ struct Ring {
 
 impl Ring {
     fn slot(&self, i: usize) -> *mut u8 {
-        // SAFETY: `i < slots`, and the ring spans `slots * SLOT_SIZE`
+        debug_assert!(i < self.slots);
+        // SAFETY: `i < slots` (callers pass `head`), and the ring spans `slots * SLOT_SIZE`
         // bytes of the mapping from `base`.
         unsafe { self.base.as_ptr().add(i * SLOT_SIZE) }
     }
