@@ -74,6 +74,9 @@ pub struct Report {
     /// timed part.
     pub emc_hits: u64,
     pub megaflow_hits: u64,
+    /// Packets that took the fused path (the next of a burst following
+    /// the one before it) during the timed part.
+    pub fused: u64,
     pub megaflows: usize,
     pub dropped: u64,
     pub conntrack_entries: u64,
@@ -333,6 +336,7 @@ pub fn run(scenario: Scenario, flows: usize, seconds: f64) -> Result<Report, Str
         upcalls: after.upcalls - before.upcalls,
         emc_hits: after.cache.emc_hits - before.cache.emc_hits,
         megaflow_hits: after.cache.megaflow_hits - before.cache.megaflow_hits,
+        fused: after.fused - before.fused,
         megaflows: w.megaflows().count(),
         dropped,
         conntrack_entries: ct_after.entries,

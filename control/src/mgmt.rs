@@ -125,6 +125,7 @@ fn add_stats(a: &mut WorkerStats, b: &WorkerStats) {
     a.packets += b.packets;
     a.passes += b.passes;
     a.upcalls += b.upcalls;
+    a.fused += b.fused;
     a.outputs += b.outputs;
     a.tunnelled += b.tunnelled;
     a.decapsulated += b.decapsulated;
@@ -265,7 +266,7 @@ impl MgmtState {
             },
             "worker": {
                 "packets": w.packets, "passes": w.passes, "upcalls": w.upcalls,
-                "outputs": w.outputs, "tunnelled": w.tunnelled,
+                "fused": w.fused, "outputs": w.outputs, "tunnelled": w.tunnelled,
                 "decapsulated": w.decapsulated, "to_controller": w.to_controller,
                 "malformed": w.malformed, "drops": drops,
                 "emc_hits": w.cache.emc_hits, "megaflow_hits": w.cache.megaflow_hits,

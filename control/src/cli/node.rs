@@ -95,8 +95,9 @@ pub fn stats(r: &Value) -> String {
     };
     let _ = writeln!(
         out,
-        "datapath: {} packets in {} passes, {} out, {} tunnelled, {} decapsulated, {} malformed",
+        "datapath: {} packets ({} fused) in {} passes, {} out, {} tunnelled, {} decapsulated, {} malformed",
         n(&w["packets"]),
+        n(&w["fused"]),
         n(&w["passes"]),
         n(&w["outputs"]),
         n(&w["tunnelled"]),
