@@ -30,12 +30,13 @@ const USAGE: &str = "usage:
       the markdown table of a saved `system --json` run
   ironflow-bench system-plot FILE DIR
       SVG bar charts of a saved `system --json` run (built with --features plots)
-  ironflow-bench control [--switches N] [--ports M] [--rounds R] [--peer PEER[,PEER]] [--json] [--out DIR]
+  ironflow-bench control [--switches N] [--ports M] [--rounds R] [--peer PEER[,PEER]] [--json] [-v] [--out DIR]
       PEER: ovn-controller, ironflow (default: both, alternately)
       a synthetic SB of N switches (default 850) of M ports (default 20) on one
       router, built by ovn-northd; each peer starts as a chassis with one VIF
       (root); seconds from starting it to all flows installed, flows, RSS;
-      medians of R rounds (default 3); --out DIR: DIR/control.jsonl, DIR/control.md";
+      medians of R rounds (default 3); -v: every poll on stderr;
+      --out DIR: DIR/control.jsonl, DIR/control.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
