@@ -390,7 +390,11 @@ impl Worker {
                 self.engine.conntrack.prefetch(&a.key, zone, &hint);
             }
         }
-        for (a, pkt) in ahead.iter_mut().zip(batch.drain()) {
+        for (i, pkt) in batch.drain().enumerate() {
+            // A trail is worth leaving only for a packet of the same key
+            // right behind.
+            let followed = ahead.get(i + 1).is_some_and(|b| b.same);
+            let Some(a) = ahead.get_mut(i) else { break };
             self.stats.packets += 1;
             if a.malformed {
                 self.stats.malformed += 1;
@@ -403,7 +407,7 @@ impl Worker {
                 self.replay(pkt, &mut a.key);
             } else {
                 let first = (a.hash, a.emc);
-                self.run(pkt, &mut a.key, Some(first), now);
+                self.run(pkt, &mut a.key, Some(first), now, followed);
             }
         }
         self.ahead = ahead;
@@ -426,12 +430,21 @@ impl Worker {
         } else if extract_packet_into(&mut pkt, in_port, &mut key) != Status::Ok {
             self.stats.malformed += 1;
         }
-        self.run(pkt, &mut key, None, now_ns);
+        self.run(pkt, &mut key, None, now_ns, false);
     }
 
     /// Runs the passes of a packet with `key`; `first`, when the batch
     /// looked ahead, is the key's hash and the EMC entry that held it.
-    fn run(&mut self, pkt: Packet, key: &mut FlowKey, first: Option<(u64, u32)>, now_ns: u64) {
+    /// With `trail`, it leaves a [`Trail`] for the next packet where it
+    /// can.
+    fn run(
+        &mut self,
+        pkt: Packet,
+        key: &mut FlowKey,
+        first: Option<(u64, u32)>,
+        now_ns: u64,
+        trail: bool,
+    ) {
         let mut pkt = pkt;
         // Kept in the worker: zeroing a fresh one per packet costs more
         // than the rest of a cache hit.
@@ -504,7 +517,12 @@ impl Worker {
                     l.arrival_hash = crate::tunnel::arrival_hash(key);
                 }
             }
-            if let Some(f) = self.trail.flows.get_mut(self.flight.passes) {
+            if let Some(f) = self
+                .trail
+                .flows
+                .get_mut(self.flight.passes)
+                .filter(|_| trail)
+            {
                 *f = Some(hit.flow);
             }
             let (megaflow, learnt) = self.cache.flow_and_extra(hit.flow, hit.emc);
@@ -550,7 +568,8 @@ impl Worker {
                 &mut self.tx,
                 &mut self.stats,
             );
-            if matches!(outcome, Outcome::Consumed | Outcome::Left(_))
+            if trail
+                && matches!(outcome, Outcome::Consumed | Outcome::Left(_))
                 && self.caching
                 && self.stats.upcalls == upcalls
                 && self.ct_memos.epoch() == epoch
@@ -599,7 +618,7 @@ impl Worker {
         if !self.trail.fused_ready && !self.trail.fuse(&self.cache) {
             // Not reached: a trail is dropped when the cache changes.
             self.trail.passes = 0;
-            self.run(pkt, key, None, self.engine.now_ns());
+            self.run(pkt, key, None, self.engine.now_ns(), false);
             return;
         }
         self.stats.fused += 1;
