@@ -269,6 +269,10 @@ pub fn run(o: &Options) -> Result<()> {
         let md = dir.join("control.md");
         std::fs::write(&md, markdown(&lines))
             .with_context(|| format!("cannot write {}", md.display()))?;
+        #[cfg(feature = "plots")]
+        crate::system::plot::plot_control(&jsonl.to_string_lossy(), &dir.join("plots"))?;
+        #[cfg(not(feature = "plots"))]
+        eprintln!("no charts: build ironflow-bench with --features plots for them");
         eprintln!("wrote {} and {}", jsonl.display(), md.display());
     }
     Ok(())

@@ -36,7 +36,9 @@ const USAGE: &str = "usage:
       router, built by ovn-northd; each peer starts as a chassis with one VIF
       (root); seconds from starting it to all flows installed, flows, RSS;
       medians of R rounds (default 3); -v: every poll on stderr;
-      --out DIR: DIR/control.jsonl, DIR/control.md";
+      --out DIR: DIR/control.jsonl, DIR/control.md and (--features plots) DIR/plots/control_*.svg
+  ironflow-bench control-plot FILE DIR
+      SVG bar charts of a saved `control --json` run (built with --features plots)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
             }
         },
         [cmd, file, dir] if cmd == "system-plot" => plot(file, dir),
+        [cmd, file, dir] if cmd == "control-plot" => control_plot(file, dir),
         [cmd, file] if cmd == "system-report" => system::report(file).map_err(|e| format!("{e:#}")),
         [cmd, rest @ ..] if cmd == "system" => match system::Options::parse(rest) {
             Ok(o) => system::run(&o).map_err(|e| format!("{e:#}")),
@@ -94,7 +97,20 @@ fn plot(file: &str, dir: &str) -> Result<(), String> {
 
 #[cfg(not(feature = "plots"))]
 fn plot(_: &str, _: &str) -> Result<(), String> {
-    Err("system-plot needs the plots feature: cargo build --release -p ironflow-bench --features plots".into())
+    Err(
+        "charts need the plots feature: cargo build --release -p ironflow-bench --features plots"
+            .into(),
+    )
+}
+
+#[cfg(feature = "plots")]
+fn control_plot(file: &str, dir: &str) -> Result<(), String> {
+    system::plot::plot_control(file, std::path::Path::new(dir)).map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(not(feature = "plots"))]
+fn control_plot(_: &str, _: &str) -> Result<(), String> {
+    plot("", "")
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux).

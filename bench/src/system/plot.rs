@@ -1,7 +1,8 @@
 //! Bar charts (SVG, with `plotters`) of a saved `ironflow-bench system
-//! --json` run: one chart per metric, a group of bars per pair, one bar
-//! per peer. Behind the `plots` feature, so the workspace's builds and
-//! tests do not compile plotters.
+//! --json` run (one chart per metric, a group of bars per pair, one bar
+//! per peer) and of a saved `ironflow-bench control --json` run (time to
+//! installed and memory, a bar per peer). Behind the `plots` feature, so
+//! the workspace's builds and tests do not compile plotters.
 
 use anyhow::{Context, Result};
 use plotters::prelude::*;
@@ -32,18 +33,56 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(0x66, 0x66, 0x66),
 ];
 
-/// Writes `DIR/<metric>.svg` for each chart from the JSON lines in `file`.
+/// The control-plane charts.
+const CONTROL_CHARTS: [(&str, &str, f64); 2] = [
+    ("seconds", "seconds from start to every flow installed", 1.0),
+    (
+        "rss_mib",
+        "memory after install, MiB (stock: ovn-controller + ovs-vswitchd's growth)",
+        1.0,
+    ),
+];
+
+/// Writes `DIR/<metric>.svg` for each chart from the `system --json`
+/// lines in `file`.
 pub fn plot(file: &str, dir: &Path) -> Result<()> {
+    let lines = read(file, "system")?;
+    draw(&lines, &CHARTS, dir, "")
+}
+
+/// Writes `DIR/control_<metric>.svg` from the `control --json` lines in
+/// `file`: a group per Southbound size.
+pub fn plot_control(file: &str, dir: &Path) -> Result<()> {
+    let mut lines = read(file, "control")?;
+    for l in &mut lines {
+        let group = format!(
+            "{} switches × {} ports, {} logical flows",
+            l["switches"], l["ports"], l["logical_flows"]
+        );
+        l["pair"] = group.into();
+    }
+    draw(&lines, &CONTROL_CHARTS, dir, "control_")
+}
+
+fn read(file: &str, command: &str) -> Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
-    let lines: Vec<serde_json::Value> = text
-        .lines()
+    text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
-        .with_context(|| format!("{file}: not `ironflow-bench system --json` lines"))?;
+        .with_context(|| format!("{file}: not `ironflow-bench {command} --json` lines"))
+}
+
+/// A chart per `(key, title, scale)` of `charts`, named `prefix` + key.
+fn draw(
+    lines: &[serde_json::Value],
+    charts: &[(&str, &str, f64)],
+    dir: &Path,
+    prefix: &str,
+) -> Result<()> {
     let mut pairs: Vec<String> = Vec::new();
     let mut peers: Vec<String> = Vec::new();
-    for l in &lines {
+    for l in lines {
         for (list, key) in [(&mut pairs, "pair"), (&mut peers, "peer")] {
             let v = l[key].as_str().unwrap_or("?").to_string();
             if !list.contains(&v) {
@@ -57,7 +96,7 @@ pub fn plot(file: &str, dir: &Path) -> Result<()> {
         .and_then(|l| l["host"].as_str())
         .unwrap_or("")
         .to_string();
-    for (key, title, scale) in CHARTS {
+    for &(key, title, scale) in charts {
         let value = |pair: &str, peer: &str| {
             lines
                 .iter()
@@ -79,7 +118,7 @@ pub fn plot(file: &str, dir: &Path) -> Result<()> {
         } else {
             max
         };
-        let path = dir.join(format!("{key}.svg"));
+        let path = dir.join(format!("{prefix}{key}.svg"));
         let root = SVGBackend::new(&path, (760, 420)).into_drawing_area();
         root.fill(&WHITE)?;
         // A slot per peer in each pair's group, and one empty between groups.
