@@ -113,6 +113,50 @@ pub fn extract_packet_into(pkt: &mut Packet, in_port: u32, key: &mut FlowKey) ->
     layers.status
 }
 
+/// Whether `frame` is an untagged IPv4 TCP or UDP frame without IP
+/// options, long enough for its L4 header: the layout [`same_headers`]
+/// knows. Only meaningful for a frame that extracted cleanly.
+#[inline]
+pub fn plain_ipv4(frame: &[u8]) -> bool {
+    let Some(h) = frame.first_chunk::<24>() else {
+        return false;
+    };
+    h[12..15] == [0x08, 0x00, 0x45]
+        && match h[23] {
+            IPPROTO_TCP => frame.len() >= 14 + 20 + 20,
+            IPPROTO_UDP => frame.len() >= 14 + 20 + 8,
+            _ => false,
+        }
+}
+
+/// Whether `b` extracts (at the same port) to the same key, layers and
+/// status as `a`, an untagged IPv4 TCP/UDP frame without options that
+/// extracted cleanly ([`plain_ipv4`]): the bytes extraction reads are
+/// equal, and so are the lengths its checks depend on. What a flow's
+/// packets change (IP id and checksum, TCP sequence, acknowledgement,
+/// window, checksum and urgent pointer, UDP length and checksum, the
+/// payload) extraction does not read. A burst's packets are recognised
+/// this way without extracting each: a few compares instead of a key.
+#[inline]
+pub fn same_headers(a: &[u8], b: &[u8]) -> bool {
+    let (Some(x), Some(y)) = (a.first_chunk::<48>(), b.first_chunk::<48>()) else {
+        // UDP frames may be shorter than a TCP header's end.
+        return a.len() == b.len()
+            && a.len() >= 42
+            && a[..18] == b[..18]
+            && a[20..24] == b[20..24]
+            && a[26..38] == b[26..38];
+    };
+    // Ethernet, version/IHL/TOS/total length; fragment field, TTL,
+    // protocol; addresses and ports; TCP data offset and flags (for UDP,
+    // bytes of its payload: equal or not, only ever a stricter test).
+    a.len() == b.len()
+        && x[..18] == y[..18]
+        && x[20..24] == y[20..24]
+        && x[26..38] == y[26..38]
+        && x[46..48] == y[46..48]
+}
+
 /// [`extract`] into a key the caller owns (overwritten whole): the fast
 /// path's form, see [`extract_packet_into`].
 #[inline]
@@ -717,6 +761,44 @@ pub(crate) mod tests {
 
     fn mac_of(m: [u8; 6]) -> u128 {
         u128::from(mac(&m))
+    }
+
+    /// `same_headers` says "same" only where extraction agrees, and does
+    /// for every byte a flow's packets change.
+    #[test]
+    fn same_headers_is_same_extraction() {
+        for (base, l4) in [
+            (ipv4_tcp(b"payload."), 34),
+            (ipv4_udp(b"dns query here"), 34),
+        ] {
+            assert!(plain_ipv4(&base));
+            let (key, layers) = extract(&base, 1);
+            assert_eq!(layers.status, Status::Ok);
+            for at in 0..base.len() {
+                let mut other = base.clone();
+                other[at] ^= 0x5a;
+                let (k, l) = extract(&other, 1);
+                let same =
+                    k == key && (l.l3, l.l4, l.status) == (layers.l3, layers.l4, layers.status);
+                if same_headers(&base, &other) {
+                    assert!(same, "byte {at} changes extraction but was called the same");
+                }
+                // What flows change: IP id and checksum, and past the
+                // ports, TCP's sequence to checksum or UDP's length and
+                // checksum.
+                let varies = matches!(at, 18 | 19 | 24 | 25)
+                    || (base[23] == IPPROTO_TCP && (l4 + 4..l4 + 12).contains(&at))
+                    || (base[23] == IPPROTO_TCP && (l4 + 14..l4 + 20).contains(&at))
+                    || (base[23] == IPPROTO_UDP && (l4 + 4..l4 + 8).contains(&at));
+                if varies {
+                    assert!(same_headers(&base, &other), "byte {at}");
+                }
+            }
+            let mut longer = base.clone();
+            longer.push(0);
+            assert!(!same_headers(&base, &longer));
+        }
+        assert!(!plain_ipv4(&ipv6_udp(b"x")));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::config::{Config, TUNNEL_IN_PORT};
 use crate::conntrack::{CtHint, CtMemos};
 use crate::engine::Engine;
 use crate::exec::{Exec, Flow, TunnelOut};
-use crate::extract::{extract_packet_into, Status};
+use crate::extract::{extract_packet_into, plain_ipv4, same_headers, Status};
 use crate::flow::{slots, FlowKey};
 use crate::keymap::{to_flow_mask, to_logical};
 use crate::packet::{Packet, PacketBatch, PacketPool, BATCH_SIZE};
@@ -212,6 +212,9 @@ struct Ahead {
     malformed: bool,
     /// Decapsulation refused it (and counted why).
     dropped: bool,
+    /// A clean [`plain_ipv4`] frame from a pod: a packet after it may be
+    /// recognised by its header bytes.
+    plain: bool,
 }
 
 const AHEAD_NONE: Ahead = Ahead {
@@ -221,6 +224,7 @@ const AHEAD_NONE: Ahead = Ahead {
     emc: NO_EMC,
     malformed: false,
     dropped: false,
+    plain: false,
 };
 
 pub struct Worker {
@@ -347,9 +351,23 @@ impl Worker {
         // Out of the worker while its packets are looked at and run, so
         // that their keys are worked on where they are rather than copied.
         let mut ahead = std::mem::replace(&mut self.ahead, Box::new([AHEAD_NONE; 0]));
+        let mut prev: Option<&mut Packet> = None;
         for (i, pkt) in batch.iter_mut().enumerate().take(n) {
             let (before, rest) = ahead.split_at_mut(i);
             let Some(a) = rest.first_mut() else { break };
+            // The next packet of a burst, known by its header bytes: the
+            // key, layers and hash of the one before.
+            if let (Some(b), Some(p)) = (before.last().filter(|b| b.plain), prev.as_ref()) {
+                if same_headers(p.data(), pkt.data()) {
+                    a.key = b.key;
+                    a.hash = b.hash;
+                    (a.same, a.plain, a.malformed, a.dropped) = (true, true, false, false);
+                    pkt.set_layers(p.l3_offset(), p.l4_offset());
+                    prev = Some(pkt);
+                    continue;
+                }
+            }
+            a.plain = false;
             if from_underlay {
                 // Counts its own drops and malformed inner packets.
                 a.dropped = !self.decapsulate(pkt, &mut a.key);
@@ -357,6 +375,7 @@ impl Worker {
             } else {
                 a.dropped = false;
                 a.malformed = extract_packet_into(pkt, in_port, &mut a.key) != Status::Ok;
+                a.plain = !a.malformed && plain_ipv4(pkt.data());
             }
             a.same = !a.dropped
                 && before
@@ -368,6 +387,7 @@ impl Worker {
                 a.hash = self.cache.key_hash(&a.key);
                 self.cache.prefetch(a.hash);
             }
+            prev = Some(pkt);
         }
         let mut last_emc = NO_EMC;
         for a in ahead.iter_mut().take(n) {
