@@ -118,7 +118,7 @@ fn lflows_check_reports_each_failure_and_fails() {
             controller_meter: None,
             tags: Default::default(),
         };
-        net.logical_flows.insert(flow.uuid, flow);
+        net.logical_flows.insert(flow.uuid, flow.into());
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("snap.json");

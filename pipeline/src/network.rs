@@ -11,6 +11,7 @@ use crate::Uuid;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// String-to-string columns such as `options` and `external_ids`.
 pub type StringMap = BTreeMap<String, String>;
@@ -27,7 +28,9 @@ pub struct LogicalNetwork {
     pub datapaths: BTreeMap<Uuid, Datapath>,
     /// Port bindings by logical port name (unique in the SB).
     pub ports: BTreeMap<String, LogicalPort>,
-    pub logical_flows: BTreeMap<Uuid, LogicalFlow>,
+    /// Shared with whoever built the network (the SB follower keeps the
+    /// same rows), so that neither a rebuild nor a clone copies them.
+    pub logical_flows: BTreeMap<Uuid, Arc<LogicalFlow>>,
     /// Logical_DP_Group: the datapaths a shared logical flow applies to.
     pub datapath_groups: BTreeMap<Uuid, Vec<Uuid>>,
     pub multicast_groups: BTreeMap<Uuid, MulticastGroup>,
@@ -299,7 +302,9 @@ pub enum FlowScope {
 }
 
 /// A Logical_Flow row. Match and actions stay text here; the logical-flow
-/// language turns them into something executable.
+/// language turns them into something executable. The texts are shared
+/// (`Arc<str>`): with the SB replica they were read from, and with the
+/// compiled program, which shows them in traces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogicalFlow {
     pub uuid: Uuid,
@@ -308,17 +313,17 @@ pub struct LogicalFlow {
     pub table_id: u8,
     pub priority: u16,
     #[serde(rename = "match")]
-    pub match_: String,
-    pub actions: String,
+    pub match_: Arc<str>,
+    pub actions: Arc<str>,
     /// `external_ids:stage-name` (e.g. `ls_in_acl`), as northd writes it.
     #[serde(default)]
-    pub stage_name: Option<String>,
+    pub stage_name: Option<Arc<str>>,
     /// `external_ids:stage-hint`: the NB row the flow came from.
     #[serde(default)]
-    pub stage_hint: Option<String>,
+    pub stage_hint: Option<Arc<str>>,
     /// `external_ids:source`: northd's source file and line.
     #[serde(default)]
-    pub source: Option<String>,
+    pub source: Option<Arc<str>>,
     #[serde(default)]
     pub controller_meter: Option<String>,
     #[serde(default)]
@@ -410,6 +415,7 @@ impl LogicalNetwork {
     pub fn flows_of(&self, datapath: Uuid) -> impl Iterator<Item = &LogicalFlow> {
         self.logical_flows
             .values()
+            .map(|flow| &**flow)
             .filter(move |flow| self.flow_datapaths(flow).contains(&datapath))
     }
 
@@ -453,7 +459,7 @@ impl LogicalNetwork {
             let entry = counts.entry((flow.pipeline, flow.table_id)).or_default();
             entry.flows += 1;
             if entry.stage_name.is_none() {
-                entry.stage_name = flow.stage_name.clone();
+                entry.stage_name = flow.stage_name.as_deref().map(String::from);
             }
         }
         counts
@@ -484,7 +490,7 @@ mod tests {
             priority: 0,
             match_: "1".into(),
             actions: "next;".into(),
-            stage_name: Some(format!("ls_in_{table_id}")),
+            stage_name: Some(format!("ls_in_{table_id}").into()),
             stage_hint: None,
             source: None,
             controller_meter: None,
@@ -513,7 +519,7 @@ mod tests {
             flow(12, FlowScope::Group(uuid(9)), 3),
             flow(13, FlowScope::Nowhere, 3),
         ] {
-            net.logical_flows.insert(f.uuid, f);
+            net.logical_flows.insert(f.uuid, Arc::new(f));
         }
         net
     }

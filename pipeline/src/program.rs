@@ -20,21 +20,22 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// One logical flow as the tables hold it.
+/// One logical flow as the tables hold it. Its texts are the logical
+/// flow's own, shared, not copies.
 #[derive(Debug)]
 pub struct CompiledFlow {
     pub uuid: Uuid,
     pub priority: u16,
-    pub match_text: String,
+    pub match_text: Arc<str>,
     /// Shared by every flow with the same action text.
     pub actions: Arc<Actions>,
     /// Where in northd the flow comes from (`northd.c:5809`), if known.
-    pub source: Option<String>,
+    pub source: Option<Arc<str>>,
 }
 
 #[derive(Default)]
 pub struct Table {
-    pub stage_name: Option<String>,
+    pub stage_name: Option<Arc<str>>,
     pub classifier: Classifier<Arc<CompiledFlow>>,
 }
 
@@ -384,7 +385,7 @@ fn compile_flow<'n>(
     };
     let actions = cache
         .actions
-        .entry((flow.actions.as_str(), flow.pipeline))
+        .entry((&*flow.actions, flow.pipeline))
         .or_insert_with(|| {
             let a = parse_actions(&flow.actions).map_err(|e| e.to_string())?;
             check_actions(&a, flow.pipeline)?;

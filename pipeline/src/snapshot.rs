@@ -140,7 +140,7 @@ mod tests {
             controller_meter: None,
             tags: Default::default(),
         };
-        net.logical_flows.insert(flow.uuid, flow);
+        net.logical_flows.insert(flow.uuid, flow.into());
         net
     }
 

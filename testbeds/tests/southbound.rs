@@ -189,8 +189,8 @@ async fn view_agrees_with_ovn_sbctl() {
         assert_eq!(flow.pipeline.to_string(), row["pipeline"].as_str().unwrap());
         assert_eq!(u64::from(flow.table_id), row["table_id"].as_u64().unwrap());
         assert_eq!(u64::from(flow.priority), row["priority"].as_u64().unwrap());
-        assert_eq!(flow.match_, row["match"].as_str().unwrap());
-        assert_eq!(flow.actions, row["actions"].as_str().unwrap());
+        assert_eq!(&*flow.match_, row["match"].as_str().unwrap());
+        assert_eq!(&*flow.actions, row["actions"].as_str().unwrap());
     }
 
     // Per-datapath counts (datapath groups included) agree with lflow-list.
@@ -260,6 +260,26 @@ async fn view_agrees_with_ovn_sbctl() {
         .unwrap();
     assert!(source.starts_with("tcp:127.0.0.1:"));
     assert_eq!(over_tcp, net);
+
+    // The same network read from text, row by row, as a large SB's is.
+    for monitor in [MonitorMethod::Auto, MonitorMethod::Plain] {
+        let (as_text, _, _) = read_once(&remotes(&central.sb_remote()), &as_text(monitor))
+            .await
+            .unwrap();
+        assert_eq!(as_text, net, "{monitor:?}");
+    }
+}
+
+/// Options that have every reply and notification read as text.
+fn as_text(monitor: MonitorMethod) -> FollowOptions {
+    FollowOptions {
+        monitor,
+        client: ClientOptions {
+            text_payload_min: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 /// Waits for the follower's view to satisfy `pred`; returns how long it took.
@@ -278,16 +298,20 @@ async fn within(
     start.elapsed()
 }
 
-async fn follows_changes_with(method: MonitorMethod, tcp: bool) {
+async fn follows_changes_with(method: MonitorMethod, tcp: bool, text: bool) {
     let central = seed_central();
     let spec = if tcp {
         central.sb_tcp_remote()
     } else {
         central.sb_remote()
     };
-    let opts = FollowOptions {
-        monitor: method,
-        ..Default::default()
+    let opts = if text {
+        as_text(method)
+    } else {
+        FollowOptions {
+            monitor: method,
+            ..Default::default()
+        }
     };
     let follower = SbFollower::spawn(remotes(&spec), opts.clone());
     within(&follower, Duration::from_secs(10), "the seed", |n| {
@@ -340,12 +364,19 @@ async fn follows_changes_with(method: MonitorMethod, tcp: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_live_changes_with_monitor_cond() {
-    follows_changes_with(MonitorMethod::Auto, false).await;
+    follows_changes_with(MonitorMethod::Auto, false, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_live_changes_with_plain_monitor_over_tcp() {
-    follows_changes_with(MonitorMethod::Plain, true).await;
+    follows_changes_with(MonitorMethod::Plain, true, false).await;
+}
+
+/// Every update read as text, as a large SB's are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_live_changes_read_as_text() {
+    follows_changes_with(MonitorMethod::Auto, false, true).await;
+    follows_changes_with(MonitorMethod::Plain, false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

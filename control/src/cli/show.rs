@@ -179,7 +179,7 @@ mod tests {
             controller_meter: None,
             tags: Default::default(),
         };
-        net.logical_flows.insert(flow.uuid, flow);
+        net.logical_flows.insert(flow.uuid, flow.into());
         let text = render(
             &net,
             &Origin {

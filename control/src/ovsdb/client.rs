@@ -8,12 +8,13 @@
 //! longer be split ends the connection.
 
 use super::framing::JsonSplitter;
-use super::jsonrpc::Message;
+use super::jsonrpc::{Message, MessageError};
 use super::remote::Remote;
 use super::schema::DatabaseSchema;
 use bytes::BytesMut;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +31,10 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Largest message accepted; a whole SB database arrives as one.
     pub max_message: usize,
+    /// Messages at least this long keep their result or params as text
+    /// ([`Payload::Text`]); [`TEXT_PAYLOAD_MIN`] unless a test wants the
+    /// text path for small messages too.
+    pub text_payload_min: usize,
 }
 
 impl Default for ClientOptions {
@@ -39,6 +44,7 @@ impl Default for ClientOptions {
             probe_interval: Some(Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(5),
             max_message: 1 << 30,
+            text_payload_min: TEXT_PAYLOAD_MIN,
         }
     }
 }
@@ -105,12 +111,53 @@ impl Counters {
     }
 }
 
+/// Messages at least this long keep their reply's result or their
+/// notification's params as text ([`Payload::Text`]) by default. The SB's
+/// updates are mostly a few rows; its initial contents are megabytes.
+pub const TEXT_PAYLOAD_MIN: usize = 1 << 20;
+
+/// A reply's result or a notification's params. A small message's comes
+/// parsed; a large one's (a whole SB's initial contents, tens of
+/// megabytes) as its JSON text, which the replica reads row by row: as
+/// a tree of JSON values it would take several times the memory of the
+/// text, and of the replica built from it.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Value(Value),
+    /// Valid JSON: the parser checked it on the way in.
+    Text(Box<RawValue>),
+}
+
+impl Payload {
+    /// The value, parsed if it came as text.
+    pub fn into_value(self) -> Result<Value, ClientError> {
+        match self {
+            Payload::Value(v) => Ok(v),
+            Payload::Text(text) => serde_json::from_str(text.get())
+                .map_err(|e| ClientError::Protocol(format!("unreadable payload: {e}"))),
+        }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        match (self, other) {
+            (Payload::Value(a), Payload::Value(b)) => a == b,
+            (Payload::Text(a), Payload::Text(b)) => a.get() == b.get(),
+            _ => {
+                let parsed = |p: &Payload| p.clone().into_value().ok();
+                parsed(self) == parsed(other)
+            }
+        }
+    }
+}
+
 /// A notification from the server, or the end of the connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Notification {
         method: String,
-        params: Value,
+        params: Payload,
     },
     /// The connection is gone; no more events follow.
     Closed {
@@ -118,7 +165,104 @@ pub enum Event {
     },
 }
 
-type ReplySender = oneshot::Sender<Result<Value, Value>>;
+type ReplySender = oneshot::Sender<Result<Payload, Value>>;
+
+/// A message from the server, as the connection task hands it on.
+enum Incoming {
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
+    Notification {
+        method: String,
+        params: Payload,
+    },
+    Reply {
+        id: Value,
+        result: Payload,
+    },
+    Error {
+        id: Value,
+        error: Value,
+    },
+}
+
+impl From<Message> for Incoming {
+    fn from(msg: Message) -> Incoming {
+        match msg {
+            Message::Request { id, method, params } => Incoming::Request { id, method, params },
+            Message::Notification { method, params } => Incoming::Notification {
+                method,
+                params: Payload::Value(params),
+            },
+            Message::Reply { id, result } => Incoming::Reply {
+                id,
+                result: Payload::Value(result),
+            },
+            Message::Error { id, error } => Incoming::Error { id, error },
+        }
+    }
+}
+
+impl Incoming {
+    /// Reads a message, as [`Message::from_json`] would, but leaves a large
+    /// message's result or params as text.
+    fn parse(frame: &[u8], text_min: usize) -> Result<Incoming, String> {
+        if frame.len() < text_min {
+            let value: Value = serde_json::from_slice(frame).map_err(|e| e.to_string())?;
+            return Message::from_json(value)
+                .map(Incoming::from)
+                .map_err(|e| e.to_string());
+        }
+        // Each member as text (the last of a repeated one, as a parsed
+        // object keeps it); only the small ones are parsed further.
+        let mut obj: BTreeMap<String, Box<RawValue>> =
+            serde_json::from_slice(frame).map_err(|e| e.to_string())?;
+        let parse = |raw: Box<RawValue>| -> Result<Value, String> {
+            serde_json::from_str(raw.get()).map_err(|e| e.to_string())
+        };
+        let refuse = |why: String| MessageError(why).to_string();
+        let id = obj
+            .remove("id")
+            .map(parse)
+            .transpose()?
+            .unwrap_or(Value::Null);
+        if let Some(method) = obj.remove("method") {
+            let Value::String(method) = parse(method)? else {
+                return Err(refuse("\"method\" is not a string".into()));
+            };
+            let params = obj
+                .remove("params")
+                .filter(|p| p.get().starts_with('['))
+                .ok_or_else(|| refuse(format!("params of {method:?} is not an array")))?;
+            return Ok(if id.is_null() {
+                Incoming::Notification {
+                    method,
+                    params: Payload::Text(params),
+                }
+            } else {
+                Incoming::Request {
+                    id,
+                    method,
+                    params: parse(params)?,
+                }
+            });
+        }
+        if id.is_null() {
+            return Err(refuse("neither a method nor an id".into()));
+        }
+        let error = obj.remove("error").map(parse).transpose()?;
+        match (obj.remove("result"), error) {
+            (_, Some(error)) if !error.is_null() => Ok(Incoming::Error { id, error }),
+            (Some(result), _) => Ok(Incoming::Reply {
+                id,
+                result: Payload::Text(result),
+            }),
+            _ => Err(refuse("a reply with neither result nor error".into())),
+        }
+    }
+}
 
 enum Command {
     Send {
@@ -144,12 +288,17 @@ pub struct Client {
 pub struct PendingRequest {
     pub id: u64,
     method: String,
-    rx: oneshot::Receiver<Result<Value, Value>>,
+    rx: oneshot::Receiver<Result<Payload, Value>>,
     client: Client,
 }
 
 impl PendingRequest {
     pub async fn reply(self) -> Result<Value, ClientError> {
+        self.reply_payload().await?.into_value()
+    }
+
+    /// The result as it came: parsed, or (a large one) as text.
+    pub async fn reply_payload(self) -> Result<Payload, ClientError> {
         match self.rx.await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(error)) => Err(ClientError::Rpc {
@@ -220,6 +369,7 @@ impl Client {
             next_id: client.next_id.clone(),
             probe_interval: opts.probe_interval,
             splitter: JsonSplitter::new(opts.max_message),
+            text_payload_min: opts.text_payload_min,
         };
         let close_reason = client.close_reason.clone();
         tokio::spawn(async move {
@@ -327,8 +477,9 @@ impl Client {
         db: &str,
         monitor_id: &Value,
         requests: Value,
-    ) -> Result<Value, ClientError> {
-        self.request("monitor_cond", json!([db, monitor_id, requests]))
+    ) -> Result<Payload, ClientError> {
+        self.start_request("monitor_cond", json!([db, monitor_id, requests]))?
+            .reply_payload()
             .await
     }
 
@@ -338,8 +489,9 @@ impl Client {
         db: &str,
         monitor_id: &Value,
         requests: Value,
-    ) -> Result<Value, ClientError> {
-        self.request("monitor", json!([db, monitor_id, requests]))
+    ) -> Result<Payload, ClientError> {
+        self.start_request("monitor", json!([db, monitor_id, requests]))?
+            .reply_payload()
             .await
     }
 
@@ -384,6 +536,7 @@ struct Connection {
     next_id: Arc<AtomicU64>,
     probe_interval: Option<Duration>,
     splitter: JsonSplitter,
+    text_payload_min: usize,
 }
 
 impl Connection {
@@ -423,6 +576,16 @@ impl Connection {
                     }
                     if let Err(reason) = self.drain_messages(&mut buf, &mut stream).await {
                         break reason;
+                    }
+                    // A large message grew the buffer to its size; the
+                    // buffer would keep that memory for good (reading
+                    // into it again touches it all) unless replaced. The
+                    // bytes kept are at the same places: the splitter's
+                    // position stays right.
+                    if buf.capacity() > 1 << 20 && buf.len() <= 64 * 1024 {
+                        let mut fresh = BytesMut::with_capacity(64 * 1024);
+                        fresh.extend_from_slice(&buf);
+                        buf = fresh;
                     }
                 }
                 cmd = commands.recv() => {
@@ -491,9 +654,9 @@ impl Connection {
         while let Some(end) = self.splitter.scan(buf).map_err(|e| e.to_string())? {
             let frame = buf.split_to(end);
             Counters::bump(&self.counters.messages_in);
-            let msg = serde_json::from_slice(&frame)
-                .map_err(|e| e.to_string())
-                .and_then(|v| Message::from_json(v).map_err(|e| e.to_string()));
+            let msg = Incoming::parse(&frame, self.text_payload_min);
+            // A large message's text is copied out: the buffer can go.
+            drop(frame);
             match msg {
                 Ok(msg) => self.dispatch(msg, stream).await?,
                 Err(e) => {
@@ -507,13 +670,13 @@ impl Connection {
 
     async fn dispatch<S: AsyncWrite + Unpin>(
         &mut self,
-        msg: Message,
+        msg: Incoming,
         stream: &mut S,
     ) -> Result<(), String> {
         match msg {
-            Message::Reply { id, result } => self.complete(&id, Ok(result)),
-            Message::Error { id, error } => self.complete(&id, Err(error)),
-            Message::Request { id, method, params } => {
+            Incoming::Reply { id, result } => self.complete(&id, Ok(result)),
+            Incoming::Error { id, error } => self.complete(&id, Err(error)),
+            Incoming::Request { id, method, params } => {
                 let answer = if method == "echo" {
                     Counters::bump(&self.counters.echoes_answered);
                     Message::Reply { id, result: params }
@@ -529,7 +692,7 @@ impl Connection {
                     .await
                     .map_err(|e| format!("write error: {e}"))?;
             }
-            Message::Notification { method, params } => {
+            Incoming::Notification { method, params } => {
                 // The receiver may be gone when the owner stopped listening;
                 // the connection then only serves requests.
                 let _ = self.events.send(Event::Notification { method, params });
@@ -538,7 +701,7 @@ impl Connection {
         Ok(())
     }
 
-    fn complete(&mut self, id: &Value, outcome: Result<Value, Value>) {
+    fn complete(&mut self, id: &Value, outcome: Result<Payload, Value>) {
         match id.as_u64().and_then(|id| self.pending.remove(&id)) {
             Some(Some(tx)) => {
                 let _ = tx.send(outcome);
@@ -619,6 +782,31 @@ mod tests {
             (2, 1, 1)
         );
         assert_eq!(stats.echoes_answered, 1);
+    }
+
+    #[tokio::test]
+    async fn large_messages_keep_their_payload_as_text() {
+        let (client, mut events, peer) = pipe(ClientOptions::default());
+        let mut peer = BufReader::new(peer);
+        let pending = client.start_request("monitor_cond", json!([])).unwrap();
+        let req = read_json(&mut peer).await;
+        let big = "x".repeat(TEXT_PAYLOAD_MIN);
+        let reply = json!({"id": req["id"], "result": {"T": {"u": big}}, "error": null});
+        let note = json!({"id": null, "method": "update2", "params": ["m", {"T": {}}], "pad": big});
+        let bad = json!({"id": null, "method": "update2", "params": {"not": "a list"}, "pad": big});
+        let script = format!("{reply} {bad} {note}");
+        peer.get_mut().write_all(script.as_bytes()).await.unwrap();
+        let payload = pending.reply_payload().await.unwrap();
+        assert!(matches!(payload, Payload::Text(_)));
+        let value = payload.into_value().unwrap();
+        assert_eq!(value["T"]["u"].as_str().map(str::len), Some(big.len()));
+        let Some(Event::Notification { method, params }) = events.recv().await else {
+            panic!("the notification should come through");
+        };
+        assert_eq!(method, "update2");
+        assert!(matches!(params, Payload::Text(_)));
+        assert_eq!(params, Payload::Value(json!(["m", {"T": {}}])));
+        assert_eq!(client.stats().malformed, 1);
     }
 
     #[tokio::test]

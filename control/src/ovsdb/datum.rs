@@ -3,8 +3,8 @@
 use super::schema::{AtomicType, BaseType, ColumnType};
 use ironflow_pipeline::Uuid;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// One scalar OVSDB value.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,7 +12,10 @@ pub enum Atom {
     Integer(i64),
     Real(f64),
     Boolean(bool),
-    String(String),
+    /// Shared rather than owned: the replica keeps one copy of a repeated
+    /// string, and the typed rows decoded from it point at that copy
+    /// (a 100k-flow SB holds every match and action text once).
+    String(Arc<str>),
     Uuid(Uuid),
     /// `["named-uuid", NAME]`: a row inserted earlier in the same transaction.
     NamedUuid(String),
@@ -26,8 +29,79 @@ pub enum Datum {
     Map(Vec<(Atom, Atom)>),
 }
 
-/// A row as the server sent it: column name → value.
-pub type Row = BTreeMap<String, Datum>;
+/// A row as the server sent it: column name → value, sorted by name, the
+/// names shared among the rows of a replica. A slice just long enough for
+/// the columns the row has (the server leaves out those at their default):
+/// a map would allocate room for eleven, and with 100k rows that counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Row(Box<[(Arc<str>, Datum)]>);
+
+impl Row {
+    pub fn new() -> Row {
+        Row::default()
+    }
+
+    fn find(&self, column: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(name, _)| (**name).cmp(column))
+    }
+
+    pub fn get(&self, column: &str) -> Option<&Datum> {
+        self.find(column).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn get_mut(&mut self, column: &str) -> Option<&mut Datum> {
+        self.find(column).ok().map(|i| &mut self.0[i].1)
+    }
+
+    /// Sets a column's value (adding the column if the row lacks it).
+    pub fn insert(&mut self, column: Arc<str>, value: Datum) {
+        self.extend([(column, value)]);
+    }
+
+    /// Sets several columns at once: the row is rebuilt once, not once per
+    /// column.
+    pub fn extend(&mut self, columns: impl IntoIterator<Item = (Arc<str>, Datum)>) {
+        let columns = columns.into_iter();
+        let mut all = std::mem::take(&mut self.0).into_vec();
+        all.reserve_exact(columns.size_hint().0);
+        for (column, value) in columns {
+            match all.binary_search_by(|(name, _)| name.cmp(&column)) {
+                Ok(i) => all[i].1 = value,
+                Err(i) => all.insert(i, (column, value)),
+            }
+        }
+        self.0 = all.into_boxed_slice();
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Datum)> {
+        self.0.iter().map(|(name, value)| (&**name, value))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl IntoIterator for Row {
+    type Item = (Arc<str>, Datum);
+    type IntoIter = std::vec::IntoIter<(Arc<str>, Datum)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_vec().into_iter()
+    }
+}
+
+impl std::ops::Index<&str> for Row {
+    type Output = Datum;
+    /// Panics when the row lacks the column, as a map's index does.
+    fn index(&self, column: &str) -> &Datum {
+        self.get(column)
+            .unwrap_or_else(|| panic!("the row has no column {column:?}"))
+    }
+}
 
 /// A value that does not fit OVSDB's JSON notation or its column type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +130,7 @@ impl Atom {
     pub fn from_json(value: &Value) -> Result<Atom, DatumError> {
         match value {
             Value::Bool(b) => Ok(Atom::Boolean(*b)),
-            Value::String(s) => Ok(Atom::String(s.clone())),
+            Value::String(s) => Ok(Atom::String(s.as_str().into())),
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Ok(Atom::Integer(i)),
                 None => n
@@ -97,13 +171,21 @@ impl Atom {
             Atom::Integer(i) => json!(i),
             Atom::Real(r) => json!(r),
             Atom::Boolean(b) => json!(b),
-            Atom::String(s) => json!(s),
+            Atom::String(s) => Value::String(s.to_string()),
             Atom::Uuid(u) => json!(["uuid", u.to_string()]),
             Atom::NamedUuid(n) => json!(["named-uuid", n]),
         }
     }
 
     pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Atom::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The string itself, shared (not copied).
+    pub fn as_shared_str(&self) -> Option<&Arc<str>> {
         match self {
             Atom::String(s) => Some(s),
             _ => None,

@@ -12,7 +12,7 @@ pub mod remote;
 pub mod replica;
 pub mod schema;
 
-pub use client::{Client, ClientError, ClientOptions, ClientStats, Event};
+pub use client::{Client, ClientError, ClientOptions, ClientStats, Event, Payload};
 pub use datum::{Atom, Datum, Row};
 pub use remote::{parse_remotes, Remote};
 pub use replica::Replica;

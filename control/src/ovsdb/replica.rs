@@ -4,13 +4,20 @@
 //! Every value is checked against the server's schema on the way in. A row
 //! that does not fit is reported with its table and UUID and left out (or,
 //! for a bad modification, left as it was); the rest of the update applies.
+//!
+//! An update may come as a parsed JSON value or as its text. The text of a
+//! large one (a whole SB's initial contents) is read row by row: parsed
+//! whole, a 100k-flow SB's tree of JSON values would take several times
+//! what the replica itself does.
 
-use super::datum::{Datum, Row};
+use super::datum::{Atom, Datum, Row};
 use super::schema::DatabaseSchema;
 use ironflow_pipeline::Uuid;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 /// One row that could not be applied, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +52,60 @@ impl ApplyReport {
 pub struct Replica {
     schema: DatabaseSchema,
     tables: BTreeMap<String, HashMap<Uuid, Row>>,
+    strings: StringPool,
+}
+
+/// Strings no longer than this are kept once however many rows hold them:
+/// column names, `external_ids` keys and values (northd's `source` and
+/// `stage-name` repeat across 100k flows), short actions (`next;`).
+/// Longer ones — matches, mostly — are rarely repeated.
+const SHARED_STRING_MAX: usize = 64;
+
+/// One copy of each column name and short string the replica holds.
+#[derive(Debug, Clone, Default)]
+struct StringPool {
+    set: HashSet<Arc<str>>,
+    /// Size after the last sweep: the next one waits until it doubles, so
+    /// sweeping costs a constant share of the inserts.
+    swept: usize,
+}
+
+impl StringPool {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.set.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = s.into();
+        self.set.insert(shared.clone());
+        shared
+    }
+
+    fn share(&mut self, atom: &mut Atom) {
+        if let Atom::String(s) = atom {
+            if s.len() <= SHARED_STRING_MAX {
+                *s = self.get(s);
+            }
+        }
+    }
+
+    fn share_datum(&mut self, datum: &mut Datum) {
+        match datum {
+            Datum::Set(atoms) => atoms.iter_mut().for_each(|a| self.share(a)),
+            Datum::Map(pairs) => pairs.iter_mut().for_each(|(k, v)| {
+                self.share(k);
+                self.share(v);
+            }),
+        }
+    }
+
+    /// Forgets strings no row holds any more (deleted rows' values).
+    fn sweep(&mut self) {
+        if self.set.len() > 2 * self.swept + 4096 {
+            self.set.retain(|s| Arc::strong_count(s) > 1);
+            self.set.shrink_to_fit();
+            self.swept = self.set.len();
+        }
+    }
 }
 
 /// How a row's columns relate to what the replica holds.
@@ -61,6 +122,7 @@ impl Replica {
         Replica {
             schema,
             tables: BTreeMap::new(),
+            strings: StringPool::default(),
         }
     }
 
@@ -83,56 +145,73 @@ impl Replica {
 
     /// Applies the contents of a `monitor` reply or an `update` notification.
     pub fn apply_update(&mut self, updates: &Value) -> ApplyReport {
-        self.apply(updates, |replica, table, uuid, change, report| {
-            let change = change.as_object().ok_or("row update is not an object")?;
-            match change.get("new") {
-                Some(new) => replica.upsert(table, uuid, new, Columns::Whole, report),
-                None if change.contains_key("old") => {
-                    replica.delete(table, uuid, report);
-                    Ok(())
-                }
-                None => Err("row update has neither \"old\" nor \"new\"".into()),
-            }
-        })
+        self.apply(updates, Self::row_update)
     }
 
     /// Applies the contents of a `monitor_cond` reply or an `update2`
     /// notification (also the last parameter of `update3`).
     pub fn apply_update2(&mut self, updates: &Value) -> ApplyReport {
-        self.apply(updates, |replica, table, uuid, change, report| {
-            let change = change.as_object().ok_or("row update is not an object")?;
-            let (kind, row) = match change.iter().next() {
-                Some(entry) if change.len() == 1 => entry,
-                _ => return Err("row update2 must have exactly one member".into()),
-            };
-            match kind.as_str() {
-                "initial" | "insert" => replica.upsert(table, uuid, row, Columns::Whole, report),
-                "modify" => {
-                    if replica.row(table, &uuid).is_none() {
-                        return Err("modify of a row ironflow does not have".into());
-                    }
-                    replica.upsert(table, uuid, row, Columns::Diff, report)
-                }
-                "delete" => {
-                    replica.delete(table, uuid, report);
-                    Ok(())
-                }
-                other => Err(format!("unknown row update kind {other:?}")),
-            }
-        })
+        self.apply(updates, Self::row_update2)
     }
 
-    fn apply(
+    /// [`Replica::apply_update`] of an update given as JSON text.
+    pub fn apply_update_text(&mut self, updates: &str) -> ApplyReport {
+        self.apply_text(updates, Self::row_update)
+    }
+
+    /// [`Replica::apply_update2`] of an update given as JSON text.
+    pub fn apply_update2_text(&mut self, updates: &str) -> ApplyReport {
+        self.apply_text(updates, Self::row_update2)
+    }
+
+    fn row_update(
         &mut self,
-        updates: &Value,
-        mut per_row: impl FnMut(&mut Self, &str, Uuid, &Value, &mut ApplyReport) -> Result<(), String>,
-    ) -> ApplyReport {
-        let mut report = ApplyReport::default();
-        let issue = |table: &str, row: &str, problem: String| RowIssue {
-            table: table.to_string(),
-            row: row.to_string(),
-            problem,
+        table: &str,
+        uuid: Uuid,
+        change: &Value,
+        report: &mut ApplyReport,
+    ) -> Result<(), String> {
+        let change = change.as_object().ok_or("row update is not an object")?;
+        match change.get("new") {
+            Some(new) => self.upsert(table, uuid, new, Columns::Whole, report),
+            None if change.contains_key("old") => {
+                self.delete(table, uuid, report);
+                Ok(())
+            }
+            None => Err("row update has neither \"old\" nor \"new\"".into()),
+        }
+    }
+
+    fn row_update2(
+        &mut self,
+        table: &str,
+        uuid: Uuid,
+        change: &Value,
+        report: &mut ApplyReport,
+    ) -> Result<(), String> {
+        let change = change.as_object().ok_or("row update is not an object")?;
+        let (kind, row) = match change.iter().next() {
+            Some(entry) if change.len() == 1 => entry,
+            _ => return Err("row update2 must have exactly one member".into()),
         };
+        match kind.as_str() {
+            "initial" | "insert" => self.upsert(table, uuid, row, Columns::Whole, report),
+            "modify" => {
+                if self.row(table, &uuid).is_none() {
+                    return Err("modify of a row ironflow does not have".into());
+                }
+                self.upsert(table, uuid, row, Columns::Diff, report)
+            }
+            "delete" => {
+                self.delete(table, uuid, report);
+                Ok(())
+            }
+            other => Err(format!("unknown row update kind {other:?}")),
+        }
+    }
+
+    fn apply(&mut self, updates: &Value, mut per_row: PerRow<Self>) -> ApplyReport {
+        let mut report = ApplyReport::default();
         let Some(tables) = updates.as_object() else {
             report.issues.push(issue(
                 "-",
@@ -155,15 +234,60 @@ impl Replica {
                 continue;
             };
             for (uuid_text, change) in rows {
-                let result = uuid_text
-                    .parse::<Uuid>()
-                    .map_err(|e| e.to_string())
-                    .and_then(|uuid| per_row(self, table, uuid, change, &mut report));
-                if let Err(problem) = result {
-                    report.issues.push(issue(table, uuid_text, problem));
-                }
+                self.apply_row(table, uuid_text, change, &mut per_row, &mut report);
             }
         }
+        self.strings.sweep();
+        report
+    }
+
+    fn apply_row(
+        &mut self,
+        table: &str,
+        uuid_text: &str,
+        change: &Value,
+        per_row: &mut PerRow<Self>,
+        report: &mut ApplyReport,
+    ) {
+        let result = uuid_text
+            .parse::<Uuid>()
+            .map_err(|e| e.to_string())
+            .and_then(|uuid| per_row(self, table, uuid, change, report));
+        if let Err(problem) = result {
+            report.issues.push(issue(table, uuid_text, problem));
+        }
+    }
+
+    /// [`Replica::apply`] reading the text table by table and row by row,
+    /// with only one row's JSON value alive at a time. Rows apply in the
+    /// order the text has them (a parsed value sorts them by UUID), to
+    /// the same end: no two rows of one update depend on each other.
+    fn apply_text(&mut self, text: &str, per_row: PerRow<Self>) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let mut de = serde_json::Deserializer::from_str(text);
+        let seed = TablesSeed {
+            replica: self,
+            report: &mut report,
+            per_row,
+        };
+        let outcome = seed.deserialize(&mut de).and_then(|shape| {
+            de.end()?;
+            Ok(shape)
+        });
+        match outcome {
+            Ok(Shape::Object) => {}
+            // Not an object: said as the parsed path says it.
+            Ok(Shape::Other) => match serde_json::from_str::<Value>(text) {
+                Ok(value) => return self.apply(&value, per_row),
+                Err(e) => report
+                    .issues
+                    .push(issue("-", "-", format!("update is not JSON: {e}"))),
+            },
+            Err(e) => report
+                .issues
+                .push(issue("-", "-", format!("update is not JSON: {e}"))),
+        }
+        self.strings.sweep();
         report
     }
 
@@ -201,12 +325,13 @@ impl Replica {
     }
 
     fn merge_columns(
-        &self,
+        &mut self,
         table: &str,
         row: &mut Row,
         columns: &Map<String, Value>,
         how: Columns,
     ) -> Result<(), String> {
+        let mut pending = Vec::with_capacity(columns.len());
         for (name, value) in columns {
             // Columns outside our schema view are tolerated: schemas differ
             // between OVN releases and we never asked for them.
@@ -215,7 +340,7 @@ impl Replica {
             };
             let datum =
                 Datum::from_json_typed(value, ty).map_err(|e| format!("column {name}: {e}"))?;
-            let datum = match (how, row.get_mut(name)) {
+            let datum = match (how, row.get_mut(name.as_str())) {
                 (Columns::Diff, Some(old)) if !ty.modify_sends_new_value() => {
                     old.apply_diff(&datum);
                     old.clone()
@@ -225,8 +350,16 @@ impl Replica {
             datum
                 .check_size(ty)
                 .map_err(|e| format!("column {name}: {e}"))?;
-            row.insert(name.clone(), datum);
+            pending.push((name, datum));
         }
+        // Shared once every column fitted: a row refused leaves the pool as
+        // it was.
+        let mut columns = Vec::with_capacity(pending.len());
+        for (name, mut datum) in pending {
+            self.strings.share_datum(&mut datum);
+            columns.push((self.strings.get(name), datum));
+        }
+        row.extend(columns);
         Ok(())
     }
 
@@ -240,6 +373,139 @@ impl Replica {
                     .push(uuid);
             }
         }
+    }
+}
+
+/// What the per-row step of an update does with one row's change.
+type PerRow<R> = fn(&mut R, &str, Uuid, &Value, &mut ApplyReport) -> Result<(), String>;
+
+fn issue(table: &str, row: &str, problem: String) -> RowIssue {
+    RowIssue {
+        table: table.to_string(),
+        row: row.to_string(),
+        problem,
+    }
+}
+
+/// Whether a value read as a seed below was the JSON object expected.
+enum Shape {
+    Object,
+    Other,
+}
+
+/// Answers [`Shape::Other`] for anything but an object, reading past it.
+macro_rules! other_shapes {
+    ($de:lifetime) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_seq<A: SeqAccess<$de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Shape::Other)
+        }
+    };
+}
+
+/// The whole update: table name → that table's rows.
+struct TablesSeed<'a> {
+    replica: &'a mut Replica,
+    report: &'a mut ApplyReport,
+    per_row: PerRow<Replica>,
+}
+
+impl<'de> DeserializeSeed<'de> for TablesSeed<'_> {
+    type Value = Shape;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Shape, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TablesSeed<'_> {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of table updates")
+    }
+
+    other_shapes!('de);
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        while let Some(table) = map.next_key::<String>()? {
+            if !self.replica.schema.tables.contains_key(&table) {
+                map.next_value::<IgnoredAny>()?;
+                self.report
+                    .issues
+                    .push(issue(&table, "-", "table is not in the schema".into()));
+                continue;
+            }
+            let rows = RowsSeed {
+                replica: &mut *self.replica,
+                report: &mut *self.report,
+                per_row: self.per_row,
+                table: &table,
+            };
+            if let Shape::Other = map.next_value_seed(rows)? {
+                self.report
+                    .issues
+                    .push(issue(&table, "-", "table update is not an object".into()));
+            }
+        }
+        Ok(Shape::Object)
+    }
+}
+
+/// One table's rows: UUID → that row's change, each parsed and applied
+/// before the next is read.
+struct RowsSeed<'a> {
+    replica: &'a mut Replica,
+    report: &'a mut ApplyReport,
+    per_row: PerRow<Replica>,
+    table: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for RowsSeed<'_> {
+    type Value = Shape;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Shape, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed<'_> {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of row updates")
+    }
+
+    other_shapes!('de);
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Shape, A::Error> {
+        while let Some(uuid_text) = map.next_key::<String>()? {
+            let change: Value = map.next_value()?;
+            self.replica.apply_row(
+                self.table,
+                &uuid_text,
+                &change,
+                &mut self.per_row,
+                self.report,
+            );
+        }
+        Ok(Shape::Object)
     }
 }
 
@@ -362,6 +628,89 @@ mod tests {
             good_row["logical_port"],
             Datum::Set(vec![Atom::String("good".into())])
         );
+    }
+
+    /// Everything a replica holds, and what an update reported, in an
+    /// order that does not depend on how the update was read.
+    fn state(r: &Replica, rep: &ApplyReport) -> (Vec<(Uuid, Row)>, Vec<String>, Vec<String>) {
+        let mut rows: Vec<(Uuid, Row)> = r
+            .rows("Port_Binding")
+            .map(|(u, row)| (*u, row.clone()))
+            .collect();
+        rows.sort_by_key(|(u, _)| *u);
+        let mut issues: Vec<String> = rep.issues.iter().map(ToString::to_string).collect();
+        issues.sort();
+        let mut changed: Vec<String> = rep
+            .changed
+            .iter()
+            .flat_map(|(t, uuids)| uuids.iter().map(move |u| format!("{t} {u}")))
+            .collect();
+        changed.sort();
+        (rows, issues, changed)
+    }
+
+    #[test]
+    fn text_updates_apply_as_parsed_ones_do() {
+        let good = "22222222-2222-3333-4444-555555555555";
+        let steps = [
+            json!({"Port_Binding": {
+                ROW: {"initial": {"logical_port": "p1", "tunnel_key": 1,
+                    "mac": ["set", ["a", "b"]], "options": ["map", [["peer", "x"]]]}},
+                good: {"insert": {"logical_port": "good", "tunnel_key": 2}},
+                CH_A: {"insert": {"logical_port": "bad", "tunnel_key": "three"}},
+                "not-a-uuid": {"insert": {}},
+                CH_B: {"insert": {}, "delete": null}
+            },
+            "No_Such_Table": {"x": [1, {"y": null}]}}),
+            json!({"Port_Binding": {
+                ROW: {"modify": {"mac": ["set", ["b", "c"]],
+                    "options": ["map", [["peer", "y"], ["k", "v"]]]}},
+                good: {"delete": null},
+                CH_A: {"modify": {"tunnel_key": 3}}
+            }}),
+            json!({"Port_Binding": [1, 2]}),
+            json!({"Port_Binding": {ROW: "frob"}}),
+            json!([{"Port_Binding": {}}]),
+            json!("not an update"),
+        ];
+        let (mut parsed, mut text) = (Replica::new(schema()), Replica::new(schema()));
+        for step in &steps {
+            let a = parsed.apply_update2(step);
+            let b = text.apply_update2_text(&step.to_string());
+            assert_eq!(state(&parsed, &a), state(&text, &b), "{step}");
+        }
+        // RFC 7047 updates too.
+        let plain = json!({"Port_Binding": {
+            ROW: {"old": {"tunnel_key": 1}, "new": {"logical_port": "p", "tunnel_key": 9}},
+            good: {"new": {"logical_port": "g", "tunnel_key": 4}},
+            CH_A: {"neither": 1}
+        }});
+        let a = parsed.apply_update(&plain);
+        let b = text.apply_update_text(&plain.to_string());
+        assert_eq!(state(&parsed, &a), state(&text, &b));
+        assert!(!a.issues.is_empty() && a.rows_changed() == 2);
+
+        // Text that is not JSON is one issue, and changes nothing.
+        let before = state(&text, &ApplyReport::default()).0;
+        let rep = text.apply_update2_text("{\"Port_Binding\": {");
+        assert_eq!(rep.issues.len(), 1, "{:?}", rep.issues);
+        assert_eq!(state(&text, &ApplyReport::default()).0, before);
+    }
+
+    #[test]
+    fn repeated_strings_are_held_once() {
+        let mut r = Replica::new(schema());
+        let other = "22222222-2222-3333-4444-555555555555";
+        let row = json!({"initial": {"logical_port": "same", "tunnel_key": 1,
+            "options": ["map", [["peer", "x"]]]}});
+        r.apply_update2_text(&json!({"Port_Binding": {ROW: row, other: row}}).to_string());
+        let name = |uuid: &str| match &r.row("Port_Binding", &uuid.parse().unwrap()).unwrap()
+            ["logical_port"]
+        {
+            Datum::Set(atoms) => atoms[0].as_shared_str().unwrap().clone(),
+            Datum::Map(_) => unreachable!(),
+        };
+        assert!(Arc::ptr_eq(&name(ROW), &name(other)));
     }
 }
 

@@ -9,6 +9,10 @@ use crate::ovsdb::{Atom, Datum, Row};
 use ironflow_pipeline::network::StringMap;
 use ironflow_pipeline::Uuid;
 use std::fmt;
+use std::sync::Arc;
+
+/// A string-to-string map's pairs, the strings shared with the replica.
+pub type SharedPairs = Vec<(Arc<str>, Arc<str>)>;
 
 /// A row whose columns do not have the types ironflow expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,15 +150,34 @@ impl<'a> RowReader<'a> {
             .ok_or_else(|| self.error(column, "missing required reference"))
     }
 
+    /// A string column as the replica holds it, shared rather than copied
+    /// (match and action texts: the biggest strings of the SB); an absent
+    /// column reads as "".
+    pub fn shared_string(&self, column: &'static str) -> Result<Arc<str>, RowError> {
+        let v = self.atoms(column, "string", |a| a.as_shared_str().cloned())?;
+        Ok(self.at_most_one(column, v)?.unwrap_or_else(|| "".into()))
+    }
+
     pub fn string_map(&self, column: &'static str) -> Result<StringMap, RowError> {
+        Ok(self
+            .shared_string_pairs(column)?
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    /// A string-to-string map column's pairs, shared with the replica, in
+    /// the replica's order (a key may repeat: the last one counts, as
+    /// when collected into a map).
+    pub fn shared_string_pairs(&self, column: &'static str) -> Result<SharedPairs, RowError> {
         match self.row.get(column) {
-            None => Ok(StringMap::new()),
-            Some(Datum::Set(s)) if s.is_empty() => Ok(StringMap::new()),
+            None => Ok(Vec::new()),
+            Some(Datum::Set(s)) if s.is_empty() => Ok(Vec::new()),
             Some(Datum::Set(_)) => Err(self.error(column, "expected a map, found a set")),
             Some(Datum::Map(pairs)) => pairs
                 .iter()
-                .map(|(k, v)| match (k.as_str(), v.as_str()) {
-                    (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
+                .map(|(k, v)| match (k.as_shared_str(), v.as_shared_str()) {
+                    (Some(k), Some(v)) => Ok((k.clone(), v.clone())),
                     _ => Err(self.error(column, "expected a string-to-string map")),
                 })
                 .collect(),

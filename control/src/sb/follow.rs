@@ -10,8 +10,11 @@
 
 use super::build::build_network;
 use super::tables::{SbTables, MONITORED};
-use crate::ovsdb::{Client, ClientError, ClientOptions, DatabaseSchema, Event, Remote, Replica};
+use crate::ovsdb::{
+    Client, ClientError, ClientOptions, DatabaseSchema, Event, Payload, Remote, Replica,
+};
 use ironflow_pipeline::LogicalNetwork;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +123,7 @@ impl Session {
             monitor_id,
             plain_updates,
         };
-        session.apply(&initial);
+        session.apply(Updates::of(&initial));
         Ok(session)
     }
 
@@ -141,11 +144,12 @@ impl Session {
     }
 
     /// Applies one update; returns whether any row changed.
-    fn apply(&mut self, updates: &Value) -> bool {
-        let report = if self.plain_updates {
-            self.replica.apply_update(updates)
-        } else {
-            self.replica.apply_update2(updates)
+    fn apply(&mut self, updates: Updates) -> bool {
+        let report = match (self.plain_updates, updates) {
+            (true, Updates::Value(v)) => self.replica.apply_update(v),
+            (false, Updates::Value(v)) => self.replica.apply_update2(v),
+            (true, Updates::Text(t)) => self.replica.apply_update_text(t),
+            (false, Updates::Text(t)) => self.replica.apply_update2_text(t),
         };
         let errors = self.tables.sync(&self.replica, &report);
         let remote = self.client.remote();
@@ -185,11 +189,11 @@ impl Session {
             }),
             Some(Event::Closed { reason }) => Err(SessionError::Closed { remote, reason }),
             Some(Event::Notification { method, params }) => {
-                let updates = match (method.as_str(), params.as_array().map(Vec::as_slice)) {
-                    ("update" | "update2", Some([id, updates])) if *id == self.monitor_id => {
-                        updates
-                    }
-                    ("update3", Some([id, _txn, updates])) if *id == self.monitor_id => updates,
+                let items = Updates::items(&params);
+                let ours = |id: &Updates| id.is(&self.monitor_id);
+                let updates = match (method.as_str(), items.as_deref()) {
+                    ("update" | "update2", Some([id, updates])) if ours(id) => *updates,
+                    ("update3", Some([id, _txn, updates])) if ours(id) => *updates,
                     _ => {
                         warn!(%remote, %method, "ignoring unexpected notification");
                         return Ok(false);
@@ -197,6 +201,41 @@ impl Session {
                 };
                 Ok(self.apply(updates))
             }
+        }
+    }
+}
+
+/// An update (or a notification's parameter) parsed, or as JSON text when
+/// the message was large (see [`Payload`]).
+#[derive(Clone, Copy)]
+enum Updates<'a> {
+    Value(&'a Value),
+    Text(&'a str),
+}
+
+impl<'a> Updates<'a> {
+    fn of(payload: &'a Payload) -> Updates<'a> {
+        match payload {
+            Payload::Value(v) => Updates::Value(v),
+            Payload::Text(t) => Updates::Text(t.get()),
+        }
+    }
+
+    /// The items of a notification's params (an array: the client checked).
+    fn items(params: &'a Payload) -> Option<Vec<Updates<'a>>> {
+        match params {
+            Payload::Value(v) => Some(v.as_array()?.iter().map(Updates::Value).collect()),
+            Payload::Text(t) => {
+                let items: Vec<&RawValue> = serde_json::from_str(t.get()).ok()?;
+                Some(items.into_iter().map(|i| Updates::Text(i.get())).collect())
+            }
+        }
+    }
+
+    fn is(&self, want: &Value) -> bool {
+        match self {
+            Updates::Value(v) => *v == want,
+            Updates::Text(t) => serde_json::from_str::<Value>(t).is_ok_and(|v| v == *want),
         }
     }
 }

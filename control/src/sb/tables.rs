@@ -12,6 +12,7 @@ use crate::ovsdb::Replica;
 use ironflow_pipeline::network::*;
 use ironflow_pipeline::Uuid;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A row type of one SB table.
 pub trait SbRow: Sized + Clone {
@@ -262,7 +263,9 @@ impl SbRow for PortBindingRow {
     }
 }
 
-impl SbRow for LogicalFlow {
+/// Shared: the logical network built from the tables holds the same rows
+/// (a 100k-flow SB would otherwise be held twice).
+impl SbRow for Arc<LogicalFlow> {
     const TABLE: &'static str = "Logical_Flow";
     const COLUMNS: &'static [&'static str] = &[
         "logical_datapath",
@@ -297,21 +300,28 @@ impl SbRow for LogicalFlow {
                 })
             }
         };
-        let mut external_ids = r.string_map("external_ids")?;
-        Ok(LogicalFlow {
+        let external_ids = r.shared_string_pairs("external_ids")?;
+        let id = |key: &str| {
+            external_ids
+                .iter()
+                .rev()
+                .find(|(k, _)| **k == *key)
+                .map(|(_, v)| v.clone())
+        };
+        Ok(Arc::new(LogicalFlow {
             uuid: r.uuid,
             scope,
             pipeline,
             table_id: r.integer_as("table_id")?,
             priority: r.integer_as("priority")?,
-            match_: r.string("match")?,
-            actions: r.string("actions")?,
-            stage_name: external_ids.remove("stage-name"),
-            stage_hint: external_ids.remove("stage-hint"),
-            source: external_ids.remove("source"),
+            match_: r.shared_string("match")?,
+            actions: r.shared_string("actions")?,
+            stage_name: id("stage-name"),
+            stage_hint: id("stage-hint"),
+            source: id("source"),
             controller_meter: r.opt_string("controller_meter")?,
             tags: r.string_map("tags")?,
-        })
+        }))
     }
 }
 
@@ -519,7 +529,7 @@ pub struct SbTables {
     pub encaps: Table<Encap>,
     pub datapaths: Table<Datapath>,
     pub port_bindings: Table<PortBindingRow>,
-    pub logical_flows: Table<LogicalFlow>,
+    pub logical_flows: Table<Arc<LogicalFlow>>,
     pub datapath_groups: Table<DatapathGroupRow>,
     pub multicast_groups: Table<MulticastGroupRow>,
     pub mac_bindings: Table<MacBinding>,
@@ -541,7 +551,7 @@ pub const MONITORED: &[(&str, &[&str])] = &[
     (Encap::TABLE, Encap::COLUMNS),
     (Datapath::TABLE, Datapath::COLUMNS),
     (PortBindingRow::TABLE, PortBindingRow::COLUMNS),
-    (LogicalFlow::TABLE, LogicalFlow::COLUMNS),
+    (<Arc<LogicalFlow>>::TABLE, <Arc<LogicalFlow>>::COLUMNS),
     (DatapathGroupRow::TABLE, DatapathGroupRow::COLUMNS),
     (MulticastGroupRow::TABLE, MulticastGroupRow::COLUMNS),
     (MacBinding::TABLE, MacBinding::COLUMNS),

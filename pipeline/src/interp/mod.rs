@@ -480,7 +480,7 @@ impl<'a> Interp<'a> {
                 datapath: dp.name.clone(),
                 pipeline,
                 table,
-                stage: stage.cloned(),
+                stage: stage.map(|s| s.to_string()),
                 flow: found.map(|(_, f)| f.clone()),
             });
         }
