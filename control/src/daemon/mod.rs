@@ -51,6 +51,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often interfaces that vanished or are missing are looked for.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// How long after a publish the memory it freed is given back: by then
+/// the workers have let go of the config it replaced (see `worker`; a
+/// tick missed during the compile comes at once after it, too early).
+const TRIM_DELAY: Duration = Duration::from_millis(500);
+
 /// How often drops and malformed frames are summed up in the log.
 const DROP_LOG: Duration = Duration::from_secs(10);
 
@@ -329,7 +334,6 @@ pub async fn run_with(
         &ports.localnet,
     );
     let engine = Engine::new(config, CtConfig::default());
-    release_freed_memory();
     let stop = Arc::new(AtomicBool::new(false));
     let (requests_tx, mut requests) = mpsc::channel(16);
     let mgmt = Arc::new(MgmtState {
@@ -424,6 +428,8 @@ pub async fn run_with(
     // Held, the first view would keep its network (the whole SB as first
     // read) for as long as the daemon runs.
     drop(first);
+    // The first read and compile freed what they worked with.
+    let mut trim_due = Some(tokio::time::Instant::now());
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -452,11 +458,17 @@ pub async fn run_with(
                     let compiles = p.compiles + 1;
                     *p = ProgramInfo::published(&current.1, compiles, compile_seconds);
                 }
-                release_freed_memory();
+                trim_due = Some(tokio::time::Instant::now() + TRIM_DELAY);
                 node.keep_registered(&ports, &current.0).await;
                 node.claim_gateways(&current.0).await;
             }
-            _ = recheck.tick() => node.recheck(&mut ports, &current).await,
+            _ = recheck.tick() => {
+                node.recheck(&mut ports, &current).await;
+                if trim_due.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                    trim_due = None;
+                    release_freed_memory();
+                }
+            }
             Some(l) = learned.recv() => node.learn(l, &current.0).await,
             _ = drop_log.tick() => log_drops(&mgmt, &mut last_drops),
         }

@@ -8,6 +8,7 @@
 //! threads; the engine (published program, conntrack) is shared.
 
 use super::pinctrl::Pinctrl;
+use super::UNDERLAY_PORT;
 use crate::mgmt::{MgmtState, PortInfo, WorkerShare};
 use arc_swap::ArcSwap;
 use ironflow_datapath::dump::format_megaflow;
@@ -132,6 +133,8 @@ pub fn worker_loop(
     let mut outgoing: HashMap<PortId, PacketBatch> = HashMap::new();
     let mut idle_rounds = 0u32;
     let mut rounds = 0u64;
+    let mut seen = engine.generation();
+    let mut no_packets = PacketBatch::new();
     while !stop.load(Ordering::Relaxed) {
         let mut done = Vec::new();
         while let Ok(cmd) = commands.try_recv() {
@@ -202,6 +205,15 @@ pub fn worker_loop(
                 &mut ports,
                 &mut w,
             );
+        }
+        // A worker takes up a newly published config when a batch comes;
+        // an idle one would keep the config it had — the program replaced
+        // and the network it came from, hundreds of MiB on a large SB —
+        // until a packet arrives. An empty batch has it let go now.
+        let generation = engine.generation();
+        if generation != seen {
+            seen = generation;
+            w.process_batch(UNDERLAY_PORT, &mut no_packets);
         }
         if busy {
             idle_rounds = 0;
