@@ -18,7 +18,9 @@ pub enum Atom {
     String(Arc<str>),
     Uuid(Uuid),
     /// `["named-uuid", NAME]`: a row inserted earlier in the same transaction.
-    NamedUuid(String),
+    /// (An `Arc<str>` like `String`: a `String` would make every atom a
+    /// third bigger.)
+    NamedUuid(Arc<str>),
 }
 
 /// A column value: every OVSDB value is a set of atoms or a map of atoms
@@ -144,7 +146,7 @@ impl Atom {
                     .map(Atom::Uuid)
                     .map_err(|e| DatumError(e.to_string())),
                 [Value::String(tag), Value::String(name)] if tag == "named-uuid" => {
-                    Ok(Atom::NamedUuid(name.clone()))
+                    Ok(Atom::NamedUuid(name.as_str().into()))
                 }
                 _ => Err(bad("not an atom", value)),
             },
@@ -173,7 +175,7 @@ impl Atom {
             Atom::Boolean(b) => json!(b),
             Atom::String(s) => Value::String(s.to_string()),
             Atom::Uuid(u) => json!(["uuid", u.to_string()]),
-            Atom::NamedUuid(n) => json!(["named-uuid", n]),
+            Atom::NamedUuid(n) => json!(["named-uuid", n.to_string()]),
         }
     }
 
@@ -262,22 +264,25 @@ impl Datum {
     ) -> Result<Datum, DatumError> {
         if let Value::Array(items) = value {
             match items.as_slice() {
+                // Sized exactly: a replica holds hundreds of thousands of
+                // these, mostly of one to three elements, and collecting
+                // through a Result would leave room for four.
                 [Value::String(tag), Value::Array(elems)] if tag == "set" => {
-                    return elems
-                        .iter()
-                        .map(key)
-                        .collect::<Result<_, _>>()
-                        .map(Datum::Set);
+                    let mut atoms = Vec::with_capacity(elems.len());
+                    for elem in elems {
+                        atoms.push(key(elem)?);
+                    }
+                    return Ok(Datum::Set(atoms));
                 }
                 [Value::String(tag), Value::Array(pairs)] if tag == "map" => {
-                    return pairs
-                        .iter()
-                        .map(|pair| match pair.as_array().map(Vec::as_slice) {
-                            Some([k, v]) => Ok((key(k)?, val(v)?)),
-                            _ => Err(bad("map entry is not a [key, value] pair", pair)),
-                        })
-                        .collect::<Result<_, _>>()
-                        .map(Datum::Map);
+                    let mut entries = Vec::with_capacity(pairs.len());
+                    for pair in pairs {
+                        match pair.as_array().map(Vec::as_slice) {
+                            Some([k, v]) => entries.push((key(k)?, val(v)?)),
+                            _ => return Err(bad("map entry is not a [key, value] pair", pair)),
+                        }
+                    }
+                    return Ok(Datum::Map(entries));
                 }
                 _ => {}
             }
@@ -421,6 +426,12 @@ mod tests {
             Datum::from_json(&json!(["named-uuid", "row1"])).unwrap(),
             Datum::Set(vec![Atom::NamedUuid("row1".into())])
         );
+    }
+
+    #[test]
+    fn atoms_stay_small() {
+        // Every column of every row of a replica is made of these.
+        assert_eq!(std::mem::size_of::<Atom>(), 24);
     }
 
     #[test]
