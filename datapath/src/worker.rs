@@ -298,9 +298,15 @@ impl Worker {
         }
     }
 
-    /// Picks up a newly published config, dropping what was cached.
-    fn refresh(&mut self) {
+    /// Picks up a newly published config, dropping what was cached (and
+    /// with it the replaced config, which may be hundreds of MiB of program
+    /// and network). Every batch does; the owner of an idle worker calls
+    /// it so that the worker lets go of the old config before a packet
+    /// comes.
+    pub fn refresh(&mut self) {
         if self.engine.generation() != self.config.generation {
+            self.settle_trail();
+            self.trail.passes = 0;
             self.config = self.engine.config();
             self.cache.flush();
         }

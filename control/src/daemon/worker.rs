@@ -8,7 +8,6 @@
 //! threads; the engine (published program, conntrack) is shared.
 
 use super::pinctrl::Pinctrl;
-use super::UNDERLAY_PORT;
 use crate::mgmt::{MgmtState, PortInfo, WorkerShare};
 use arc_swap::ArcSwap;
 use ironflow_datapath::dump::format_megaflow;
@@ -134,7 +133,6 @@ pub fn worker_loop(
     let mut idle_rounds = 0u32;
     let mut rounds = 0u64;
     let mut seen = engine.generation();
-    let mut no_packets = PacketBatch::new();
     while !stop.load(Ordering::Relaxed) {
         let mut done = Vec::new();
         while let Ok(cmd) = commands.try_recv() {
@@ -209,11 +207,11 @@ pub fn worker_loop(
         // A worker takes up a newly published config when a batch comes;
         // an idle one would keep the config it had — the program replaced
         // and the network it came from, hundreds of MiB on a large SB —
-        // until a packet arrives. An empty batch has it let go now.
+        // until a packet arrives.
         let generation = engine.generation();
         if generation != seen {
             seen = generation;
-            w.process_batch(UNDERLAY_PORT, &mut no_packets);
+            w.refresh();
         }
         if busy {
             idle_rounds = 0;
