@@ -651,6 +651,8 @@ impl Worker {
         self.trail.repeats += 1;
         let t = &self.trail;
         let last = t.fused.len().wrapping_sub(1);
+        // The arms repeat `execute`'s on purpose: one function for both,
+        // taking and handing back the packet, measured 15 % slower here.
         for (i, action) in t.fused.iter().enumerate() {
             let take = t.fused_takes && i == last;
             match action {
