@@ -2,7 +2,7 @@
 # Issue 8's results from scratch: installs what it needs, builds, runs the
 # side-by-side benchmark and the control-plane benchmark, and writes their
 # JSON, tables and charts to bench/results (what the README shows). Root;
-# about 25 minutes on a 2-vCPU machine.
+# about 10 minutes on a 2-vCPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
