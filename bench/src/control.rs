@@ -117,17 +117,8 @@ impl Options {
                 "--ports" => o.ports = positive(value("--ports")?, "--ports")?,
                 "--rounds" => o.rounds = positive(value("--rounds")?, "--rounds")?,
                 "--peer" | "--peers" => {
-                    o.peers = value("--peer")?
-                        .split(',')
-                        .map(|p| {
-                            Peer::parse(p).ok_or_else(|| {
-                                format!(
-                                    "unknown peer \"{p}\" (one of {})",
-                                    Peer::ALL.map(Peer::name).join(", ")
-                                )
-                            })
-                        })
-                        .collect::<Result<_, _>>()?;
+                    o.peers =
+                        crate::parse_names(&value("--peer")?, &Peer::ALL, Peer::name, "peer")?;
                 }
                 "--json" => o.json = true,
                 "-v" | "--verbose" => o.verbose = true,

@@ -428,11 +428,8 @@ impl AfPacketPort {
             return Ok(n);
         };
         let mut out = |p: Packet| {
-            stats.rx_packets += 1;
-            stats.rx_bytes += p.len() as u64;
-            match batch.push(p) {
-                Ok(()) => n += 1,
-                Err(p) => pending.push_back(p),
+            if stats.deliver(p, batch, pending) {
+                n += 1;
             }
         };
         if ring.recv(fd, room, pool, offload, &mut out) > 0 {
@@ -642,11 +639,8 @@ impl Port for AfPacketPort {
                         vlans += 1;
                     }
                 }
-                stats.rx_packets += 1;
-                stats.rx_bytes += p.len() as u64;
-                match batch.push(p) {
-                    Ok(()) => n += 1,
-                    Err(p) => pending.push_back(p),
+                if stats.deliver(p, batch, pending) {
+                    n += 1;
                 }
             };
             finish_rx(p, &hdrs[i], len, tail, pool, offload, &mut out);

@@ -744,6 +744,19 @@ mod tests {
         got
     }
 
+    /// The veth's other end, in its namespace, as a plain `recvmmsg` port:
+    /// what the ring port under test talks to.
+    fn mmsg_peer(v: &Veth) -> AfPacketPort {
+        let peer_name = v.peer.clone();
+        v.inside(move || {
+            let o = AfPacketOptions {
+                io: AfPacketIo::Mmsg,
+                ..AfPacketOptions::default()
+            };
+            AfPacketPort::open_with(&peer_name, &o).expect("open peer")
+        })
+    }
+
     fn ring_opts(slots: usize) -> AfPacketOptions {
         AfPacketOptions {
             io: AfPacketIo::Ring,
@@ -762,14 +775,7 @@ mod tests {
         // 64 slots each: 300 frames go round both rings several times.
         let mut ring = AfPacketPort::open_with(&v.host, &ring_opts(40)).expect("open ring");
         assert_eq!(ring.io(), AfPacketIo::Ring, "{:?}", ring.ring_fallback());
-        let peer_name = v.peer.clone();
-        let mut peer = v.inside(move || {
-            let o = AfPacketOptions {
-                io: AfPacketIo::Mmsg,
-                ..AfPacketOptions::default()
-            };
-            AfPacketPort::open_with(&peer_name, &o).expect("open peer")
-        });
+        let mut peer = mmsg_peer(&v);
         let mut pool = PacketPool::new(512);
         let frames: Vec<Vec<u8>> = (0..300u32)
             .map(|i| test_frame(i, 60 + (i as usize * 97) % 1455))
@@ -832,14 +838,7 @@ mod tests {
         let v = Veth::new();
         let mut ring = AfPacketPort::open_with(&v.host, &ring_opts(32)).expect("open ring");
         assert_eq!(ring.io(), AfPacketIo::Ring);
-        let peer_name = v.peer.clone();
-        let mut peer = v.inside(move || {
-            let o = AfPacketOptions {
-                io: AfPacketIo::Mmsg,
-                ..AfPacketOptions::default()
-            };
-            AfPacketPort::open_with(&peer_name, &o).expect("open peer")
-        });
+        let mut peer = mmsg_peer(&v);
         // The interface is down: the kernel takes no slot (ENETDOWN is
         // not the port's error), so 32 fill the ring and the rest is
         // dropped.

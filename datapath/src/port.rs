@@ -8,6 +8,7 @@
 
 use crate::packet::{Packet, PacketBatch, PacketPool};
 use crossbeam_queue::ArrayQueue;
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
@@ -23,6 +24,29 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Packets the port could not take (its queue or ring was full).
     pub tx_dropped: u64,
+}
+
+impl PortStats {
+    /// Counts a received packet and hands it to `batch`; one that does not
+    /// fit (a super-frame's segments can outnumber the room) waits in
+    /// `pending` for the next `recv`. True if it went into the batch.
+    #[inline]
+    pub(crate) fn deliver(
+        &mut self,
+        p: Packet,
+        batch: &mut PacketBatch,
+        pending: &mut VecDeque<Packet>,
+    ) -> bool {
+        self.rx_packets += 1;
+        self.rx_bytes += p.len() as u64;
+        match batch.push(p) {
+            Ok(()) => true,
+            Err(p) => {
+                pending.push_back(p);
+                false
+            }
+        }
+    }
 }
 
 /// Something packets come in from and go out to.

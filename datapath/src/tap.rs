@@ -295,11 +295,8 @@ impl Port for TapPort {
                 ..
             } = self;
             let mut out = |p: Packet| {
-                stats.rx_packets += 1;
-                stats.rx_bytes += p.len() as u64;
-                match batch.push(p) {
-                    Ok(()) => n += 1,
-                    Err(p) => pending.push_back(p),
+                if stats.deliver(p, batch, pending) {
+                    n += 1;
                 }
             };
             finish_rx(p, hdr, len, Some(overflow), pool, offload, &mut out);

@@ -256,30 +256,12 @@ impl Options {
             };
             match a.as_str() {
                 "--peer" | "--peers" => {
-                    o.peers = value("--peer")?
-                        .split(',')
-                        .map(|p| {
-                            Peer::parse(p).ok_or_else(|| {
-                                format!(
-                                    "unknown peer \"{p}\" (one of {})",
-                                    Peer::ALL.map(Peer::name).join(", ")
-                                )
-                            })
-                        })
-                        .collect::<Result<_, _>>()?;
+                    o.peers =
+                        crate::parse_names(&value("--peer")?, &Peer::ALL, Peer::name, "peer")?;
                 }
                 "--pairs" | "--pair" => {
-                    o.pairs = value("--pairs")?
-                        .split(',')
-                        .map(|p| {
-                            Pair::parse(p).ok_or_else(|| {
-                                format!(
-                                    "unknown pair \"{p}\" (one of {})",
-                                    Pair::ALL.map(Pair::name).join(", ")
-                                )
-                            })
-                        })
-                        .collect::<Result<_, _>>()?;
+                    o.pairs =
+                        crate::parse_names(&value("--pairs")?, &Pair::ALL, Pair::name, "pair")?;
                 }
                 "--seconds" => {
                     o.seconds = value("--seconds")?
